@@ -1,0 +1,234 @@
+"""The ``sensord`` command.
+
+Every command reports a user's mistake as one line, ``sensord: error: <what>: <why>``, and
+exits 1 (2 for a malformed command line); ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from sensord import __version__, logs
+from sensord.alert import AlertPolicy
+from sensord.bundle import load_bundle
+from sensord.detect import DETECTOR_KINDS, DetectorSettings
+from sensord.engine import Engine
+from sensord.errors import SensordError
+from sensord.pipeline import PipelineSettings
+from sensord.report import describe_bundle, describe_events, describe_replay
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logs.configure(args.log_level, args.log_format)
+    command: Command = args.command
+    try:
+        return command(args)
+    except SensordError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"sensord: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("sensord: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sensord", description="Streaming anomaly detection for sensor streams."
+    )
+    parser.add_argument("--version", action="version", version=f"sensord {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--log-level", default="info", choices=logs.LEVELS)
+    parser.add_argument("--log-format", default="auto", choices=("auto", "console", "json"))
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    _add_train(commands)
+    _add_inspect(commands)
+    _add_replay(commands)
+    _add_demo(commands)
+    return parser
+
+
+def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser("train", help="fit a model on a history CSV and write a bundle")
+    p.add_argument("data", type=Path, help="CSV: timestamp, feature columns[, stream]")
+    p.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    p.add_argument("--name", default="model", help="model name (letters, digits, _ . -)")
+    p.add_argument(
+        "--model-version",
+        dest="model_version",
+        default=None,
+        help="model version (default: first 12 hex digits of the graph's sha256)",
+    )
+    p.add_argument(
+        "--features",
+        default=None,
+        help="comma-separated feature columns (default: all but timestamp, stream)",
+    )
+    p.add_argument("--epochs", type=_positive_int, default=150, help="most epochs to run")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bundle)")
+    p.add_argument("--hidden", type=_positive_int, default=64, help="LSTM hidden size")
+    p.add_argument("--layers", type=_positive_int, default=2, help="LSTM layers")
+    p.add_argument("--dropout", type=float, default=0.1, help="dropout between layers")
+    p.add_argument("--learning-rate", type=float, default=3e-3, help="Adam learning rate")
+    p.add_argument("--window", type=_positive_int, default=64, help="training window, rows")
+    p.add_argument(
+        "--patience",
+        type=_positive_int,
+        default=15,
+        help="stop after this many epochs without a better validation loss",
+    )
+    p.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.2,
+        help="last fraction of each stream's rows kept for validation",
+    )
+    p.set_defaults(command=_train)
+
+
+def _add_inspect(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser("inspect", help="show and verify a model bundle")
+    p.add_argument("bundle", type=Path, help="bundle directory")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    p.set_defaults(command=_inspect)
+
+
+def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser("replay", help="run a CSV through the daemon's core")
+    p.add_argument("data", type=Path, help="CSV with the bundle's feature columns")
+    p.add_argument("--bundle", type=Path, required=True, help="bundle directory")
+    p.add_argument("--out", type=Path, required=True, help="result CSV to write")
+    p.add_argument("--plot", type=Path, default=None, help="PNG to draw (needs matplotlib)")
+    p.add_argument("--stream", default=None, help="stream to plot (default: the first)")
+    p.add_argument("--detector", choices=DETECTOR_KINDS, default="adaptive")
+    p.add_argument("--threshold", type=float, default=0.5, help="score threshold, (0, 1)")
+    p.add_argument(
+        "--raise-after",
+        type=_positive_int,
+        default=1,
+        help="consecutive anomalous samples that raise an alert",
+    )
+    p.add_argument(
+        "--clear-after",
+        type=_positive_int,
+        default=5,
+        help="consecutive normal samples that clear it",
+    )
+    p.add_argument(
+        "--warmup", type=int, default=10, help="samples after a (re)start before a stream may alert"
+    )
+    p.add_argument(
+        "--max-gap",
+        type=float,
+        default=None,
+        help="seconds without samples after which a stream's state resets",
+    )
+    p.add_argument("--quiet", action="store_true", help="do not list the alerts")
+    p.set_defaults(command=_replay)
+
+
+def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser("demo", help="train on a generated series and replay anomalies")
+    p.add_argument("--out", type=Path, default=Path("sensord-demo"), help="output directory")
+    p.add_argument("--rows", type=_positive_int, default=1500, help="rows to train on")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(command=_demo)
+
+
+def _train(args: argparse.Namespace) -> int:
+    try:
+        from sensord.training.fit import FitOptions
+        from sensord.training.progress import train_with_progress
+        from sensord.training.train import TrainOptions
+    except ImportError as exc:
+        raise SensordError(
+            f"sensord train needs the train extra ({exc.name} is missing): "
+            "pip install torch==2.13.0 && pip install 'sensord[train]'"
+        ) from None
+
+    options = TrainOptions(
+        name=args.name,
+        version=args.model_version,
+        features=[f.strip() for f in args.features.split(",")] if args.features else None,
+        validation_fraction=args.validation_fraction,
+        fit=FitOptions(
+            epochs=args.epochs,
+            hidden=args.hidden,
+            layers=args.layers,
+            dropout=args.dropout,
+            learning_rate=args.learning_rate,
+            window=args.window,
+            patience=args.patience,
+            seed=args.seed,
+        ),
+    )
+    report = train_with_progress(args.data, args.out, options)
+    print(describe_bundle(report.bundle, verified=True))
+    print(f"trained in {report.seconds:.1f} s; parity {report.parity:.1e} (tolerance 1e-5)")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    bundle = load_bundle(args.bundle)
+    Engine(bundle)  # verifies the graph's shapes against the manifest
+    if args.json:
+        print(json.dumps(bundle.manifest.model_dump(mode="json"), indent=2, sort_keys=True))
+    else:
+        print(describe_bundle(bundle, verified=True))
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from sensord.replay import open_pipeline, replay, write_result
+
+    try:
+        settings = PipelineSettings(
+            detector=DetectorSettings(kind=args.detector, threshold=args.threshold),
+            alerts=AlertPolicy(
+                raise_after=args.raise_after, clear_after=args.clear_after, warmup=args.warmup
+            ),
+            max_gap_s=args.max_gap,
+        )
+    except ValueError as exc:
+        raise SensordError(f"replay options: {exc}") from None
+    pipeline = open_pipeline(args.bundle, settings)
+    result = replay(args.data, pipeline)
+    write_result(args.out, result)
+    if args.plot is not None:
+        from sensord.plot import write_plot
+
+        write_plot(args.plot, result, args.stream)
+    if not args.quiet:
+        print(describe_events(result.events))
+    print(describe_replay(result, pipeline.counters, args.out, args.plot))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from sensord.demo import run_demo
+
+    return run_demo(args.out, args.rows, args.seed)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

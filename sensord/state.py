@@ -1,0 +1,116 @@
+"""State tables: everything the daemon remembers about each stream of one bundle.
+
+One slot per stream in preallocated numpy columns (LSTM ``h`` and ``c``, the pending
+prediction, scaling, last timestamp, steps since reset, and the columns the detector and the
+alert lifecycle declare). A dict maps stream id to slot. The core gathers a wave's slots with
+fancy indexing and scatters results back; the table grows by doubling and reuses freed slots,
+so no per-stream Python objects exist on the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+Slots = npt.NDArray[np.intp]
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """A per-slot column: its dtype, the shape of one slot's entry, and its empty value."""
+
+    dtype: npt.DTypeLike
+    shape: tuple[int, ...] = ()
+    fill: float | int | bool = 0
+
+
+class StateTable:
+    """Per-stream state for one bundle, one slot per stream."""
+
+    def __init__(
+        self,
+        layers: int,
+        hidden: int,
+        features: int,
+        extra: Mapping[str, ColumnSpec] | None = None,
+        capacity: int = 16,
+    ) -> None:
+        self.specs: dict[str, ColumnSpec] = {
+            "h": ColumnSpec(np.float32, (layers, hidden)),
+            "c": ColumnSpec(np.float32, (layers, hidden)),
+            "prediction": ColumnSpec(np.float32, (features,), np.nan),
+            "center": ColumnSpec(np.float64, (features,)),
+            "scale": ColumnSpec(np.float64, (features,), 1.0),
+            "last_ts": ColumnSpec(np.float64, (), -np.inf),
+            "steps": ColumnSpec(np.int64, ()),
+        }
+        for name, spec in (extra or {}).items():
+            if name in self.specs:
+                raise ValueError(f"state column {name!r} is defined twice")
+            self.specs[name] = spec
+        self.capacity = max(1, capacity)
+        # Columns hold different dtypes (float32 state, float64 statistics, bools, counts).
+        self.columns: dict[str, npt.NDArray[Any]] = {
+            name: _empty(spec, self.capacity) for name, spec in self.specs.items()
+        }
+        self.slot_of: dict[str, int] = {}
+        self.stream_of: list[str | None] = [None] * self.capacity
+        self._free: list[int] = list(range(self.capacity - 1, -1, -1))
+
+    def __len__(self) -> int:
+        return len(self.slot_of)
+
+    def __getitem__(self, name: str) -> npt.NDArray[Any]:
+        return self.columns[name]
+
+    def lookup(self, streams: Iterable[str]) -> tuple[Slots, npt.NDArray[np.bool_]]:
+        """Slots of these streams, allocating new ones; also which slots are new."""
+        slots: list[int] = []
+        new: list[bool] = []
+        for stream in streams:
+            slot = self.slot_of.get(stream)
+            if slot is None:
+                slot = self._allocate(stream)
+                new.append(True)
+            else:
+                new.append(False)
+            slots.append(slot)
+        return np.asarray(slots, dtype=np.intp), np.asarray(new, dtype=bool)
+
+    def release(self, stream: str) -> None:
+        """Forget a stream; its slot is cleared and reused."""
+        slot = self.slot_of.pop(stream)
+        self.stream_of[slot] = None
+        self.clear(np.asarray([slot], dtype=np.intp))
+        self._free.append(slot)
+
+    def clear(self, slots: Slots, names: Iterable[str] | None = None) -> None:
+        """Set these slots of the named columns (default: all) to their empty value."""
+        for name in self.specs if names is None else names:
+            self.columns[name][slots] = self.specs[name].fill
+
+    def _allocate(self, stream: str) -> int:
+        if not self._free:
+            self._grow()
+        slot = self._free.pop()
+        self.slot_of[stream] = slot
+        self.stream_of[slot] = stream
+        return slot
+
+    def _grow(self) -> None:
+        old = self.capacity
+        self.capacity = old * 2
+        for name, spec in self.specs.items():
+            grown = _empty(spec, self.capacity)
+            grown[:old] = self.columns[name]
+            self.columns[name] = grown
+        self.stream_of.extend([None] * (self.capacity - old))
+        self._free.extend(range(self.capacity - 1, old - 1, -1))
+
+
+def _empty(spec: ColumnSpec, capacity: int) -> npt.NDArray[Any]:
+    return np.full((capacity, *spec.shape), spec.fill, dtype=spec.dtype)

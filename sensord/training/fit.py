@@ -1,0 +1,133 @@
+"""The training loop: Adam, gradient clipping, early stopping on validation loss, Ctrl-C.
+
+Validation follows how the daemon will use the model: each stream's whole sequence is run
+from a zero state, state carried step to step, and the loss is taken on the validation rows
+only. The best weights by validation loss are kept; Ctrl-C stops training and keeps them.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from sensord.training.data import F32, TrainingData, windows
+from sensord.training.model import Forecaster
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    epochs: int = 150
+    hidden: int = 64
+    layers: int = 2
+    dropout: float = 0.1
+    learning_rate: float = 3e-3
+    batch_size: int = 32
+    window: int = 64
+    stride: int = 8
+    max_windows_per_epoch: int = 512
+    clip_norm: float = 1.0
+    patience: int = 15
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class FitResult:
+    model: Forecaster
+    epochs_run: int
+    best_epoch: int
+    train_loss: float
+    validation_loss: float
+    interrupted: bool
+
+
+EpochCallback = Callable[[int, float, float, float], None]
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+
+
+def fit(
+    data: TrainingData, options: FitOptions, on_epoch: EpochCallback | None = None
+) -> FitResult:
+    """Fit a Forecaster; returns the weights of the epoch with the lowest validation loss."""
+    seed_everything(options.seed)
+    generator = torch.Generator().manual_seed(options.seed)
+    inputs, targets = (torch.from_numpy(a) for a in windows(data, options.window, options.stride))
+    model = Forecaster(len(data.features), options.hidden, options.layers, options.dropout)
+    optimiser = torch.optim.Adam(model.parameters(), lr=options.learning_rate)
+    loss_fn = nn.MSELoss()
+
+    best_state = copy.deepcopy(model.state_dict())
+    best_loss, best_epoch, train_loss = validation_loss(model, data), 0, math.nan
+    epoch, interrupted = 0, False
+    try:
+        for epoch in range(1, options.epochs + 1):
+            train_loss = _train_epoch(
+                model, optimiser, loss_fn, inputs, targets, options=options, generator=generator
+            )
+            loss = validation_loss(model, data)
+            if loss < best_loss:
+                best_loss, best_epoch = loss, epoch
+                best_state = copy.deepcopy(model.state_dict())
+            if on_epoch is not None:
+                on_epoch(epoch, train_loss, loss, best_loss)
+            if epoch - best_epoch >= options.patience:
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+    model.load_state_dict(best_state)
+    model.eval()
+    return FitResult(model, epoch, best_epoch, train_loss, best_loss, interrupted)
+
+
+def _train_epoch(
+    model: Forecaster,
+    optimiser: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    options: FitOptions,
+    generator: torch.Generator,
+) -> float:
+    model.train()
+    order = torch.randperm(len(inputs), generator=generator)[: options.max_windows_per_epoch]
+    total, count = 0.0, 0
+    for start in range(0, len(order), options.batch_size):
+        batch = order[start : start + options.batch_size]
+        optimiser.zero_grad()
+        prediction, _ = model(inputs[batch])
+        loss = loss_fn(prediction, targets[batch])
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), options.clip_norm)
+        optimiser.step()
+        total += loss.item() * len(batch)
+        count += len(batch)
+    return total / max(count, 1)
+
+
+def predictions(model: Forecaster, scaled: F32) -> F32:
+    """The model run over a whole sequence from a zero state: prediction after each row."""
+    model.eval()
+    with torch.no_grad():
+        out, _ = model(torch.from_numpy(scaled).unsqueeze(0))
+    return np.asarray(out.squeeze(0).numpy(), dtype=np.float32)
+
+
+def validation_loss(model: Forecaster, data: TrainingData) -> float:
+    """MSE of next-sample predictions on the validation rows, state carried from row 0."""
+    total, count = 0.0, 0
+    for stream in data.streams:
+        predicted = predictions(model, stream.scaled)
+        errors = predicted[stream.split - 1 : -1] - stream.scaled[stream.split :]
+        total += float((errors.astype(np.float64) ** 2).sum())
+        count += errors.size
+    return total / max(count, 1)

@@ -1,0 +1,122 @@
+"""``sensord train``: a history CSV in, a verified model bundle out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import sensord
+from sensord.bundle import Bundle, Graph, Manifest, Training, sha256_hex, write_bundle
+from sensord.engine import Engine
+from sensord.errors import InputError
+from sensord.series import read_series
+from sensord.timestamps import format_timestamp
+from sensord.training.calibrate import calibrate
+from sensord.training.data import TrainingData, prepare
+from sensord.training.export import OPSET, check_parity, export_step
+from sensord.training.fit import EpochCallback, FitOptions, FitResult, fit, predictions
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    name: str = "model"
+    version: str | None = None
+    features: Sequence[str] | None = None
+    validation_fraction: float = 0.2
+    fit: FitOptions = field(default_factory=FitOptions)
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    bundle: Bundle
+    seconds: float
+    parity: float
+    persistence_mae: float
+
+
+def train_bundle(
+    data_path: Path, out: Path, options: TrainOptions, on_epoch: EpochCallback | None = None
+) -> TrainReport:
+    """Train, calibrate, export, check parity and write the bundle; return what happened."""
+    started = time.perf_counter()
+    # Fix the thread count: with the same seed and threads the bundle is byte-identical.
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    series = read_series(data_path, options.features)
+    if not 0.05 <= options.validation_fraction <= 0.5:
+        raise InputError(f"validation fraction {options.validation_fraction} not in [0.05, 0.5]")
+    data = prepare(series, options.validation_fraction)
+    result = fit(data, options.fit, on_epoch)
+    calibration = calibrate(result.model, data)
+    graph = export_step(result.model)
+    parity = check_parity(result.model, graph, data)
+    digest = sha256_hex(graph)
+    persistence = _persistence_mae(data)
+    manifest = Manifest(
+        format_version=1,
+        name=options.name,
+        version=options.version or digest[:12],
+        sensord_version=sensord.__version__,
+        features=list(data.features),
+        layers=options.fit.layers,
+        hidden=options.fit.hidden,
+        scaling=data.streams[0].scaling,
+        stream_scaling={s.stream: s.scaling for s in data.streams} if len(data.streams) > 1 else {},
+        graph=Graph(sha256=digest, opset=OPSET),
+        calibration=calibration,
+        training=_training_summary(data_path, data, options, result, persistence),
+    )
+    bundle = write_bundle(out, manifest, graph)
+    Engine(bundle)  # opens the written graph the way the daemon will: shapes must check out
+    return TrainReport(bundle, time.perf_counter() - started, parity, persistence)
+
+
+def _persistence_mae(data: TrainingData) -> float:
+    """MAE of predicting 'the next sample repeats this one' on the validation rows."""
+    diffs = [np.abs(np.diff(s.scaled[s.split - 1 :], axis=0)) for s in data.streams]
+    return float(np.concatenate(diffs).mean())
+
+
+def _validation_mae(result: FitResult, data: TrainingData) -> float:
+    errors = []
+    for stream in data.streams:
+        predicted = predictions(result.model, stream.scaled)
+        errors.append(np.abs(predicted[stream.split - 1 : -1] - stream.scaled[stream.split :]))
+    return float(np.concatenate(errors).mean())
+
+
+def _training_summary(
+    data_path: Path,
+    data: TrainingData,
+    options: TrainOptions,
+    result: FitResult,
+    persistence: float,
+) -> Training:
+    stamps = np.concatenate([s.timestamps for s in data.streams])
+    intervals = np.concatenate([np.diff(s.timestamps) for s in data.streams])
+    hyper = {k: v for k, v in asdict(options.fit).items() if k != "seed"}
+    hyper["validation_fraction"] = options.validation_fraction
+    return Training(
+        source=data_path.name,
+        rows=data.rows,
+        train_rows=data.train_rows,
+        validation_rows=data.validation_rows,
+        skipped_rows=data.skipped,
+        streams=len(data.streams),
+        data_start=format_timestamp(float(stamps.min())),
+        data_end=format_timestamp(float(stamps.max())),
+        median_interval_s=float(np.median(intervals)),
+        epochs_run=result.epochs_run,
+        best_epoch=result.best_epoch,
+        interrupted=result.interrupted,
+        train_loss=result.train_loss if np.isfinite(result.train_loss) else 0.0,
+        validation_loss=result.validation_loss,
+        validation_mae=_validation_mae(result, data),
+        persistence_mae=persistence,
+        seed=options.fit.seed,
+        hyperparameters=hyper,
+    )

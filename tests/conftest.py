@@ -1,0 +1,78 @@
+"""Shared fixtures: generated series and bundles trained once per test session."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from sensord.bundle import Bundle
+from sensord.synthetic import generate, standard_anomalies, write_csv
+
+# The tests train real bundles, so they need the train extra (the README's test command
+# installs it); a missing torch fails here, loudly, rather than skipping anything.
+from sensord.training.fit import FitOptions
+from sensord.training.train import TrainOptions, TrainReport, train_bundle
+
+HISTORY_ROWS = 1200
+LIVE_ROWS = 800
+
+
+@pytest.fixture(scope="session")
+def history_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "history.csv"
+    write_csv(path, generate(HISTORY_ROWS, seed=1))
+    return path
+
+
+def live_start() -> float:
+    return float(generate(HISTORY_ROWS, seed=1).timestamps[-1]) + 300.0
+
+
+@pytest.fixture(scope="session")
+def anomalous_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "anomalous.csv"
+    write_csv(
+        path,
+        generate(LIVE_ROWS, seed=2, start=live_start(), anomalies=standard_anomalies(LIVE_ROWS)),
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def clean_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "clean.csv"
+    write_csv(path, generate(LIVE_ROWS, seed=3, start=live_start()))
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory, history_csv: Path) -> TrainReport:
+    """A bundle with the default network (2x64), as a user would train it."""
+    out = tmp_path_factory.mktemp("bundles") / "default"
+    return train_bundle(history_csv, out, TrainOptions(name="synthetic"))
+
+
+@pytest.fixture(scope="session")
+def bundle(trained: TrainReport) -> Bundle:
+    return trained.bundle
+
+
+SMALL = FitOptions(epochs=3, hidden=8, layers=1, window=32, seed=7)
+
+
+@pytest.fixture(scope="session")
+def train_small(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path, str], TrainReport]:
+    """Train a tiny bundle fast: for tests of the format, not of detection."""
+
+    def run(data: Path, name: str = "small") -> TrainReport:
+        out = tmp_path_factory.mktemp("small") / name
+        return train_bundle(data, out, TrainOptions(name=name, fit=SMALL))
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def small_bundle(train_small: Callable[[Path, str], TrainReport], history_csv: Path) -> Bundle:
+    return train_small(history_csv, "small").bundle

@@ -1,0 +1,124 @@
+"""Bundle round trip and every way a bundle can be untrustworthy."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sensord.bundle import MANIFEST_FILE, Bundle, load_bundle, sha256_hex, write_bundle
+from sensord.engine import Engine
+from sensord.errors import BundleError
+
+
+@pytest.fixture
+def copy(tmp_path: Path, small_bundle: Bundle) -> Path:
+    target = tmp_path / "bundle"
+    shutil.copytree(small_bundle.path, target)
+    return target
+
+
+def edit_manifest(path: Path, change: dict[str, object]) -> None:
+    manifest = json.loads((path / MANIFEST_FILE).read_text())
+    manifest.update(change)
+    (path / MANIFEST_FILE).write_text(json.dumps(manifest))
+
+
+def test_round_trip(tmp_path: Path, small_bundle: Bundle) -> None:
+    written = write_bundle(tmp_path / "again", small_bundle.manifest, small_bundle.graph_bytes)
+    assert written.manifest == small_bundle.manifest
+    assert written.graph_bytes == small_bundle.graph_bytes
+    loaded = load_bundle(tmp_path / "again")
+    assert loaded.manifest == small_bundle.manifest
+    assert loaded.manifest.graph.sha256 == sha256_hex(loaded.graph_bytes)
+
+
+def test_manifest_has_the_contract_fields(small_bundle: Bundle) -> None:
+    m = small_bundle.manifest
+    assert m.format_version == 1
+    assert m.features == ["value"]
+    assert (m.layers, m.hidden) == (1, 8)
+    assert m.training.rows == 1200 and m.training.train_rows + m.training.validation_rows == 1200
+    assert m.training.validation_loss > 0
+    assert m.calibration.threshold_error > 0
+    assert m.sensord_version
+
+
+def test_engine_steps_a_dynamic_batch(small_bundle: Bundle) -> None:
+    engine = Engine(small_bundle)
+    for batch in (1, 5, 300):
+        h, c = engine.zero_state(batch)
+        import numpy as np
+
+        result = engine.step(np.zeros((batch, 1), np.float32), h, c)
+        assert result.prediction.shape == (batch, 1)
+        assert result.h.shape == result.c.shape == (1, batch, 8)
+
+
+def test_tampered_graph_fails_the_hash(copy: Path) -> None:
+    graph = copy / "model.onnx"
+    data = bytearray(graph.read_bytes())
+    data[-1] ^= 0xFF
+    graph.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"model\.onnx: sha256 .* does not match graph\.sha256"):
+        load_bundle(copy)
+
+
+def test_unknown_format_version(copy: Path) -> None:
+    edit_manifest(copy, {"format_version": 2})
+    with pytest.raises(BundleError, match=r"bundle\.json: format_version 2 is not supported"):
+        load_bundle(copy)
+
+
+def test_missing_field_is_named(copy: Path) -> None:
+    manifest = json.loads((copy / MANIFEST_FILE).read_text())
+    del manifest["calibration"]["log_error_std"]
+    (copy / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=r"field calibration\.log_error_std: Field required"):
+        load_bundle(copy)
+
+
+def test_unknown_field_is_rejected(copy: Path) -> None:
+    edit_manifest(copy, {"surprise": 1})
+    with pytest.raises(BundleError, match="field surprise: Extra inputs are not permitted"):
+        load_bundle(copy)
+
+
+def test_scaling_must_match_features(copy: Path) -> None:
+    edit_manifest(copy, {"scaling": {"center": [0.0, 1.0], "scale": [1.0, 1.0]}})
+    with pytest.raises(BundleError, match="scaling: 2 values for 1 features"):
+        load_bundle(copy)
+
+
+def test_not_json(copy: Path) -> None:
+    (copy / MANIFEST_FILE).write_text("{nope")
+    with pytest.raises(BundleError, match=r"bundle\.json line 1: not valid JSON"):
+        load_bundle(copy)
+
+
+def test_not_a_bundle(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="not a bundle directory"):
+        load_bundle(tmp_path / "missing")
+    with pytest.raises(BundleError, match=r"bundle\.json: no such file"):
+        load_bundle(tmp_path)
+
+
+def test_graph_shapes_are_checked_against_the_manifest(copy: Path) -> None:
+    edit_manifest(copy, {"hidden": 16})
+    bundle = load_bundle(copy)  # the hash still matches: only the engine can tell
+    with pytest.raises(
+        BundleError,
+        match=r"input h has shape \[1,B,8\], the manifest implies "
+        r"\[1,B,16\]",
+    ):
+        Engine(bundle)
+
+
+def test_graph_that_is_not_onnx(copy: Path) -> None:
+    junk = b"not an onnx graph"
+    (copy / "model.onnx").write_bytes(junk)
+    manifest = json.loads((copy / MANIFEST_FILE).read_text())
+    manifest["graph"]["sha256"] = sha256_hex(junk)
+    (copy / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="onnxruntime cannot load the graph"):
+        Engine(load_bundle(copy))

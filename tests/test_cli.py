@@ -1,0 +1,207 @@
+"""The sensord command: one-line errors with exit 1, no traceback unless --debug."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sensord.bundle import Bundle
+from sensord.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code: int, err: str, pattern: str) -> None:
+    import re
+
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.startswith("sensord: error:")]
+    assert len(lines) == 1, err
+    assert re.search(pattern, lines[0]), lines[0]
+    assert "Traceback" not in err
+
+
+def write(tmp_path: Path, text: str, name: str = "data.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        (None, r"missing\.csv: no such file"),
+        ("time,value\n1,2\n", r"line 1: no 'timestamp' column"),
+        ("timestamp,label\n1,a\n", r"line 2, column 'label': 'a' is not a number"),
+        ("timestamp\n1\n", r"no feature column"),
+        ("timestamp,value\nsoon,1\n", r"line 2, column 'timestamp': timestamp 'soon' is neither"),
+        ("timestamp,value\n2,1\n1,1\n", r"line 3, column 'timestamp': .* is before line 2"),
+        ("timestamp,value\n1,1\n2,2\n", r"2 usable rows; training needs at least 100"),
+    ],
+)
+def test_train_bad_input(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str | None, pattern: str
+) -> None:
+    data = tmp_path / "missing.csv" if text is None else write(tmp_path, text)
+    code, _, err = run(capsys, "train", str(data), "--out", str(tmp_path / "b"))
+    assert_one_line_error(code, err, pattern)
+    assert not (tmp_path / "b" / "bundle.json").exists()
+
+
+def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(
+        capsys, "--debug", "train", str(tmp_path / "x.csv"), "--out", str(tmp_path / "b")
+    )
+    assert code == 1 and "Traceback" in err and "sensord: error:" in err
+
+
+def test_inspect_shows_and_verifies(
+    capsys: pytest.CaptureFixture[str], small_bundle: Bundle
+) -> None:
+    code, out, _ = run(capsys, "inspect", str(small_bundle.path))
+    assert code == 0
+    assert "LSTM 1x8" in out and small_bundle.manifest.graph.sha256 in out
+    assert "graph sha256, graph input/output shapes: ok" in out
+    code, out, _ = run(capsys, "inspect", "--json", str(small_bundle.path))
+    assert json.loads(out)["name"] == "small"
+
+
+def test_inspect_tampered_bundle(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, small_bundle: Bundle
+) -> None:
+    copy = tmp_path / "b"
+    shutil.copytree(small_bundle.path, copy)
+    (copy / "model.onnx").write_bytes((copy / "model.onnx").read_bytes() + b"\0")
+    code, _, err = run(capsys, "inspect", str(copy))
+    assert_one_line_error(code, err, r"model\.onnx: sha256 .* does not match")
+
+
+def test_inspect_unknown_format(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, small_bundle: Bundle
+) -> None:
+    copy = tmp_path / "b"
+    shutil.copytree(small_bundle.path, copy)
+    manifest = json.loads((copy / "bundle.json").read_text())
+    manifest["format_version"] = 99
+    (copy / "bundle.json").write_text(json.dumps(manifest))
+    code, _, err = run(capsys, "inspect", str(copy))
+    assert_one_line_error(code, err, r"format_version 99 is not supported")
+
+
+def test_replay_columns_must_match(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, small_bundle: Bundle
+) -> None:
+    data = write(tmp_path, "timestamp,pressure\n1,2\n")
+    code, _, err = run(
+        capsys,
+        "replay",
+        str(data),
+        "--bundle",
+        str(small_bundle.path),
+        "--out",
+        str(tmp_path / "r.csv"),
+    )
+    assert_one_line_error(
+        code,
+        err,
+        r"missing feature column\(s\) value \(the file has: "
+        r"timestamp, pressure\)",
+    )
+
+
+def test_replay_bad_option(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, small_bundle: Bundle, clean_csv: Path
+) -> None:
+    code, _, err = run(
+        capsys,
+        "replay",
+        str(clean_csv),
+        "--bundle",
+        str(small_bundle.path),
+        "--out",
+        str(tmp_path / "r.csv"),
+        "--threshold",
+        "2",
+    )
+    assert_one_line_error(code, err, r"replay options: threshold 2.0 is not in \(0, 1\)")
+
+
+def test_replay_prints_alerts_and_summary(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, bundle: Bundle, anomalous_csv: Path
+) -> None:
+    code, out, _ = run(
+        capsys,
+        "replay",
+        str(anomalous_csv),
+        "--bundle",
+        str(bundle.path),
+        "--out",
+        str(tmp_path / "r.csv"),
+        "--plot",
+        str(tmp_path / "p.png"),
+    )
+    assert code == 0
+    assert out.count(" raised ") == 3
+    assert "replayed 800 rows" in out and "3 alerts raised" in out
+    assert (tmp_path / "r.csv").exists() and (tmp_path / "p.png").exists()
+
+
+def test_console_script_train_inspect_replay(
+    tmp_path: Path, history_csv: Path, clean_csv: Path
+) -> None:
+    """The installed `sensord` entry point, as a user runs it."""
+    sensord = Path(sys.executable).with_name("sensord")
+    bundle = tmp_path / "bundle"
+    subprocess.run(
+        [
+            str(sensord),
+            "train",
+            str(history_csv),
+            "--out",
+            str(bundle),
+            "--epochs",
+            "2",
+            "--hidden",
+            "8",
+            "--layers",
+            "1",
+            "--name",
+            "cli",
+        ],
+        check=True,
+    )
+    shown = subprocess.run(
+        [str(sensord), "inspect", str(bundle)], check=True, capture_output=True, text=True
+    ).stdout
+    assert "model       cli version" in shown
+    done = subprocess.run(
+        [
+            str(sensord),
+            "replay",
+            str(clean_csv),
+            "--bundle",
+            str(bundle),
+            "--out",
+            str(tmp_path / "r.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    failed = subprocess.run(
+        [str(sensord), "inspect", str(tmp_path / "nothing")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert failed.returncode == 1
+    assert failed.stderr.strip().startswith("sensord: error:")
+    assert len(failed.stderr.strip().splitlines()) == 1

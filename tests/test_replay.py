@@ -1,0 +1,127 @@
+"""sensord replay: what the daemon would have flagged, exactly as its core computes it."""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sensord.bundle import Bundle
+from sensord.engine import Engine
+from sensord.errors import InputError
+from sensord.pipeline import Pipeline, Sample
+from sensord.replay import ReplayResult, open_pipeline, replay, write_result
+from sensord.series import read_series
+from sensord.synthetic import standard_anomalies
+from tests.conftest import LIVE_ROWS
+
+# An alert counts as catching an anomaly if raised within this many rows of its start.
+CATCH_ROWS = 3
+
+
+def raised_rows(result: ReplayResult) -> list[int]:
+    return [
+        i
+        for i, o in enumerate(result.outcomes)
+        if o is not None and o.event is not None and o.event.event == "raised"
+    ]
+
+
+def test_alerts_at_injected_spike_dip_and_level_shift(bundle: Bundle, anomalous_csv: Path) -> None:
+    result = replay(anomalous_csv, open_pipeline(bundle.path))
+    raised = raised_rows(result)
+    for anomaly in standard_anomalies(LIVE_ROWS):
+        assert any(anomaly.row <= r <= anomaly.row + CATCH_ROWS for r in raised), anomaly
+    injected = [a.row for a in standard_anomalies(LIVE_ROWS)]
+    assert all(any(0 <= r - row <= CATCH_ROWS for row in injected) for r in raised), raised
+
+
+def test_no_alert_on_a_clean_series(bundle: Bundle, clean_csv: Path) -> None:
+    result = replay(clean_csv, open_pipeline(bundle.path))
+    assert result.events == ()
+    scored = [o.score for o in result.outcomes if o is not None and not np.isnan(o.score)]
+    assert len(scored) == LIVE_ROWS - 1 and max(scored) < 0.5
+
+
+def test_fixed_detector_also_catches_them(bundle: Bundle, anomalous_csv: Path) -> None:
+    from sensord.detect import DetectorSettings
+    from sensord.pipeline import PipelineSettings
+
+    settings = PipelineSettings(detector=DetectorSettings(kind="fixed"))
+    raised = raised_rows(replay(anomalous_csv, open_pipeline(bundle.path, settings)))
+    for anomaly in standard_anomalies(LIVE_ROWS):
+        assert any(anomaly.row <= r <= anomaly.row + CATCH_ROWS for r in raised), anomaly
+
+
+def test_replay_equals_the_core_stepped_by_hand(bundle: Bundle, anomalous_csv: Path) -> None:
+    result = replay(anomalous_csv, open_pipeline(bundle.path), batch=97)
+    series = read_series(anomalous_csv, bundle.features)
+    by_hand = Pipeline(Engine(bundle))
+    for i in range(len(series.rows)):
+        sample = Sample("default", float(series.timestamps[i]), series.values[i])
+        (outcome,) = by_hand.process([sample])
+        replayed = result.outcomes[i]
+        assert replayed is not None
+        assert replayed.status == outcome.status
+        assert replayed.alert == outcome.alert
+        np.testing.assert_array_equal(replayed.score, outcome.score)
+        assert replayed.event == outcome.event
+
+
+def test_result_csv_keeps_input_columns_and_adds_the_core_columns(
+    tmp_path: Path, bundle: Bundle, anomalous_csv: Path
+) -> None:
+    result = replay(anomalous_csv, open_pipeline(bundle.path))
+    out = tmp_path / "result.csv"
+    write_result(out, result)
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == [
+        "timestamp",
+        "value",
+        "expected_value",
+        "error",
+        "score",
+        "alert",
+        "event",
+    ]
+    assert len(rows) == LIVE_ROWS
+    assert rows[0]["score"] == "" and rows[0]["expected_value"] == ""
+    assert all(0.0 <= float(r["score"]) <= 1.0 for r in rows[1:])
+    raised = [i for i, r in enumerate(rows) if r["event"] == "raised"]
+    assert raised == raised_rows(result)
+    assert all(rows[i]["alert"] == "1" for i in raised)
+    original = anomalous_csv.read_text().splitlines()[1].split(",")
+    assert [rows[0]["timestamp"], rows[0]["value"]] == original
+
+
+def test_skipped_rows_keep_their_place_without_a_score(
+    tmp_path: Path, bundle: Bundle, clean_csv: Path
+) -> None:
+    lines = clean_csv.read_text().splitlines()
+    lines[5] = lines[5].split(",")[0] + ",nan"
+    lines[6] = lines[6].split(",")[0] + ","
+    holes = tmp_path / "holes.csv"
+    holes.write_text("\n".join(lines) + "\n")
+    result = replay(holes, open_pipeline(bundle.path))
+    assert result.series.skipped == 2
+    assert result.outcomes[4] is None and result.outcomes[5] is None  # file lines 6 and 7
+    write_result(tmp_path / "r.csv", result)
+    with (tmp_path / "r.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == LIVE_ROWS and rows[4]["score"] == "" and rows[4]["value"] == "nan"
+
+
+def test_columns_must_match_the_bundle(tmp_path: Path, bundle: Bundle) -> None:
+    other = tmp_path / "other.csv"
+    other.write_text("timestamp,temperature\n1,2\n2,3\n")
+    with pytest.raises(InputError, match=r"other\.csv line 1: missing feature column\(s\) value"):
+        replay(other, open_pipeline(bundle.path))
+
+
+def test_plot_is_written(tmp_path: Path, bundle: Bundle, anomalous_csv: Path) -> None:
+    from sensord.plot import write_plot
+
+    result = replay(anomalous_csv, open_pipeline(bundle.path))
+    write_plot(tmp_path / "plot.png", result)
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

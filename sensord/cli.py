@@ -31,7 +31,7 @@ Command = Callable[[argparse.Namespace], int]
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logs.configure(args.log_level, args.log_format)
+    logs.configure(args.log_level or "info", args.log_format or "auto")
     command: Command = args.command
     try:
         return command(args)
@@ -51,13 +51,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sensord {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    parser.add_argument("--log-level", default="info", choices=logs.LEVELS)
-    parser.add_argument("--log-format", default="auto", choices=("auto", "console", "json"))
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        choices=logs.LEVELS,
+        help="log level (default: the config's, else info)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default=None,
+        choices=("auto", "console", "json"),
+        help="log format (default: the config's, else auto)",
+    )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     _add_train(commands)
     _add_inspect(commands)
     _add_replay(commands)
     _add_demo(commands)
+    _add_run(commands)
+    _add_check_config(commands)
+    _add_simulate(commands)
     return parser
 
 
@@ -141,11 +154,66 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = commands.add_parser("demo", help="train on a generated series and replay anomalies")
-    p.add_argument("--out", type=Path, default=Path("sensord-demo"), help="output directory")
-    p.add_argument("--rows", type=_positive_int, default=1500, help="rows to train on")
+    p = commands.add_parser("demo", help="live demo: broker, simulated sensors, daemon, alerts")
+    p.add_argument("--out", type=Path, default=Path("sensord-demo"), help="working directory")
+    p.add_argument(
+        "--host",
+        default=None,
+        help="broker to use (default: 127.0.0.1:1883 if it answers, else start one)",
+    )
+    p.add_argument("--port", type=int, default=1883)
+    p.add_argument("--streams", type=_positive_int, default=20, help="simulated sensors")
+    p.add_argument("--rate", type=float, default=100.0, help="messages per second, in all")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds of traffic")
+    p.add_argument("--anomalies", type=int, default=4, help="anomalies to inject")
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="no MQTT: train on a generated series and replay it with anomalies",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(command=_demo)
+
+
+def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser("run", help="run the daemon")
+    p.add_argument(
+        "--config", type=Path, default=None, help="TOML settings (default: $SENSORD_CONFIG)"
+    )
+    p.set_defaults(command=_run)
+
+
+def _add_check_config(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser("check-config", help="validate settings and bundles, print them")
+    p.add_argument(
+        "config",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="TOML settings (default: $SENSORD_CONFIG)",
+    )
+    p.set_defaults(command=_check_config)
+
+
+def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser("simulate", help="publish synthetic sensor streams to a broker")
+    p.add_argument("--host", default="localhost")
+    p.add_argument("--port", type=int, default=1883)
+    p.add_argument("--protocol", choices=("5", "3.1.1"), default="5")
+    p.add_argument("--topic", default="sensors/{stream}/value", help="topic template with {stream}")
+    p.add_argument("--streams", type=_positive_int, default=10)
+    p.add_argument("--rate", type=float, default=100.0, help="messages per second, in all")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds")
+    p.add_argument("--anomalies", type=int, default=3, help="spikes/dips to inject")
+    p.add_argument(
+        "--min-index",
+        type=int,
+        default=40,
+        help="no anomaly in a stream's first N samples (its warm-up)",
+    )
+    p.add_argument("--qos", type=int, choices=(0, 1, 2), default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(command=_simulate)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -218,9 +286,88 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from sensord.demo import run_demo
+    if args.offline:
+        from sensord.demo import run_offline_demo
 
-    return run_demo(args.out, args.rows, args.seed)
+        return run_offline_demo(args.out, rows=1500, seed=args.seed)
+    from sensord.livedemo import LiveDemo
+
+    return LiveDemo(
+        args.out,
+        host=args.host,
+        port=args.port,
+        streams=args.streams,
+        rate=args.rate,
+        duration_s=args.duration,
+        anomalies=args.anomalies,
+        seed=args.seed,
+    ).run()
+
+
+def _run(args: argparse.Namespace) -> int:
+    import signal
+
+    from sensord.config import config_path, load_settings
+    from sensord.daemon import Daemon
+
+    settings = load_settings(config_path(args.config))
+    logs.configure(
+        args.log_level or settings.logging.level, args.log_format or settings.logging.format
+    )
+    daemon = Daemon(settings)
+    signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: daemon.request_stop())
+    signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())
+    daemon.run()
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from sensord.config import config_path, effective_config, load_settings
+
+    path = config_path(args.config)
+    settings = load_settings(path)
+    problems = []
+    for i, route in enumerate(settings.routes):
+        try:
+            Engine(load_bundle(route.bundle))
+        except SensordError as exc:
+            problems.append(f"routes[{i}].bundle: {str(route.bundle)!r}: {exc}")
+    if problems:
+        raise SensordError(f"{path or 'settings'}: invalid configuration\n" + "\n".join(problems))
+    print(json.dumps(effective_config(settings), indent=2))
+    print(f"configuration ok: {len(settings.routes)} route(s), bundles verified", file=sys.stderr)
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from sensord.simulate import Injected, SimulationPlan, simulate
+    from sensord.timestamps import format_timestamp
+
+    plan = SimulationPlan(
+        streams=args.streams,
+        rate=args.rate,
+        duration_s=args.duration,
+        anomalies=args.anomalies,
+        min_index=args.min_index,
+        topic=args.topic,
+        seed=args.seed,
+        qos=args.qos,
+    )
+
+    def show(event: Injected) -> None:
+        print(
+            f"{format_timestamp(event.ts)} injected {event.kind} on {event.stream} "
+            f"(sample {event.index}, value {event.value:.3f})",
+            flush=True,
+        )
+
+    report = simulate(plan, args.host, args.port, args.protocol, on_anomaly=show)
+    print(
+        f"sent {report.sent} messages in {report.seconds:.1f} s "
+        f"({report.sent / max(report.seconds, 1e-9):.0f}/s), {len(report.injected)} anomalies"
+    )
+    return 0
 
 
 def _positive_int(text: str) -> int:

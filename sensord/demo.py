@@ -1,8 +1,13 @@
-"""``sensord demo``: the offline half end to end on a generated series.
+"""``sensord demo``: sensord end to end.
 
-Trains a bundle on a clean generated history, then replays a later stretch of the same
-sensor with a spike, a dip and a level shift injected, prints the alerts, says which
-injected anomaly each one caught, and writes the result CSV and the plot.
+The live demo (the default) uses the broker at 127.0.0.1:1883 if one answers, else starts
+one (Mosquitto if installed, else an embedded amqtt broker); trains a small demo bundle (or
+reuses the one from a previous run); starts the real daemon (``sensord run``) as a child
+process; runs the simulator with anomalies injected; prints alerts as they arrive on MQTT;
+then stops the daemon with SIGTERM and says which anomalies were caught.
+
+``--offline`` does the same without MQTT: train on a generated history, replay a later
+stretch with a spike, a dip and a level shift, print the alerts and write the plot.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from sensord.synthetic import Anomaly, generate, standard_anomalies, write_csv
 CATCH_WINDOW = 5
 
 
-def run_demo(out: Path, rows: int, seed: int) -> int:
+def run_offline_demo(out: Path, rows: int, seed: int) -> int:
     from sensord.training.progress import train_with_progress
     from sensord.training.train import TrainOptions
 

@@ -25,10 +25,12 @@ from sensord.alert import ALERT_COLUMNS, AlertPolicy, Transition, advance
 from sensord.bundle import Bundle
 from sensord.detect import Detector, DetectorSettings, make_detector
 from sensord.engine import Engine
-from sensord.state import Slots, StateTable
+from sensord.state import ColumnSpec, Slots, StateTable
 from sensord.wave import split_waves
 
 F64 = npt.NDArray[np.float64]
+# Kept for the edges: when the daemon last heard from a stream (for idle eviction).
+EDGE_COLUMNS = {"last_received": ColumnSpec(np.float64, (), -np.inf)}
 ALERT_ID_NAMESPACE = uuid.UUID("6f1c7a52-3d0e-4b8e-9a57-5e6a3b1f0c11")
 
 
@@ -46,6 +48,7 @@ class Sample:
     stream: str
     ts: float
     values: F64
+    received: float = float("nan")  # when the daemon got it (idle eviction); default: ts
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class Outcome:
     error: float = float("nan")
     score: float = float("nan")
     alert: bool = False
+    warming_up: bool = False
     reset: bool = False
     event: AlertEvent | None = None
 
@@ -118,14 +122,17 @@ class Pipeline:
         self.detector: Detector = make_detector(
             self.bundle.manifest.calibration, self.settings.detector
         )
-        self.table = StateTable(
-            layers=engine.layers,
-            hidden=engine.hidden,
-            features=engine.features,
-            extra={**self.detector.columns(), **ALERT_COLUMNS},
-        )
+        self.table = self.new_table()
         self.counters = Counters()
-        self._features = engine.features
+
+    def new_table(self) -> StateTable:
+        """An empty state table with the columns this pipeline's parts keep."""
+        return StateTable(
+            layers=self.engine.layers,
+            hidden=self.engine.hidden,
+            features=self.engine.features,
+            extra={**self.detector.columns(), **ALERT_COLUMNS, **EDGE_COLUMNS},
+        )
 
     def process(self, samples: Sequence[Sample]) -> list[Outcome]:
         """Run a micro-batch through the core; outcomes come back in the samples' order."""
@@ -189,6 +196,8 @@ class Pipeline:
         table["prediction"][slots] = result.prediction
         table["steps"][slots] = steps + 1
         table["last_ts"][slots] = ts
+        received = np.fromiter((s.received for s in wave), dtype=np.float64, count=len(wave))
+        table["last_received"][slots] = np.where(np.isnan(received), ts, received)
 
         scores = np.full(len(wave), np.nan)
         scored = np.flatnonzero(has_prediction)
@@ -217,10 +226,36 @@ class Pipeline:
                 error=float(errors[i]),
                 score=float(scores[i]),
                 reset=bool(reset[i]),
+                warm=bool(warm[i]),
                 transition=Transition(transitions[i]),
             )
             for i in range(len(wave))
         ]
+
+    def evict_idle(self, now: float, ttl_s: float) -> list[str]:
+        """Forget streams not heard from since ``now - ttl_s``; return their ids."""
+        idle_slots = np.flatnonzero(self.table["last_received"] < now - ttl_s)
+        idle = [s for s in (self.table.stream_of[slot] for slot in idle_slots) if s is not None]
+        for stream in idle:
+            self.table.release(stream)
+        return idle
+
+    def replace_engine(self, engine: Engine) -> bool:
+        """Swap in a new bundle's engine; keep stream state if the shapes match.
+
+        Returns True if state was kept. With other shapes the state cannot carry over, so
+        every stream starts afresh (and warms up again).
+        """
+        same = (engine.features, engine.layers, engine.hidden) == (
+            self.engine.features,
+            self.engine.layers,
+            self.engine.hidden,
+        )
+        self.engine, self.bundle = engine, engine.bundle
+        self.detector = make_detector(self.bundle.manifest.calibration, self.settings.detector)
+        if not same:
+            self.table = self.new_table()
+        return same
 
     def _reset_after_gap(self, slots: Slots, ts: F64) -> npt.NDArray[np.bool_]:
         if self.settings.max_gap_s is None:
@@ -255,6 +290,7 @@ class Pipeline:
         error: float,
         score: float,
         reset: bool,
+        warm: bool,
         transition: Transition,
     ) -> Outcome:
         event = None
@@ -269,6 +305,7 @@ class Pipeline:
             error=error,
             score=score,
             alert=bool(self.table["alert_active"][slot]),
+            warming_up=not warm,
             reset=reset,
             event=event,
         )

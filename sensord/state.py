@@ -93,6 +93,18 @@ class StateTable:
         for name in self.specs if names is None else names:
             self.columns[name][slots] = self.specs[name].fill
 
+    def load(self, columns: Mapping[str, npt.NDArray[Any]], streams: list[str]) -> None:
+        """Replace the whole table: ``streams[slot]`` is each slot's id ("" for a free slot)."""
+        self.capacity = len(streams)
+        self.columns = {
+            name: np.array(columns[name], dtype=self.specs[name].dtype) for name in self.specs
+        }
+        self.stream_of = [s or None for s in streams]
+        self.slot_of = {s: slot for slot, s in enumerate(self.stream_of) if s is not None}
+        self._free = [
+            slot for slot in range(self.capacity - 1, -1, -1) if self.stream_of[slot] is None
+        ]
+
     def _allocate(self, stream: str) -> int:
         if not self._free:
             self._grow()

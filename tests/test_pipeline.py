@@ -112,3 +112,16 @@ def test_stream_seen_in_training_gets_its_own_scaling(small_bundle: Bundle) -> N
     hot, cold = (pipe.table.slot_of[s] for s in ("hot", "cold"))
     assert pipe.table["center"][hot][0] == 1000.0
     assert pipe.table["center"][cold][0] == small_bundle.manifest.scaling.center[0]
+
+
+def test_idle_streams_are_evicted_by_receive_time(pipeline: Pipeline) -> None:
+    pipeline.process(
+        [
+            Sample("old", 10.0, np.array([1.0]), received=100.0),
+            Sample("new", 10.0, np.array([1.0]), received=200.0),
+        ]
+    )
+    assert pipeline.evict_idle(now=250.0, ttl_s=100.0) == ["old"]
+    assert set(pipeline.table.slot_of) == {"new"}
+    (outcome,) = pipeline.process([Sample("old", 20.0, np.array([1.0]), received=260.0)])
+    assert outcome.status is Status.FIRST  # a forgotten stream starts afresh

@@ -1,0 +1,306 @@
+"""Settings: one TOML file, overridden by ``SENSORD_<SECTION>__<KEY>`` environment variables.
+
+Every section is a pydantic model with ``extra="forbid"``, a default, bounds and a
+description for every field (``config.example.toml`` documents them all). Loading fails
+fast with every error as ``key path: value: reason``. Nothing here is read at import time:
+``load_settings`` is called by the command that needs settings.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from sensord.alert import AlertPolicy
+from sensord.detect import DetectorSettings
+from sensord.errors import ConfigError
+from sensord.pipeline import PipelineSettings
+from sensord.route import check_stream_template, check_topic_filter, safe_topic_level
+
+CONFIG_ENV = "SENSORD_CONFIG"
+SECRET_MASK = "**********"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class TlsSettings(_Section):
+    enabled: bool = Field(False, description="Connect with TLS.")
+    ca_file: Path | None = Field(None, description="CA bundle; default: the system's.")
+    cert_file: Path | None = Field(None, description="Client certificate (mutual TLS).")
+    key_file: Path | None = Field(None, description="Client private key (mutual TLS).")
+    insecure: bool = Field(False, description="Skip hostname verification (testing only).")
+
+
+class MqttSettings(_Section):
+    host: str = Field("localhost", min_length=1, description="Broker host.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port.")
+    client_id: str = Field(
+        "sensord",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Stable client id: the broker keeps its session by it.",
+    )
+    username: str | None = Field(None, description="Username, if the broker wants one.")
+    password: SecretStr | None = Field(None, description="Password (never logged).")
+    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version.")
+    keepalive: int = Field(30, ge=5, le=3600, description="Keepalive interval, seconds.")
+    qos: Literal[0, 1, 2] = Field(1, description="QoS of the sensor subscriptions.")
+    session_expiry_s: int = Field(
+        3600,
+        ge=0,
+        le=4_294_967_295,
+        description="MQTT 5: how long the broker keeps the session (and queued readings) "
+        "while sensord is away.",
+    )
+    reconnect_min_s: float = Field(1.0, gt=0, le=60, description="First reconnect delay.")
+    reconnect_max_s: float = Field(60.0, gt=0, le=3600, description="Longest reconnect delay.")
+    tls: TlsSettings = Field(default_factory=TlsSettings, description="TLS options.")
+
+
+class DetectorConfig(_Section):
+    kind: Literal["adaptive", "fixed"] = Field("adaptive", description="How errors are scored.")
+    threshold: float = Field(
+        0.5, gt=0, lt=1, description="Score at or above which a sample is anomalous."
+    )
+    smoothing: float | None = Field(
+        None, gt=0, le=1, description="EWMA weight of the newest error; default: the bundle's."
+    )
+    window: int = Field(
+        2000, ge=2, le=10_000_000, description="Adaptive statistics horizon, samples."
+    )
+    raise_after: int = Field(
+        1, ge=1, le=10_000, description="Anomalous samples in a row that raise an alert."
+    )
+    clear_after: int = Field(
+        5, ge=1, le=10_000, description="Normal samples in a row that clear it."
+    )
+    warmup: int = Field(
+        10, ge=0, le=1_000_000, description="Samples after a stream (re)starts before it may alert."
+    )
+
+
+class RouteSettings(_Section):
+    topic: str = Field(description="MQTT topic filter (+ and # wildcards).")
+    bundle: Path = Field(description="Model bundle directory.")
+    name: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Route name for logs and metrics; default: the bundle's model name.",
+    )
+    format: Literal["auto", "number", "json", "senml"] = Field(
+        "auto", description="Payload format; auto tells number, JSON object and SenML apart."
+    )
+    stream: str = Field(
+        "{wild}",
+        description="Stream id template: {wild} (the levels the "
+        "wildcards matched, joined by '.'), {topic}, "
+        "{N} (topic level N, from 0; -1 is the last).",
+    )
+    max_gap_s: float | None = Field(
+        None, gt=0, description="Silence after which a stream's state resets; none: never."
+    )
+    max_streams: int = Field(
+        100_000,
+        ge=1,
+        le=10_000_000,
+        description="Most streams this route keeps; new ones beyond are rejected and counted.",
+    )
+    idle_ttl_s: float | None = Field(
+        7 * 86400, gt=0, description="Forget a stream silent this long; none: never."
+    )
+    detector: DetectorConfig = Field(default_factory=DetectorConfig, description="Detector.")
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, value: str) -> str:
+        check_topic_filter(value)
+        return value
+
+    @field_validator("stream")
+    @classmethod
+    def _stream(cls, value: str) -> str:
+        check_stream_template(value)
+        return value
+
+
+class AlertsSettings(_Section):
+    prefix: str = Field("sensord", description="Topic prefix of everything sensord publishes.")
+    cooldown_s: float = Field(
+        0.0, ge=0, description="After a clear, no new alert on the stream for this long."
+    )
+    hysteresis: float = Field(0.1, ge=0, lt=1, description="Clear only below threshold minus this.")
+    publish_state: bool = Field(True, description="Publish retained <prefix>/state/<stream>.")
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        levels = value.split("/")
+        if not all(safe_topic_level(level) for level in levels):
+            raise ValueError("each level must be letters, digits, _ . : - (no wildcards)")
+        return value
+
+
+class StateSettings(_Section):
+    dir: Path = Field(
+        Path("/var/lib/sensord"), description="Where snapshots of stream state are kept."
+    )
+    snapshot: bool = Field(True, description="Restore state at start, snapshot at stop.")
+
+
+class BatchingSettings(_Section):
+    max_batch: int = Field(512, ge=1, le=65_536, description="Most readings per micro-batch.")
+    max_delay_ms: float = Field(
+        5.0,
+        ge=0,
+        le=10_000,
+        description="Longest wait for a batch to fill after its first reading.",
+    )
+    queue_size: int = Field(
+        20_000,
+        ge=1,
+        le=10_000_000,
+        description="Inbound queue bound; when "
+        "full, QoS 0 readings are "
+        "dropped and counted, QoS "
+        "1/2 wait (backpressure).",
+    )
+
+
+class LimitsSettings(_Section):
+    max_payload_bytes: int = Field(
+        65_536, ge=16, le=16_777_216, description="Larger payloads are rejected before decoding."
+    )
+    log_interval_s: float = Field(
+        10.0, ge=0, description="Rejection logs: at most one line per reason per this interval."
+    )
+
+
+class LoggingSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    format: Literal["auto", "console", "json"] = Field(
+        "auto", description="json under systemd/pipes, console on a terminal, or forced."
+    )
+
+
+class Settings(BaseSettings):
+    """The whole configuration of ``sensord run``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SENSORD_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    routes: list[RouteSettings] = Field(default_factory=list, description="Topic → bundle.")
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+    batching: BatchingSettings = Field(default_factory=BatchingSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init arguments; environment variables override it.
+        return (env_settings, init_settings)
+
+    def pipeline_settings(self, route: RouteSettings) -> PipelineSettings:
+        """The core's plain settings for one route (the core never sees this object)."""
+        d = route.detector
+        return PipelineSettings(
+            detector=DetectorSettings(
+                kind=d.kind, threshold=d.threshold, smoothing=d.smoothing, window=d.window
+            ),
+            alerts=AlertPolicy(
+                raise_after=d.raise_after,
+                clear_after=d.clear_after,
+                hysteresis=self.alerts.hysteresis,
+                cooldown_s=self.alerts.cooldown_s,
+                warmup=d.warmup,
+            ),
+            max_gap_s=route.max_gap_s,
+        )
+
+
+def config_path(path: Path | None) -> Path | None:
+    """The file to read: the argument, else ``$SENSORD_CONFIG``, else none."""
+    if path is not None:
+        return path
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env) if env else None
+
+
+def load_settings(path: Path | None, require_routes: bool = True) -> Settings:
+    """Read, merge and validate; raise ConfigError listing every problem."""
+    data = _read_toml(path) if path is not None else {}
+    where = str(path) if path is not None else "settings"
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: invalid configuration\n" + format_errors(exc)) from None
+    if require_routes and not settings.routes:
+        raise ConfigError(
+            f"{where}: invalid configuration\nroutes: []: at least one "
+            "[[routes]] entry is needed (topic and bundle)"
+        )
+    return settings
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+
+
+def format_errors(exc: ValidationError) -> str:
+    """One line per error: ``key path: value: reason``; secrets masked."""
+    lines = []
+    for error in exc.errors():
+        path = _key_path(error["loc"])
+        value = error.get("input")
+        shown = SECRET_MASK if "password" in path else _show_value(value)
+        reason = re.sub(r"^Value error, ", "", error["msg"])
+        lines.append(f"{path}: {shown}: {reason}")
+    return "\n".join(lines)
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top level)"
+
+
+def _show_value(value: object) -> str:
+    if isinstance(value, dict):
+        return "{…}"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+def effective_config(settings: Settings) -> dict[str, Any]:
+    """The settings as plain data, secrets masked."""
+    data = settings.model_dump(mode="json")
+    if data["mqtt"].get("password") is not None:
+        data["mqtt"]["password"] = SECRET_MASK
+    return data

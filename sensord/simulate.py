@@ -1,0 +1,144 @@
+"""``sensord simulate``: many synthetic sensors publishing to a broker at a set rate.
+
+Stream ``i`` plays the generated series of synthetic.py (a daily cycle plus noise, one
+sample per message) as JSON ``{"value": v, "ts": <send time>}`` on the topic template with
+``{stream}`` filled in. Anomalies (a spike or a dip of one sample) are injected at random
+streams and samples after ``min_index`` samples; each is reported when it is sent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from sensord.errors import SensordError
+from sensord.synthetic import generate
+
+ANOMALY_SIZE = 8.0  # raw units; the generated series varies by about ±4 around 20
+
+
+@dataclass(frozen=True)
+class Injected:
+    stream: str
+    index: int  # the stream's sample number
+    kind: str  # "spike" | "dip"
+    ts: float  # when it was sent
+    value: float
+
+
+@dataclass(frozen=True)
+class SimulationReport:
+    sent: int
+    seconds: float
+    injected: tuple[Injected, ...]
+
+
+@dataclass(frozen=True)
+class SimulationPlan:
+    streams: int = 10
+    rate: float = 100.0  # messages per second, all streams together
+    duration_s: float = 30.0
+    anomalies: int = 3
+    min_index: int = 40
+    topic: str = "sensors/{stream}/value"
+    seed: int = 0
+    qos: int = 1
+
+    def stream_name(self, i: int) -> str:
+        return f"sim-{i:04d}"
+
+    @property
+    def samples_per_stream(self) -> int:
+        return max(1, int(self.duration_s * self.rate / self.streams))
+
+
+def plan_anomalies(plan: SimulationPlan) -> dict[tuple[int, int], str]:
+    """(stream, sample index) -> kind, spread over streams, after min_index."""
+    rng = np.random.default_rng(plan.seed + 7)
+    last = plan.samples_per_stream - 5
+    if plan.anomalies and last <= plan.min_index:
+        raise SensordError(
+            f"simulation too short for anomalies: {plan.samples_per_stream} "
+            f"samples per stream, anomalies start after {plan.min_index}"
+        )
+    chosen: dict[tuple[int, int], str] = {}
+    for n in range(plan.anomalies):
+        stream = n % plan.streams
+        index = int(rng.integers(plan.min_index, last))
+        chosen[(stream, index)] = "spike" if n % 2 == 0 else "dip"
+    return chosen
+
+
+def simulate(
+    plan: SimulationPlan,
+    host: str,
+    port: int,
+    protocol: str = "5",
+    *,
+    on_anomaly: Callable[[Injected], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> SimulationReport:
+    """Publish the plan's traffic; returns what was sent and injected."""
+    client = paho.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        protocol=MQTTProtocolVersion.MQTTv5 if protocol == "5" else MQTTProtocolVersion.MQTTv311,
+    )
+    try:
+        client.connect(host, port)
+    except OSError as exc:
+        raise SensordError(f"cannot reach the broker at {host}:{port} ({exc})") from None
+    client.loop_start()
+    try:
+        return _publish_all(client, plan, on_anomaly, should_stop)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def _publish_all(
+    client: paho.Client,
+    plan: SimulationPlan,
+    on_anomaly: Callable[[Injected], None] | None,
+    should_stop: Callable[[], bool] | None,
+) -> SimulationReport:
+    n = plan.samples_per_stream
+    series = [generate(n, seed=plan.seed * 1000 + i).values for i in range(plan.streams)]
+    anomalies = plan_anomalies(plan)
+    topics = [plan.topic.format(stream=plan.stream_name(i)) for i in range(plan.streams)]
+    injected: list[Injected] = []
+    started = time.monotonic()
+    sent = 0
+    info = None
+    for k in range(n):
+        for i in range(plan.streams):
+            if should_stop is not None and should_stop():
+                break
+            _pace(started, sent, plan.rate)
+            value = float(series[i][k])
+            kind = anomalies.get((i, k))
+            if kind is not None:
+                value += ANOMALY_SIZE if kind == "spike" else -ANOMALY_SIZE
+            now = time.time()
+            payload = orjson.dumps({"value": round(value, 6), "ts": now})
+            info = client.publish(topics[i], payload, qos=plan.qos)
+            sent += 1
+            if kind is not None:
+                event = Injected(plan.stream_name(i), k, kind, now, value)
+                injected.append(event)
+                if on_anomaly is not None:
+                    on_anomaly(event)
+    if info is not None and plan.qos > 0:
+        info.wait_for_publish(timeout=10)
+    return SimulationReport(sent, time.monotonic() - started, tuple(injected))
+
+
+def _pace(started: float, sent: int, rate: float) -> None:
+    delay = started + sent / rate - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)

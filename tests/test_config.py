@@ -1,0 +1,134 @@
+"""Settings: TOML + SENSORD_* environment, errors as `key path: value: reason`, check-config."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sensord.bundle import Bundle
+from sensord.cli import main
+from sensord.config import load_settings
+from sensord.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sensord.toml"
+    path.write_text(text)
+    return path
+
+
+def route(bundle: Path) -> str:
+    return f'[[routes]]\ntopic = "sensors/+/temp"\nbundle = "{bundle}"\n'
+
+
+def test_defaults_and_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '[mqtt]\nhost = "broker"\nport = 8883\n' + route(tmp_path))
+    settings = load_settings(path)
+    assert (settings.mqtt.host, settings.mqtt.port, settings.mqtt.protocol) == ("broker", 8883, "5")
+    assert settings.alerts.prefix == "sensord"
+    assert settings.routes[0].stream == "{wild}" and settings.routes[0].detector.kind == "adaptive"
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, '[mqtt]\nhost = "broker"\nport = 8883\n' + route(tmp_path))
+    monkeypatch.setenv("SENSORD_MQTT__PORT", "1884")
+    monkeypatch.setenv("SENSORD_BATCHING__MAX_BATCH", "64")
+    settings = load_settings(path)
+    assert settings.mqtt.port == 1884 and settings.mqtt.host == "broker"
+    assert settings.batching.max_batch == 64
+
+
+def test_every_error_is_listed_with_key_value_reason(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[mqtt]\nport = 0\nprotocol = "4"\nsurprise = 1\n'
+        '[[routes]]\ntopic = "a/#/b"\nbundle = "x"\n'
+        "[batching]\nmax_delay_ms = -1\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    lines = str(info.value).splitlines()
+    assert lines[0] == f"{path}: invalid configuration"
+    assert "mqtt.port: 0: Input should be greater than or equal to 1" in lines
+    assert "mqtt.protocol: '4': Input should be '5' or '3.1.1'" in lines
+    assert "mqtt.surprise: 1: Extra inputs are not permitted" in lines
+    assert "routes[0].topic: 'a/#/b': '#' must be a whole level and the last one" in lines
+    assert "batching.max_delay_ms: -1: Input should be greater than or equal to 0" in lines
+
+
+def test_password_is_never_shown(tmp_path: Path) -> None:
+    path = write(tmp_path, "[mqtt]\npassword = 12345\n" + route(tmp_path))
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert "12345" not in str(info.value) and "mqtt.password: **********" in str(info.value)
+
+
+def test_routes_are_required(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"routes: \[\]: at least one \[\[routes\]\]"):
+        load_settings(write(tmp_path, "[mqtt]\n"))
+
+
+def test_toml_syntax_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"sensord\.toml: not valid TOML"):
+        load_settings(write(tmp_path, "[mqtt\n"))
+
+
+def test_check_config_prints_masked_settings(
+    tmp_path: Path, small_bundle: Bundle, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(
+        tmp_path, '[mqtt]\nusername = "u"\npassword = "hunter2"\n' + route(small_bundle.path)
+    )
+    assert main(["check-config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "hunter2" not in out
+    effective = json.loads(out)
+    assert effective["mqtt"]["password"] == "**********"
+    assert effective["routes"][0]["bundle"] == str(small_bundle.path)
+
+
+def test_check_config_reports_errors_and_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, route(tmp_path / "missing-bundle"))
+    monkeypatch.setenv("SENSORD_CONFIG", str(path))
+    assert main(["check-config"]) == 1
+    err = capsys.readouterr().err
+    assert "routes[0].bundle:" in err and "not a bundle directory" in err
+    bad = write(tmp_path, "[alerts]\nprefix = 'a/+'\n" + route(tmp_path))
+    assert main(["check-config", str(bad)]) == 1
+    assert "alerts.prefix: 'a/+': each level must be" in capsys.readouterr().err
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
+
+
+def test_example_config_is_valid() -> None:
+    settings = load_settings(EXAMPLE)
+    assert settings.routes[0].topic == "sensors/+/temperature"
+
+
+def test_example_config_documents_every_key() -> None:
+    from pydantic import BaseModel
+
+    from sensord.config import Settings
+
+    text = EXAMPLE.read_text()
+
+    def keys(model: type[BaseModel]) -> list[str]:
+        found = []
+        for name, info in model.model_fields.items():
+            found.append(name)
+            annotation = info.annotation
+            inner = getattr(annotation, "__args__", (annotation,))
+            for candidate in inner:
+                if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                    found.extend(keys(candidate))
+        return found
+
+    missing = [
+        k
+        for k in keys(Settings)
+        if f"{k} =" not in text and f"[{k}" not in text and f".{k}]" not in text
+    ]
+    assert missing == []

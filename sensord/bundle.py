@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,6 +18,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sensord.errors import BundleError
+from sensord.files import write_atomic
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "bundle.json"
@@ -218,27 +217,7 @@ def write_bundle(path: Path, manifest: Manifest, graph_bytes: bytes) -> Bundle:
     if manifest.graph.sha256 != sha256_hex(graph_bytes):
         raise BundleError(f"{path}: manifest graph.sha256 does not match the graph to write")
     path.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path / manifest.graph.file, graph_bytes)
+    write_atomic(path / manifest.graph.file, graph_bytes)
     text = json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
-    _write_atomic(path / MANIFEST_FILE, text.encode("utf-8"))
+    write_atomic(path / MANIFEST_FILE, text.encode("utf-8"))
     return load_bundle(path)
-
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    # Temp file in the same directory, fsync, rename: a reader sees the old file or the new
-    # one, never half of one, even if the machine stops mid-write.
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

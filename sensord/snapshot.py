@@ -9,15 +9,15 @@ loaded half, and the streams start afresh.
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sensord.files import write_atomic
 from sensord.pipeline import Pipeline
 from sensord.state import StateTable
 
@@ -45,27 +45,14 @@ def header_of(pipeline: Pipeline) -> dict[str, Any]:
 
 
 def save(path: Path, pipeline: Pipeline) -> None:
-    """Write the pipeline's state table to ``path`` atomically (temp, fsync, rename, fsync)."""
+    """Write the pipeline's state table to ``path`` atomically."""
     table = pipeline.table
     streams = np.array([s or "" for s in table.stream_of], dtype=np.str_)
     header = np.array(json.dumps(header_of(pipeline)), dtype=np.str_)
     arrays = {f"column_{name}": column for name, column in table.columns.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, header=header, streams=streams, allow_pickle=False, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    buffer = io.BytesIO()
+    np.savez(buffer, header=header, streams=streams, allow_pickle=False, **arrays)
+    write_atomic(path, buffer.getvalue())
 
 
 def restore(path: Path, pipeline: Pipeline) -> int:

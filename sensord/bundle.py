@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -39,11 +39,14 @@ class Scaling(_Strict):
 
     center: list[FiniteFloat] = Field(description="Subtracted from each feature.")
     scale: list[PositiveFloat] = Field(description="Divides each centred feature.")
+    low: list[FiniteFloat] | None = Field(None, description="Lowest value seen in training.")
+    high: list[FiniteFloat] | None = Field(None, description="Highest value seen in training.")
 
     @model_validator(mode="after")
     def _same_length(self) -> Scaling:
-        if len(self.center) != len(self.scale):
-            raise ValueError(f"center has {len(self.center)} values, scale {len(self.scale)}")
+        for name, values in (("scale", self.scale), ("low", self.low), ("high", self.high)):
+            if values is not None and len(values) != len(self.center):
+                raise ValueError(f"center has {len(self.center)} values, {name} {len(values)}")
         return self
 
 
@@ -109,6 +112,10 @@ class Manifest(_Strict):
     version: str = Field(min_length=1, max_length=64, description="Model version.")
     sensord_version: str = Field(description="Version of sensord that wrote the bundle.")
     features: list[str] = Field(min_length=1, description="Feature names, in graph order.")
+    time_features: list[Literal["tod_sin", "tod_cos"]] = Field(
+        default_factory=list,
+        description="Inputs made from the timestamp, after the features in x (x is [B, F+T]).",
+    )
     layers: int = Field(ge=1, le=8, description="LSTM layers (L).")
     hidden: int = Field(ge=1, le=4096, description="LSTM hidden size (H).")
     scaling: Scaling = Field(description="Scaling for streams training did not see.")

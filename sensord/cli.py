@@ -109,6 +109,7 @@ def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=0.2,
         help="last fraction of each stream's rows kept for validation",
     )
+    _add_out_of_order(p)
     p.set_defaults(command=_train)
 
 
@@ -150,6 +151,7 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="seconds without samples after which a stream's state resets",
     )
     p.add_argument("--quiet", action="store_true", help="do not list the alerts")
+    _add_out_of_order(p)
     p.set_defaults(command=_replay)
 
 
@@ -232,6 +234,7 @@ def _train(args: argparse.Namespace) -> int:
         version=args.model_version,
         features=[f.strip() for f in args.features.split(",")] if args.features else None,
         validation_fraction=args.validation_fraction,
+        out_of_order=args.out_of_order,
         fit=FitOptions(
             epochs=args.epochs,
             hidden=args.hidden,
@@ -273,7 +276,7 @@ def _replay(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise SensordError(f"replay options: {exc}") from None
     pipeline = open_pipeline(args.bundle, settings)
-    result = replay(args.data, pipeline)
+    result = replay(args.data, pipeline, out_of_order=args.out_of_order)
     write_result(args.out, result)
     if args.plot is not None:
         from sensord.plot import write_plot
@@ -368,6 +371,16 @@ def _simulate(args: argparse.Namespace) -> int:
         f"({report.sent / max(report.seconds, 1e-9):.0f}/s), {len(report.injected)} anomalies"
     )
     return 0
+
+
+def _add_out_of_order(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out-of-order",
+        choices=("error", "drop"),
+        default="error",
+        help="a row not after its stream's previous one: an error (default), or dropped and "
+        "counted as the daemon drops a late reading",
+    )
 
 
 def _positive_int(text: str) -> int:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sensord.alert import AlertPolicy
-from sensord.detect import DetectorSettings
+from sensord.detect import DetectorKind, DetectorSettings
 from sensord.errors import ConfigError
 from sensord.pipeline import PipelineSettings
 from sensord.route import check_stream_template, check_topic_filter, safe_topic_level
@@ -67,7 +67,10 @@ class MqttSettings(_Section):
 
 
 class DetectorConfig(_Section):
-    kind: Literal["adaptive", "fixed"] = Field("adaptive", description="How errors are scored.")
+    kind: DetectorKind = Field(
+        "adaptive",
+        description="How errors are scored: adaptive, fixed, likelihood, telemanom or spot.",
+    )
     threshold: float = Field(
         0.5, gt=0, lt=1, description="Score at or above which a sample is anomalous."
     )
@@ -75,7 +78,7 @@ class DetectorConfig(_Section):
         None, gt=0, le=1, description="EWMA weight of the newest error; default: the bundle's."
     )
     window: int = Field(
-        2000, ge=2, le=10_000_000, description="Adaptive statistics horizon, samples."
+        8640, ge=2, le=10_000_000, description="Adaptive statistics horizon, samples."
     )
     raise_after: int = Field(
         1, ge=1, le=10_000, description="Anomalous samples in a row that raise an alert."

@@ -33,6 +33,7 @@ class Engine:
     def __init__(self, bundle: Bundle, threads: int = 1) -> None:
         self.bundle = bundle
         self.features = len(bundle.manifest.features)
+        self.inputs = self.features + len(bundle.manifest.time_features)
         self.layers = bundle.manifest.layers
         self.hidden = bundle.manifest.hidden
         options = ort.SessionOptions()
@@ -55,7 +56,11 @@ class Engine:
     def _check_signature(self) -> None:
         where = self.bundle.path / GRAPH_FILE
         f, layers, hidden = self.features, self.layers, self.hidden
-        expected_inputs = {"x": [None, f], "h": [layers, None, hidden], "c": [layers, None, hidden]}
+        expected_inputs = {
+            "x": [None, self.inputs],
+            "h": [layers, None, hidden],
+            "c": [layers, None, hidden],
+        }
         expected_outputs = {
             "y": [None, f],
             "h_out": [layers, None, hidden],
@@ -82,7 +87,7 @@ class Engine:
         return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
 
     def step(self, x: F32, h: F32, c: F32) -> StepResult:
-        """One LSTM step for a batch of streams."""
+        """One LSTM step for a batch of streams: ``x[B, F+T]`` in, prediction ``[B, F]`` out."""
         y, h_out, c_out = self._session.run(OUTPUT_NAMES, {"x": x, "h": h, "c": c})
         return StepResult(prediction=y, h=h_out, c=c_out)
 

@@ -24,8 +24,10 @@ import numpy.typing as npt
 from sensord.alert import ALERT_COLUMNS, AlertPolicy, Transition, advance
 from sensord.bundle import Bundle
 from sensord.detect import Detector, DetectorSettings, make_detector
+from sensord.detect.range import out_of_range, range_columns, widen
 from sensord.engine import Engine
 from sensord.state import ColumnSpec, Slots, StateTable
+from sensord.timefeatures import time_features
 from sensord.wave import split_waves
 
 F64 = npt.NDArray[np.float64]
@@ -131,7 +133,12 @@ class Pipeline:
             layers=self.engine.layers,
             hidden=self.engine.hidden,
             features=self.engine.features,
-            extra={**self.detector.columns(), **ALERT_COLUMNS, **EDGE_COLUMNS},
+            extra={
+                **self.detector.columns(),
+                **ALERT_COLUMNS,
+                **EDGE_COLUMNS,
+                **range_columns(self.engine.features),
+            },
         )
 
     def process(self, samples: Sequence[Sample]) -> list[Outcome]:
@@ -173,6 +180,12 @@ class Pipeline:
             scaling = manifest.stream_scaling.get(wave[i].stream, manifest.scaling)
             self.table["center"][slots[i]] = scaling.center
             self.table["scale"][slots[i]] = scaling.scale
+            if scaling.low is not None and scaling.high is not None:
+                # The range rule starts from what training saw of this kind of stream.
+                center, scale = np.asarray(scaling.center), np.asarray(scaling.scale)
+                self.table["seen_min"][slots[i]] = (np.asarray(scaling.low) - center) / scale
+                self.table["seen_max"][slots[i]] = (np.asarray(scaling.high) - center) / scale
+                self.table["seen_n"][slots[i]] = self.bundle.manifest.training.rows
         self.detector.start(self.table, slots[new])
 
     def _step_kept(self, wave: list[Sample], slots: Slots, ts: F64) -> list[Outcome]:
@@ -181,6 +194,12 @@ class Pipeline:
         values = np.stack([s.values for s in wave]).astype(np.float64, copy=False)
         center, scale = table["center"][slots], table["scale"][slots]
         x = ((values - center) / scale).astype(np.float32)
+        time_names = self.bundle.manifest.time_features
+        inputs = (
+            x
+            if not time_names
+            else np.concatenate([x, time_features(time_names, ts).astype(np.float32)], axis=1)
+        )
 
         steps = table["steps"][slots]
         has_prediction = steps > 0
@@ -190,7 +209,7 @@ class Pipeline:
 
         h = np.ascontiguousarray(table["h"][slots].transpose(1, 0, 2))
         c = np.ascontiguousarray(table["c"][slots].transpose(1, 0, 2))
-        result = self.engine.step(x, h, c)
+        result = self.engine.step(inputs, h, c)
         table["h"][slots] = result.h.transpose(1, 0, 2)
         table["c"][slots] = result.c.transpose(1, 0, 2)
         table["prediction"][slots] = result.prediction
@@ -204,6 +223,13 @@ class Pipeline:
         if scored.size:
             scores[scored] = self.detector.score(table, slots[scored], errors[scored])
             self.detector.learn(table, slots[scored], errors[scored])
+        margin = self.settings.detector.range_margin
+        if margin is not None:
+            novel = out_of_range(
+                table, slots, x.astype(np.float64), margin, self.settings.detector.range_min_samples
+            )
+            scores = np.where(novel & has_prediction, 1.0, scores)
+        widen(table, slots, x.astype(np.float64))
         warm = steps >= self.settings.alerts.warmup
         anomalous = self.detector.classify(scores) & warm
         transitions = advance(

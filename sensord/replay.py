@@ -20,7 +20,7 @@ from sensord.bundle import load_bundle
 from sensord.engine import Engine
 from sensord.errors import InputError
 from sensord.pipeline import AlertEvent, Outcome, Pipeline, PipelineSettings, Sample
-from sensord.series import Series, read_series
+from sensord.series import OutOfOrder, Series, read_series
 
 DEFAULT_BATCH = 256
 
@@ -38,9 +38,14 @@ class ReplayResult:
         return len(self.outcomes) / self.seconds if self.seconds > 0 else math.inf
 
 
-def replay(data_path: Path, pipeline: Pipeline, batch: int = DEFAULT_BATCH) -> ReplayResult:
+def replay(
+    data_path: Path,
+    pipeline: Pipeline,
+    batch: int = DEFAULT_BATCH,
+    out_of_order: OutOfOrder = "error",
+) -> ReplayResult:
     """Run every usable row of ``data_path`` through ``pipeline`` in time order."""
-    series = read_series(data_path, pipeline.bundle.features)
+    series = read_series(data_path, pipeline.bundle.features, out_of_order)
     started = time.perf_counter()
     outcomes = _run(series, pipeline, batch)
     seconds = time.perf_counter() - started

@@ -73,6 +73,7 @@ def describe_replay(result: ReplayResult, counters: Counters, out: Path, plot: P
         f"replayed {rows} rows in {result.seconds:.2f} s ({result.rows_per_second:,.0f} rows/s):",
         f"{counters.scored} scored, {counters.first} first of a stream, "
         f"{result.series.skipped} skipped (empty or non-finite cells), "
+        f"{counters.duplicate + counters.late} dropped (not after the stream's last), "
         f"{counters.resets} gap resets; {counters.raised} alerts raised, "
         f"{counters.cleared} cleared",
         f"wrote {out}" + (f" and {plot}" if plot is not None else ""),

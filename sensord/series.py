@@ -7,9 +7,12 @@ Rules, shared by ``train`` and ``replay``:
 - every other column is a feature unless named ``stream`` or left out by ``features=``;
 - a feature cell that is empty, ``nan`` or ``inf`` makes its row *skipped*: counted, reported,
   and in replay kept in the output with no score (the daemon would reject such a reading);
-- any other non-number in a feature cell, an unparsable timestamp, a row with the wrong number
-  of cells, or a timestamp that is not after the previous one of the same stream is fatal,
-  reported as ``FILE line N, column C: reason``.
+- any other non-number in a feature cell, an unparsable timestamp, or a row with the wrong
+  number of cells is fatal, reported as ``FILE line N, column C: reason``;
+- a timestamp that is not after the latest earlier one of the same stream (a clock that
+  jumped back, a repeated row) is fatal by default (``out_of_order="error"``); with
+  ``out_of_order="drop"`` such rows are kept but marked, and treated as the daemon treats a
+  late or duplicate reading: left out of training, given no score in replay, and counted.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +33,7 @@ from sensord.timestamps import format_timestamp, parse_timestamp
 TIMESTAMP = "timestamp"
 STREAM = "stream"
 DEFAULT_STREAM = "default"
+OutOfOrder = Literal["error", "drop"]
 _MISSING_TOKENS = frozenset({"", "nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity"})
 
 
@@ -44,11 +49,17 @@ class Series:
     values: npt.NDArray[np.float64]
     streams: tuple[str, ...]
     usable: npt.NDArray[np.bool_]
+    in_order: npt.NDArray[np.bool_]
 
     @property
     def skipped(self) -> int:
         """Rows with an empty or non-finite feature cell."""
         return int((~self.usable).sum())
+
+    @property
+    def out_of_order(self) -> int:
+        """Rows whose timestamp is not after an earlier row's of the same stream."""
+        return int((~self.in_order).sum())
 
     @property
     def stream_names(self) -> tuple[str, ...]:
@@ -65,7 +76,9 @@ def line_of(row_index: int) -> int:
     return row_index + 2
 
 
-def read_series(path: Path, features: Sequence[str] | None = None) -> Series:
+def read_series(
+    path: Path, features: Sequence[str] | None = None, out_of_order: OutOfOrder = "error"
+) -> Series:
     """Read and check a history CSV; raise InputError naming the file, line and column at fault.
 
     ``features`` selects the feature columns (all must exist); by default every column other
@@ -93,7 +106,7 @@ def read_series(path: Path, features: Sequence[str] | None = None) -> Series:
             if stream_col is not None
             else DEFAULT_STREAM
         )
-    _check_time_order(path, timestamps, streams)
+    in_order = _time_order(path, timestamps, streams, fatal=out_of_order == "error")
     usable = np.asarray(np.isfinite(values).all(axis=1), dtype=bool)
     return Series(
         path=path,
@@ -104,6 +117,7 @@ def read_series(path: Path, features: Sequence[str] | None = None) -> Series:
         values=values,
         streams=tuple(streams),
         usable=usable,
+        in_order=in_order,
     )
 
 
@@ -178,16 +192,26 @@ def _parse_stream_cell(path: Path, index: int, cell: str) -> str:
     return text
 
 
-def _check_time_order(path: Path, timestamps: npt.NDArray[np.float64], streams: list[str]) -> None:
-    last: dict[str, int] = {}
+def _time_order(
+    path: Path, timestamps: npt.NDArray[np.float64], streams: list[str], fatal: bool
+) -> npt.NDArray[np.bool_]:
+    """Which rows are after every earlier row of their stream; raise on the first that is
+    not if ``fatal``."""
+    latest: dict[str, int] = {}
+    in_order = np.ones(len(streams), dtype=bool)
     for i, stream in enumerate(streams):
-        previous = last.get(stream)
+        previous = latest.get(stream)
         if previous is not None and timestamps[i] <= timestamps[previous]:
-            what = "repeats" if timestamps[i] == timestamps[previous] else "is before"
-            of_stream = f" of stream {stream!r}" if stream != DEFAULT_STREAM else ""
-            raise InputError(
-                f"{path} line {line_of(i)}, column 'timestamp': "
-                f"{format_timestamp(float(timestamps[i]))} {what} line {line_of(previous)}"
-                f"{of_stream}; rows must be in increasing time order (sort the file)"
-            )
-        last[stream] = i
+            if fatal:
+                what = "repeats" if timestamps[i] == timestamps[previous] else "is before"
+                of_stream = f" of stream {stream!r}" if stream != DEFAULT_STREAM else ""
+                raise InputError(
+                    f"{path} line {line_of(i)}, column 'timestamp': "
+                    f"{format_timestamp(float(timestamps[i]))} {what} line {line_of(previous)}"
+                    f"{of_stream}; rows must be in increasing time order (sort the file, or "
+                    "drop such rows as the daemon does: --out-of-order drop)"
+                )
+            in_order[i] = False
+        else:
+            latest[stream] = i
+    return in_order

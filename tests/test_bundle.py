@@ -50,7 +50,7 @@ def test_engine_steps_a_dynamic_batch(small_bundle: Bundle) -> None:
         h, c = engine.zero_state(batch)
         import numpy as np
 
-        result = engine.step(np.zeros((batch, 1), np.float32), h, c)
+        result = engine.step(np.zeros((batch, engine.inputs), np.float32), h, c)
         assert result.prediction.shape == (batch, 1)
         assert result.h.shape == result.c.shape == (1, batch, 8)
 

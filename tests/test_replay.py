@@ -125,3 +125,18 @@ def test_plot_is_written(tmp_path: Path, bundle: Bundle, anomalous_csv: Path) ->
     result = replay(anomalous_csv, open_pipeline(bundle.path))
     write_plot(tmp_path / "plot.png", result)
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_out_of_order_rows_get_no_score_when_dropped(
+    tmp_path: Path, bundle: Bundle, clean_csv: Path
+) -> None:
+    lines = clean_csv.read_text().splitlines()
+    lines.insert(50, lines[20])  # a reading from the past, as from a clock that jumped back
+    jumped = tmp_path / "jumped.csv"
+    jumped.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match="increasing time order"):
+        replay(jumped, open_pipeline(bundle.path))
+    pipeline = open_pipeline(bundle.path)
+    result = replay(jumped, pipeline, out_of_order="drop")
+    late = result.outcomes[49]  # text line 50 is data row 49
+    assert late is not None and np.isnan(late.score) and pipeline.counters.late == 1

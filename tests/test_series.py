@@ -84,3 +84,12 @@ def test_selected_features_ignore_other_columns(tmp_path: Path) -> None:
     path = write(tmp_path, "timestamp,label,value\n1,x,2\n2,y,3\n")
     series = read_series(path, ["value"])
     assert np.array_equal(series.values, [[2.0], [3.0]])
+
+
+def test_out_of_order_rows_can_be_dropped_like_the_daemon_does(tmp_path: Path) -> None:
+    path = write(tmp_path, "timestamp,value\n1,1\n2,2\n3,3\n2.5,9\n3,9\n4,4\n")
+    with pytest.raises(InputError, match=r"line 5.*--out-of-order drop"):
+        read_series(path)
+    series = read_series(path, out_of_order="drop")
+    assert series.in_order.tolist() == [True, True, True, False, False, True]
+    assert series.out_of_order == 2

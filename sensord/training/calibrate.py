@@ -26,9 +26,9 @@ FLOOR_FRACTION = 0.1
 ABSOLUTE_FLOOR = 1e-6
 
 
-def step_errors(model: Forecaster, scaled: F32) -> F64:
+def step_errors(model: Forecaster, scaled: F32, inputs: F32) -> F64:
     """Per-row error against the previous row's prediction; row 0 has none (NaN)."""
-    predicted = predictions(model, scaled).astype(np.float64)
+    predicted = predictions(model, inputs).astype(np.float64)
     errors = np.full(len(scaled), np.nan)
     diff = scaled[1:].astype(np.float64) - predicted[:-1]
     errors[1:] = np.sqrt(np.mean(diff**2, axis=1))
@@ -51,7 +51,7 @@ def calibrate(
     """Calibration from the smoothed validation errors of every stream."""
     validation = np.concatenate(
         [
-            ewma(step_errors(model, stream.scaled), smoothing)[stream.split :]
+            ewma(step_errors(model, stream.scaled, stream.inputs), smoothing)[stream.split :]
             for stream in data.streams
         ]
     )

@@ -9,6 +9,7 @@ rows leaks into the model or its inputs. Rows with an empty or non-finite cell a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -16,10 +17,12 @@ import numpy.typing as npt
 from sensord.bundle import Scaling
 from sensord.errors import InputError
 from sensord.series import Series
+from sensord.timefeatures import TIME_OF_DAY, shows_daily_cycle, time_features
 
 F64 = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
 
+TimeOfDay = Literal["auto", "on", "off"]
 MIN_ROWS_PER_STREAM = 100
 MIN_VALIDATION_ROWS = 10
 
@@ -29,7 +32,8 @@ class StreamData:
     """One stream's scaled sequence and where validation starts."""
 
     stream: str
-    scaled: F32  # (n, F)
+    scaled: F32  # (n, F): the targets
+    inputs: F32  # (n, F + T): the scaled features, then the time features
     split: int  # rows [0, split) train, [split, n) validate
     scaling: Scaling
     timestamps: F64
@@ -41,6 +45,8 @@ class TrainingData:
     features: tuple[str, ...]
     rows: int
     skipped: int
+    out_of_order: int = 0
+    time_features: tuple[str, ...] = ()
 
     @property
     def train_rows(self) -> int:
@@ -51,12 +57,19 @@ class TrainingData:
         return sum(len(s.scaled) - s.split for s in self.streams)
 
 
-def prepare(series: Series, validation_fraction: float) -> TrainingData:
+def prepare(
+    series: Series, validation_fraction: float, time_of_day: TimeOfDay = "auto"
+) -> TrainingData:
     """Split and scale every stream of a series; InputError if a stream is too short."""
+    keep = series.usable & series.in_order
+    daily = time_of_day == "on" or (
+        time_of_day == "auto" and shows_daily_cycle(series.timestamps[keep])
+    )
+    names = TIME_OF_DAY if daily else ()
     streams = []
     for stream in series.stream_names:
         index = series.stream_rows(stream)
-        index = index[series.usable[index]]
+        index = index[series.usable[index] & series.in_order[index]]
         if len(index) < MIN_ROWS_PER_STREAM:
             of_stream = f" for stream {stream!r}" if len(series.stream_names) > 1 else ""
             raise InputError(
@@ -67,33 +80,51 @@ def prepare(series: Series, validation_fraction: float) -> TrainingData:
         split = min(
             round(len(index) * (1.0 - validation_fraction)), len(index) - MIN_VALIDATION_ROWS
         )
-        scaling = fit_scaling(values[:split])
+        # Scaling from the training rows only; the range from every row training read, so a
+        # new stream in the daemon starts from the range this stream showed.
+        scaling = fit_scaling(values[:split], values)
         center, scale = np.asarray(scaling.center), np.asarray(scaling.scale)
         scaled = ((values - center) / scale).astype(np.float32)
-        streams.append(StreamData(stream, scaled, split, scaling, series.timestamps[index]))
-    return TrainingData(tuple(streams), series.features, len(series.rows), series.skipped)
+        stamps = series.timestamps[index]
+        inputs = np.concatenate([scaled, time_features(names, stamps).astype(np.float32)], axis=1)
+        streams.append(StreamData(stream, scaled, inputs, split, scaling, stamps))
+    return TrainingData(
+        tuple(streams),
+        series.features,
+        len(series.rows),
+        series.skipped,
+        series.out_of_order,
+        names,
+    )
 
 
-def fit_scaling(values: F64) -> Scaling:
-    """Mean and standard deviation per feature; a constant feature gets scale 1."""
+def fit_scaling(values: F64, seen: F64 | None = None) -> Scaling:
+    """Mean and standard deviation per feature (a constant feature gets scale 1), and the
+    range of ``seen`` (default: the same values)."""
     center = values.mean(axis=0)
     std = values.std(axis=0)
     tiny = 1e-9 * np.maximum(1.0, np.abs(center))
     scale = np.where(std > tiny, std, 1.0)
-    return Scaling(center=[float(v) for v in center], scale=[float(v) for v in scale])
+    seen = values if seen is None else seen
+    return Scaling(
+        center=[float(v) for v in center],
+        scale=[float(v) for v in scale],
+        low=[float(v) for v in seen.min(axis=0)],
+        high=[float(v) for v in seen.max(axis=0)],
+    )
 
 
 def windows(data: TrainingData, length: int, stride: int) -> tuple[F32, F32]:
     """Training windows of every stream: inputs ``[N, T, F]`` and next-step targets."""
     inputs, targets = [], []
     for stream in data.streams:
-        train = stream.scaled[: stream.split]
+        train, given = stream.scaled[: stream.split], stream.inputs[: stream.split]
         span = min(length, len(train) - 1)
         for start in range(0, len(train) - span, stride):
-            inputs.append(train[start : start + span])
+            inputs.append(given[start : start + span])
             targets.append(train[start + 1 : start + span + 1])
         # The last window ends at the last training row, so no training row is left out.
-        inputs.append(train[len(train) - 1 - span : len(train) - 1])
+        inputs.append(given[len(train) - 1 - span : len(train) - 1])
         targets.append(train[len(train) - span :])
     shortest = min(len(w) for w in inputs)
     return (np.stack([w[-shortest:] for w in inputs]), np.stack([t[-shortest:] for t in targets]))

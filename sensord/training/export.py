@@ -31,7 +31,7 @@ def export_step(model: Forecaster) -> bytes:
     step = StepModule(model).eval()
     batch = 2
     example = (
-        torch.zeros(batch, model.features),
+        torch.zeros(batch, model.features + model.extra_inputs),
         torch.zeros(model.layers, batch, model.hidden),
         torch.zeros(model.layers, batch, model.hidden),
     )
@@ -65,7 +65,7 @@ def check_parity(model: Forecaster, graph: bytes, data: TrainingData) -> float:
     session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
     worst = 0.0
     for stream in data.streams:
-        sequence = stream.scaled[stream.split :]
+        sequence = stream.inputs[stream.split :]
         worst = max(worst, _stream_difference(model, session, sequence))
         if worst > PARITY_TOLERANCE:
             raise ParityError(

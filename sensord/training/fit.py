@@ -61,7 +61,13 @@ def fit(
     seed_everything(options.seed)
     generator = torch.Generator().manual_seed(options.seed)
     inputs, targets = (torch.from_numpy(a) for a in windows(data, options.window, options.stride))
-    model = Forecaster(len(data.features), options.hidden, options.layers, options.dropout)
+    model = Forecaster(
+        len(data.features),
+        options.hidden,
+        options.layers,
+        options.dropout,
+        extra_inputs=len(data.time_features),
+    )
     optimiser = torch.optim.Adam(model.parameters(), lr=options.learning_rate)
     loss_fn = nn.MSELoss()
 
@@ -114,11 +120,11 @@ def _train_epoch(
     return total / max(count, 1)
 
 
-def predictions(model: Forecaster, scaled: F32) -> F32:
+def predictions(model: Forecaster, inputs: F32) -> F32:
     """The model run over a whole sequence from a zero state: prediction after each row."""
     model.eval()
     with torch.no_grad():
-        out, _ = model(torch.from_numpy(scaled).unsqueeze(0))
+        out, _ = model(torch.from_numpy(inputs).unsqueeze(0))
     return np.asarray(out.squeeze(0).numpy(), dtype=np.float32)
 
 
@@ -126,7 +132,7 @@ def validation_loss(model: Forecaster, data: TrainingData) -> float:
     """MSE of next-sample predictions on the validation rows, state carried from row 0."""
     total, count = 0.0, 0
     for stream in data.streams:
-        predicted = predictions(model, stream.scaled)
+        predicted = predictions(model, stream.inputs)
         errors = predicted[stream.split - 1 : -1] - stream.scaled[stream.split :]
         total += float((errors.astype(np.float64) ** 2).sum())
         count += errors.size

@@ -17,11 +17,18 @@ from torch import nn
 class Forecaster(nn.Module):
     """Stacked LSTM with a residual linear head."""
 
-    def __init__(self, features: int, hidden: int, layers: int, dropout: float) -> None:
+    def __init__(
+        self, features: int, hidden: int, layers: int, dropout: float, extra_inputs: int = 0
+    ) -> None:
         super().__init__()
         self.features, self.hidden, self.layers = features, hidden, layers
+        self.extra_inputs = extra_inputs  # time features after the F features in x
         self.lstm = nn.LSTM(
-            features, hidden, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0
+            features + extra_inputs,
+            hidden,
+            layers,
+            batch_first=True,
+            dropout=dropout if layers > 1 else 0.0,
         )
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, features)
@@ -31,9 +38,9 @@ class Forecaster(nn.Module):
     def forward(
         self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """``x[B, T, F]`` -> predictions ``[B, T, F]`` of the sample after each, and the state."""
+        """``x[B, T, F+E]`` -> predictions ``[B, T, F]`` of the next sample, and the state."""
         out, (h, c) = self.lstm(x, state)
-        return x + self.head(self.dropout(out)), (h, c)
+        return x[..., : self.features] + self.head(self.dropout(out)), (h, c)
 
 
 class StepModule(nn.Module):
@@ -42,6 +49,7 @@ class StepModule(nn.Module):
     def __init__(self, model: Forecaster) -> None:
         super().__init__()
         self.layers = model.layers
+        self.features = model.features
         weights, biases = [], []
         for layer in range(model.layers):
             w_ih = getattr(model.lstm, f"weight_ih_l{layer}").detach()
@@ -72,4 +80,5 @@ class StepModule(nn.Module):
             h_out.append(h_new)
             c_out.append(c_new)
             layer_input = h_new
-        return x + self.head(layer_input), torch.stack(h_out), torch.stack(c_out)
+        prediction = x[:, : self.features] + self.head(layer_input)
+        return prediction, torch.stack(h_out), torch.stack(c_out)

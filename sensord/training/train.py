@@ -14,10 +14,10 @@ import sensord
 from sensord.bundle import Bundle, Graph, Manifest, Training, sha256_hex, write_bundle
 from sensord.engine import Engine
 from sensord.errors import InputError
-from sensord.series import read_series
+from sensord.series import OutOfOrder, read_series
 from sensord.timestamps import format_timestamp
 from sensord.training.calibrate import calibrate
-from sensord.training.data import TrainingData, prepare
+from sensord.training.data import TimeOfDay, TrainingData, prepare
 from sensord.training.export import OPSET, check_parity, export_step
 from sensord.training.fit import EpochCallback, FitOptions, FitResult, fit, predictions
 
@@ -27,6 +27,8 @@ class TrainOptions:
     name: str = "model"
     version: str | None = None
     features: Sequence[str] | None = None
+    out_of_order: OutOfOrder = "error"
+    time_of_day: TimeOfDay = "auto"
     validation_fraction: float = 0.2
     fit: FitOptions = field(default_factory=FitOptions)
 
@@ -46,10 +48,10 @@ def train_bundle(
     started = time.perf_counter()
     # Fix the thread count: with the same seed and threads the bundle is byte-identical.
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    series = read_series(data_path, options.features)
+    series = read_series(data_path, options.features, options.out_of_order)
     if not 0.05 <= options.validation_fraction <= 0.5:
         raise InputError(f"validation fraction {options.validation_fraction} not in [0.05, 0.5]")
-    data = prepare(series, options.validation_fraction)
+    data = prepare(series, options.validation_fraction, options.time_of_day)
     result = fit(data, options.fit, on_epoch)
     calibration = calibrate(result.model, data)
     graph = export_step(result.model)
@@ -62,6 +64,7 @@ def train_bundle(
         version=options.version or digest[:12],
         sensord_version=sensord.__version__,
         features=list(data.features),
+        time_features=list(data.time_features),
         layers=options.fit.layers,
         hidden=options.fit.hidden,
         scaling=data.streams[0].scaling,
@@ -84,7 +87,7 @@ def _persistence_mae(data: TrainingData) -> float:
 def _validation_mae(result: FitResult, data: TrainingData) -> float:
     errors = []
     for stream in data.streams:
-        predicted = predictions(result.model, stream.scaled)
+        predicted = predictions(result.model, stream.inputs)
         errors.append(np.abs(predicted[stream.split - 1 : -1] - stream.scaled[stream.split :]))
     return float(np.concatenate(errors).mean())
 
@@ -105,7 +108,7 @@ def _training_summary(
         rows=data.rows,
         train_rows=data.train_rows,
         validation_rows=data.validation_rows,
-        skipped_rows=data.skipped,
+        skipped_rows=data.skipped + data.out_of_order,
         streams=len(data.streams),
         data_start=format_timestamp(float(stamps.min())),
         data_end=format_timestamp(float(stamps.max())),

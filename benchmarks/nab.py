@@ -24,6 +24,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.nabscore import (  # noqa: E402
+from benchmarks.nabscore import (
     CorpusScore,
     ScoredFile,
     load_profiles,
@@ -40,11 +41,11 @@ from benchmarks.nabscore import (  # noqa: E402
     probation_rows,
     score_all_profiles,
 )
-from sensord.detect import DETECTOR_KINDS, DetectorSettings  # noqa: E402
-from sensord.engine import Engine  # noqa: E402
-from sensord.pipeline import Pipeline, PipelineSettings  # noqa: E402
-from sensord.replay import replay  # noqa: E402
-from sensord.timestamps import parse_timestamp  # noqa: E402
+from sensord.detect import DETECTOR_KINDS, DetectorKind, DetectorSettings
+from sensord.engine import Engine
+from sensord.pipeline import Pipeline, PipelineSettings
+from sensord.replay import replay
+from sensord.timestamps import parse_timestamp
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "nab"
 DEFAULT_DETECTOR = PipelineSettings().detector.kind
@@ -64,7 +65,9 @@ class FileRun:
     onsets: dict[str, list[int]]
 
 
-def run_file(path: Path, root: Path, out: Path, detectors: list[str], seed: int) -> FileRun:
+def run_file(
+    path: Path, root: Path, out: Path, detectors: list[DetectorKind], seed: int
+) -> FileRun:
     """Train on the probationary rows, replay with each detector, write the result files."""
     import torch
 
@@ -89,11 +92,14 @@ def run_file(path: Path, root: Path, out: Path, detectors: list[str], seed: int)
     )
     train_seconds = time.perf_counter() - started
 
-    scores, alerts, onsets, replay_seconds = {}, {}, {}, {}
+    scores: dict[str, list[float]] = {}
+    alerts: dict[str, list[int]] = {}
+    onsets: dict[str, list[int]] = {}
+    replay_seconds: dict[str, float] = {}
     timestamps: list[float] = []
     dropped = 0
     for kind in detectors:
-        settings = PipelineSettings(detector=DetectorSettings(kind=kind))  # type: ignore[arg-type]
+        settings = PipelineSettings(detector=DetectorSettings(kind=kind))
         pipeline = Pipeline(Engine(report.bundle), settings)
         result = replay(path, pipeline, out_of_order="drop")
         replay_seconds[kind] = result.seconds
@@ -105,7 +111,12 @@ def run_file(path: Path, root: Path, out: Path, detectors: list[str], seed: int)
             for o in outcomes
         ]
         _write_result(
-            out / kind / name, result.series.header, result.series.rows, score, alert, onset
+            out / kind / name,
+            result.series.header,
+            result.series.rows,
+            scores=score,
+            alerts=alert,
+            onsets=onset,
         )
         scores[kind], alerts[kind], onsets[kind] = score, alert, onset
         timestamps = [float(t) for t in result.series.timestamps]
@@ -139,6 +150,7 @@ def _write_result(
     path: Path,
     header: tuple[str, ...],
     rows: tuple[tuple[str, ...], ...],
+    *,
     scores: list[float],
     alerts: list[int],
     onsets: list[int],
@@ -152,7 +164,7 @@ def _write_result(
 
 
 def score_runs(
-    runs: list[FileRun], detectors: list[str], root: Path
+    runs: list[FileRun], detectors: Sequence[str], root: Path
 ) -> dict[str, dict[str, dict[str, CorpusScore]]]:
     """detector -> column (score / alert / raised) -> profile -> score."""
     windows_raw = json.loads((root / "labels" / "combined_windows.json").read_text())
@@ -283,11 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print(f"no NAB data under {root / 'data'}", file=sys.stderr)
         return 1
-    detectors = [d.strip() for d in args.detectors.split(",") if d.strip()]
-    unknown = sorted(set(detectors) - set(DETECTOR_KINDS))
+    asked = [d.strip() for d in args.detectors.split(",") if d.strip()]
+    unknown = sorted(set(asked) - set(DETECTOR_KINDS))
     if unknown:
         print(f"unknown detector(s): {', '.join(unknown)}", file=sys.stderr)
         return 1
+    detectors = [kind for kind in DETECTOR_KINDS if kind in asked]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = [pool.submit(run_file, f, root, args.out, detectors, args.seed) for f in files]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -138,7 +138,7 @@ def file_scores(f: ScoredFile, profile: Profile, thresholds: F64) -> F64:
     total = np.zeros(len(thresholds))
     outside = f.window < 0
     total += _cumulative_at(
-        f.scores[outside], f.worth[outside] * profile.fp, thresholds, np.add.accumulate, 0.0
+        f.scores[outside], f.worth[outside] * profile.fp, thresholds, _running_sum, empty=0.0
     )
     for k in np.unique(f.window[f.window >= 0]):
         rows = f.window == k
@@ -146,18 +146,27 @@ def file_scores(f: ScoredFile, profile: Profile, thresholds: F64) -> F64:
             f.scores[rows],
             f.worth[rows] * profile.tp / max_tp,
             thresholds,
-            np.maximum.accumulate,
-            -profile.fn,
+            _running_max,
+            empty=-profile.fn,
             floor=-profile.fn,
         )
     return total
+
+
+def _running_sum(values: F64) -> F64:
+    return np.cumsum(values)
+
+
+def _running_max(values: F64) -> F64:
+    return np.asarray(np.maximum.accumulate(values), dtype=np.float64)
 
 
 def _cumulative_at(
     scores: F64,
     values: F64,
     thresholds: F64,
-    accumulate: np.ufunc,
+    accumulate: Callable[[F64], F64],
+    *,
     empty: float,
     floor: float | None = None,
 ) -> F64:

@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-echo "== ruff" && .venv/bin/ruff check sensord tests && .venv/bin/ruff format --check sensord tests
+echo "== ruff" && .venv/bin/ruff check sensord tests benchmarks && .venv/bin/ruff format --check sensord tests benchmarks
 echo "== mypy" && .venv/bin/mypy
 echo "== pytest" && exec .venv/bin/python -m pytest "$@"

@@ -112,6 +112,11 @@ class Manifest(_Strict):
     version: str = Field(min_length=1, max_length=64, description="Model version.")
     sensord_version: str = Field(description="Version of sensord that wrote the bundle.")
     features: list[str] = Field(min_length=1, description="Feature names, in graph order.")
+    transform: Literal["none", "asinh"] = Field(
+        "none",
+        description="Applied after scaling: the model sees and predicts asinh(scaled), which "
+        "is linear near 0 and logarithmic for large values.",
+    )
     time_features: list[Literal["tod_sin", "tod_cos"]] = Field(
         default_factory=list,
         description="Inputs made from the timestamp, after the features in x (x is [B, F+T]).",

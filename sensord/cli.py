@@ -109,6 +109,19 @@ def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=0.2,
         help="last fraction of each stream's rows kept for validation",
     )
+    p.add_argument(
+        "--time-of-day",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="time-of-day inputs: auto adds them when the data spans >= 2 days sampled at "
+        "least hourly",
+    )
+    p.add_argument(
+        "--transform",
+        choices=("none", "asinh"),
+        default="none",
+        help="value transform after scaling (asinh compresses spikes)",
+    )
     _add_out_of_order(p)
     p.set_defaults(command=_train)
 
@@ -127,7 +140,7 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--out", type=Path, required=True, help="result CSV to write")
     p.add_argument("--plot", type=Path, default=None, help="PNG to draw (needs matplotlib)")
     p.add_argument("--stream", default=None, help="stream to plot (default: the first)")
-    p.add_argument("--detector", choices=DETECTOR_KINDS, default="adaptive")
+    p.add_argument("--detector", choices=DETECTOR_KINDS, default=DetectorSettings().kind)
     p.add_argument("--threshold", type=float, default=0.5, help="score threshold, (0, 1)")
     p.add_argument(
         "--raise-after",
@@ -235,6 +248,8 @@ def _train(args: argparse.Namespace) -> int:
         features=[f.strip() for f in args.features.split(",")] if args.features else None,
         validation_fraction=args.validation_fraction,
         out_of_order=args.out_of_order,
+        time_of_day=args.time_of_day,
+        transform=args.transform,
         fit=FitOptions(
             epochs=args.epochs,
             hidden=args.hidden,

@@ -68,7 +68,7 @@ class MqttSettings(_Section):
 
 class DetectorConfig(_Section):
     kind: DetectorKind = Field(
-        "adaptive",
+        "likelihood",
         description="How errors are scored: adaptive, fixed, likelihood, telemanom or spot.",
     )
     threshold: float = Field(
@@ -79,6 +79,16 @@ class DetectorConfig(_Section):
     )
     window: int = Field(
         8640, ge=2, le=10_000_000, description="Adaptive statistics horizon, samples."
+    )
+    range_rule: bool = Field(True, description="Score 1 for a value beyond the range seen.")
+    range_margin: float = Field(
+        0.05,
+        ge=0,
+        le=10,
+        description="The range rule's slack: this fraction of the range on each side.",
+    )
+    range_min_samples: int = Field(
+        100, ge=0, le=10_000_000, description="Values a stream must show before the range rule."
     )
     raise_after: int = Field(
         1, ge=1, le=10_000, description="Anomalous samples in a row that raise an alert."
@@ -226,7 +236,12 @@ class Settings(BaseSettings):
         d = route.detector
         return PipelineSettings(
             detector=DetectorSettings(
-                kind=d.kind, threshold=d.threshold, smoothing=d.smoothing, window=d.window
+                kind=d.kind,
+                threshold=d.threshold,
+                smoothing=d.smoothing,
+                window=d.window,
+                range_margin=d.range_margin if d.range_rule else None,
+                range_min_samples=d.range_min_samples,
             ),
             alerts=AlertPolicy(
                 raise_after=d.raise_after,

@@ -28,6 +28,7 @@ from sensord.detect.range import out_of_range, range_columns, widen
 from sensord.engine import Engine
 from sensord.state import ColumnSpec, Slots, StateTable
 from sensord.timefeatures import time_features
+from sensord.transform import forward, inverse
 from sensord.wave import split_waves
 
 F64 = npt.NDArray[np.float64]
@@ -126,6 +127,7 @@ class Pipeline:
         )
         self.table = self.new_table()
         self.counters = Counters()
+        self._transform = self.bundle.manifest.transform
 
     def new_table(self) -> StateTable:
         """An empty state table with the columns this pipeline's parts keep."""
@@ -183,8 +185,9 @@ class Pipeline:
             if scaling.low is not None and scaling.high is not None:
                 # The range rule starts from what training saw of this kind of stream.
                 center, scale = np.asarray(scaling.center), np.asarray(scaling.scale)
-                self.table["seen_min"][slots[i]] = (np.asarray(scaling.low) - center) / scale
-                self.table["seen_max"][slots[i]] = (np.asarray(scaling.high) - center) / scale
+                low, high = np.asarray(scaling.low), np.asarray(scaling.high)
+                self.table["seen_min"][slots[i]] = forward(self._transform, (low - center) / scale)
+                self.table["seen_max"][slots[i]] = forward(self._transform, (high - center) / scale)
                 self.table["seen_n"][slots[i]] = self.bundle.manifest.training.rows
         self.detector.start(self.table, slots[new])
 
@@ -193,7 +196,7 @@ class Pipeline:
         reset = self._reset_after_gap(slots, ts)
         values = np.stack([s.values for s in wave]).astype(np.float64, copy=False)
         center, scale = table["center"][slots], table["scale"][slots]
-        x = ((values - center) / scale).astype(np.float32)
+        x = forward(self._transform, (values - center) / scale).astype(np.float32)
         time_names = self.bundle.manifest.time_features
         inputs = (
             x
@@ -241,7 +244,7 @@ class Pipeline:
             anomalous=anomalous,
             threshold=self.detector.threshold,
         )
-        expected = predicted * scale + center
+        expected = inverse(self._transform, predicted) * scale + center
         self._count(has_prediction, reset, transitions)
         return [
             self._outcome(
@@ -278,6 +281,7 @@ class Pipeline:
             self.engine.hidden,
         )
         self.engine, self.bundle = engine, engine.bundle
+        self._transform = self.bundle.manifest.transform
         self.detector = make_detector(self.bundle.manifest.calibration, self.settings.detector)
         if not same:
             self.table = self.new_table()

@@ -7,6 +7,7 @@ import pytest
 
 from sensord.alert import AlertPolicy
 from sensord.bundle import Bundle
+from sensord.detect import DetectorSettings
 from sensord.engine import Engine
 from sensord.pipeline import Outcome, Pipeline, PipelineSettings, Sample, Status
 from sensord.synthetic import generate
@@ -57,7 +58,7 @@ def test_first_sample_has_no_score_then_expected_is_the_previous_prediction(
     scaling = pipeline.bundle.manifest.scaling
     x = (second.sample.values[0] - scaling.center[0]) / scaling.scale[0]
     predicted = (second.expected[0] - scaling.center[0]) / scaling.scale[0]
-    assert second.error == pytest.approx(abs(x - predicted), rel=1e-5)
+    assert second.error == pytest.approx(abs(x - predicted), rel=1e-4)
 
 
 def test_duplicates_and_late_samples_are_dropped_and_counted(small_bundle: Bundle) -> None:
@@ -125,3 +126,28 @@ def test_idle_streams_are_evicted_by_receive_time(pipeline: Pipeline) -> None:
     assert set(pipeline.table.slot_of) == {"new"}
     (outcome,) = pipeline.process([Sample("old", 20.0, np.array([1.0]), received=260.0)])
     assert outcome.status is Status.FIRST  # a forgotten stream starts afresh
+
+
+def test_a_value_beyond_the_range_ever_seen_scores_one(pipeline: Pipeline) -> None:
+    samples = samples_of("a", 150, seed=1)
+    outcomes = pipeline.process(samples)
+    assert max(o.score for o in outcomes[1:]) < 0.5
+    high = pipeline.bundle.manifest.scaling.high
+    assert high is not None
+    beyond = Sample("a", samples[-1].ts + 300, np.array([high[0] + 5.0]))
+    (outcome,) = pipeline.process([beyond])
+    assert outcome.score == 1.0
+    again = Sample("a", beyond.ts + 300, np.array([high[0] + 5.0]))
+    (repeat,) = pipeline.process([again])
+    assert repeat.score < 1.0  # the range now includes it: only a new extreme fires
+
+
+def test_range_rule_can_be_switched_off(small_bundle: Bundle) -> None:
+    settings = PipelineSettings(detector=DetectorSettings(range_margin=None))
+    pipe = Pipeline(Engine(small_bundle), settings)
+    samples = samples_of("a", 50, seed=1)
+    pipe.process(samples)
+    high = small_bundle.manifest.scaling.high
+    assert high is not None
+    (outcome,) = pipe.process([Sample("a", samples[-1].ts + 300, np.array([high[0] + 0.5]))])
+    assert outcome.score < 1.0

@@ -123,3 +123,37 @@ def test_nab_sized_file_trains_usefully(tmp_path: Path) -> None:
     t = report.bundle.manifest.training
     assert t.validation_mae <= 1.05 * t.persistence_mae
     assert np.isfinite(report.bundle.manifest.calibration.log_error_mean)
+
+
+def test_time_of_day_inputs_when_the_data_shows_days(tmp_path: Path, history_csv: Path) -> None:
+    daily = train_bundle(history_csv, tmp_path / "daily", TrainOptions(fit=SMALL)).bundle
+    assert daily.manifest.time_features == ["tod_sin", "tod_cos"]  # 4 days every 5 minutes
+    short = tmp_path / "short.csv"
+    write_csv(short, generate(300, seed=4))  # one day: no cycle to learn
+    plain = train_bundle(short, tmp_path / "plain", TrainOptions(fit=SMALL)).bundle
+    assert plain.manifest.time_features == []
+    forced = train_bundle(
+        short, tmp_path / "forced", TrainOptions(fit=SMALL, time_of_day="on")
+    ).bundle
+    assert forced.manifest.time_features == ["tod_sin", "tod_cos"]
+
+
+def test_asinh_transform_round_trips_through_the_core(
+    tmp_path: Path, history_csv: Path, clean_csv: Path
+) -> None:
+    from sensord.replay import open_pipeline, replay
+
+    report = train_bundle(history_csv, tmp_path / "b", TrainOptions(fit=SMALL, transform="asinh"))
+    assert report.bundle.manifest.transform == "asinh"
+    assert report.parity <= PARITY_TOLERANCE
+    result = replay(clean_csv, open_pipeline(report.bundle.path))
+    second = result.outcomes[1]
+    assert second is not None and second.expected is not None
+    assert abs(second.expected[0] - second.sample.values[0]) < 3.0  # back in raw units
+
+
+def test_training_range_is_in_the_manifest(small_bundle: Bundle, history_csv: Path) -> None:
+    values = read_series(history_csv).values[:, 0]
+    scaling = small_bundle.manifest.scaling
+    assert scaling.low == [pytest.approx(values.min())]
+    assert scaling.high == [pytest.approx(values.max())]

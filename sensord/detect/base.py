@@ -37,7 +37,7 @@ HALF_SCORE_DECADES = 5.0
 class DetectorSettings:
     """How a route turns errors into scores and decisions."""
 
-    kind: DetectorKind = "adaptive"
+    kind: DetectorKind = "likelihood"
     threshold: float = 0.5
     smoothing: float | None = None
     window: int = 8640

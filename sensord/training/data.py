@@ -18,6 +18,7 @@ from sensord.bundle import Scaling
 from sensord.errors import InputError
 from sensord.series import Series
 from sensord.timefeatures import TIME_OF_DAY, shows_daily_cycle, time_features
+from sensord.transform import Transform, forward
 
 F64 = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
@@ -47,6 +48,7 @@ class TrainingData:
     skipped: int
     out_of_order: int = 0
     time_features: tuple[str, ...] = ()
+    transform: Transform = "none"
 
     @property
     def train_rows(self) -> int:
@@ -58,7 +60,10 @@ class TrainingData:
 
 
 def prepare(
-    series: Series, validation_fraction: float, time_of_day: TimeOfDay = "auto"
+    series: Series,
+    validation_fraction: float,
+    time_of_day: TimeOfDay = "auto",
+    transform: Transform = "none",
 ) -> TrainingData:
     """Split and scale every stream of a series; InputError if a stream is too short."""
     keep = series.usable & series.in_order
@@ -84,7 +89,7 @@ def prepare(
         # new stream in the daemon starts from the range this stream showed.
         scaling = fit_scaling(values[:split], values)
         center, scale = np.asarray(scaling.center), np.asarray(scaling.scale)
-        scaled = ((values - center) / scale).astype(np.float32)
+        scaled = forward(transform, (values - center) / scale).astype(np.float32)
         stamps = series.timestamps[index]
         inputs = np.concatenate([scaled, time_features(names, stamps).astype(np.float32)], axis=1)
         streams.append(StreamData(stream, scaled, inputs, split, scaling, stamps))
@@ -95,6 +100,7 @@ def prepare(
         series.skipped,
         series.out_of_order,
         names,
+        transform,
     )
 
 

@@ -20,6 +20,7 @@ from sensord.training.calibrate import calibrate
 from sensord.training.data import TimeOfDay, TrainingData, prepare
 from sensord.training.export import OPSET, check_parity, export_step
 from sensord.training.fit import EpochCallback, FitOptions, FitResult, fit, predictions
+from sensord.transform import Transform
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class TrainOptions:
     features: Sequence[str] | None = None
     out_of_order: OutOfOrder = "error"
     time_of_day: TimeOfDay = "auto"
+    transform: Transform = "none"
     validation_fraction: float = 0.2
     fit: FitOptions = field(default_factory=FitOptions)
 
@@ -51,7 +53,7 @@ def train_bundle(
     series = read_series(data_path, options.features, options.out_of_order)
     if not 0.05 <= options.validation_fraction <= 0.5:
         raise InputError(f"validation fraction {options.validation_fraction} not in [0.05, 0.5]")
-    data = prepare(series, options.validation_fraction, options.time_of_day)
+    data = prepare(series, options.validation_fraction, options.time_of_day, options.transform)
     result = fit(data, options.fit, on_epoch)
     calibration = calibrate(result.model, data)
     graph = export_step(result.model)
@@ -65,6 +67,7 @@ def train_bundle(
         sensord_version=sensord.__version__,
         features=list(data.features),
         time_features=list(data.time_features),
+        transform=data.transform,
         layers=options.fit.layers,
         hidden=options.fit.hidden,
         scaling=data.streams[0].scaling,

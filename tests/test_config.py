@@ -26,7 +26,8 @@ def test_defaults_and_file(tmp_path: Path) -> None:
     settings = load_settings(path)
     assert (settings.mqtt.host, settings.mqtt.port, settings.mqtt.protocol) == ("broker", 8883, "5")
     assert settings.alerts.prefix == "sensord"
-    assert settings.routes[0].stream == "{wild}" and settings.routes[0].detector.kind == "adaptive"
+    assert settings.routes[0].stream == "{wild}"
+    assert settings.routes[0].detector.kind == "likelihood"
 
 
 def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

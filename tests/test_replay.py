@@ -39,8 +39,11 @@ def test_alerts_at_injected_spike_dip_and_level_shift(bundle: Bundle, anomalous_
 def test_no_alert_on_a_clean_series(bundle: Bundle, clean_csv: Path) -> None:
     result = replay(clean_csv, open_pipeline(bundle.path))
     assert result.events == ()
-    scored = [o.score for o in result.outcomes if o is not None and not np.isnan(o.score)]
-    assert len(scored) == LIVE_ROWS - 1 and max(scored) < 0.5
+    scored = [o for o in result.outcomes if o is not None and not np.isnan(o.score)]
+    assert len(scored) == LIVE_ROWS - 1
+    # After its warm-up (the LSTM starts from a zero state) a clean stream stays well below
+    # the threshold; during it, alerts are held back whatever the score.
+    assert max(o.score for o in scored if not o.warming_up) < 0.5
 
 
 def test_fixed_detector_also_catches_them(bundle: Bundle, anomalous_csv: Path) -> None:

@@ -198,22 +198,18 @@ def print_tables(
     results: dict[str, dict[str, dict[str, CorpusScore]]], runs: list[FileRun], default: str
 ) -> None:
     profiles = list(next(iter(results.values()))["score"])
-    short = {"standard": "standard", "reward_low_FP_rate": "low FP", "reward_low_FN_rate": "low FN"}
-    print(
-        f"\n{'detector':<11}"
-        + "".join(f"{'score ' + short.get(p, p):>17}" for p in profiles)
-        + "".join(f"{'alert ' + short.get(p, p):>16}" for p in profiles)
-        + f"{'raised std':>12}"
-    )
+    short = {"standard": "std", "reward_low_FP_rate": "lowFP", "reward_low_FN_rate": "lowFN"}
+    heads = [
+        f"{column} {short.get(p, p)}" for column in ("score", "raised", "alert") for p in profiles
+    ]
+    print(f"\n{'detector':<11}" + "".join(f"{h:>13}" for h in heads))
     for kind, columns in results.items():
-        line = f"{kind:<11}"
-        line += "".join(
-            f"{columns['score'][p].normalized:>11.1f} @{columns['score'][p].threshold:4.2f}"
+        cells = [
+            columns[column][p].normalized
+            for column in ("score", "raised", "alert")
             for p in profiles
-        )
-        line += "".join(f"{columns['alert'][p].normalized:>16.1f}" for p in profiles)
-        line += f"{columns['raised']['standard'].normalized:>12.1f}"
-        print(line)
+        ]
+        print(f"{kind:<11}" + "".join(f"{c:>13.1f}" for c in cells))
     best = results[default]["score"]["standard"]
     print(
         f"\nper file, {default}, standard profile at threshold {best.threshold:.3f} "

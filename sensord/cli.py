@@ -16,7 +16,7 @@ from pathlib import Path
 from sensord import __version__, logs
 from sensord.alert import AlertPolicy
 from sensord.bundle import load_bundle
-from sensord.detect import DETECTOR_KINDS, DetectorSettings
+from sensord.detect import DEFAULT_THRESHOLD, DETECTOR_KINDS, DetectorSettings
 from sensord.engine import Engine
 from sensord.errors import SensordError
 from sensord.pipeline import PipelineSettings
@@ -141,7 +141,9 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--plot", type=Path, default=None, help="PNG to draw (needs matplotlib)")
     p.add_argument("--stream", default=None, help="stream to plot (default: the first)")
     p.add_argument("--detector", choices=DETECTOR_KINDS, default=DetectorSettings().kind)
-    p.add_argument("--threshold", type=float, default=0.5, help="score threshold, (0, 1)")
+    p.add_argument(
+        "--threshold", type=float, default=DEFAULT_THRESHOLD, help="score threshold, (0, 1)"
+    )
     p.add_argument(
         "--raise-after",
         type=_positive_int,

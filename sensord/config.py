@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sensord.alert import AlertPolicy
-from sensord.detect import DetectorKind, DetectorSettings
+from sensord.detect import DEFAULT_THRESHOLD, DetectorKind, DetectorSettings
 from sensord.errors import ConfigError
 from sensord.pipeline import PipelineSettings
 from sensord.route import check_stream_template, check_topic_filter, safe_topic_level
@@ -72,7 +72,7 @@ class DetectorConfig(_Section):
         description="How errors are scored: adaptive, fixed, likelihood, telemanom or spot.",
     )
     threshold: float = Field(
-        0.5, gt=0, lt=1, description="Score at or above which a sample is anomalous."
+        DEFAULT_THRESHOLD, gt=0, lt=1, description="Score at or above which a sample is anomalous."
     )
     smoothing: float | None = Field(
         None, gt=0, le=1, description="EWMA weight of the newest error; default: the bundle's."

@@ -64,7 +64,8 @@ class TestContract:
 
     def test_classify_is_the_threshold(self, kind: DetectorKind) -> None:
         detector, _, _ = setup(kind)
-        scores = np.array([0.0, 0.4999, 0.5, 1.0, np.nan])
+        t = detector.threshold
+        scores = np.array([0.0, t - 1e-4, t, 1.0, np.nan])
         assert detector.classify(scores).tolist() == [False, False, True, True, False]
 
     def test_learn_touches_only_its_slots(self, kind: DetectorKind) -> None:

@@ -7,6 +7,7 @@ likelihood), ``telemanom`` (Hundman et al.'s nonparametric dynamic threshold) an
 
 from sensord.bundle import Calibration
 from sensord.detect.base import (
+    DEFAULT_THRESHOLD,
     DETECTOR_KINDS,
     Detector,
     DetectorKind,
@@ -35,6 +36,7 @@ def make_detector(calibration: Calibration, settings: DetectorSettings) -> Detec
 
 
 __all__ = [
+    "DEFAULT_THRESHOLD",
     "DETECTORS",
     "DETECTOR_KINDS",
     "MIN_LOG_STD",

@@ -25,7 +25,7 @@ from sensord.detect.lognormal import FixedDetector
 from sensord.state import ColumnSpec, Slots, StateTable
 
 LEVEL = 0.98
-Q = 1e-5  # the tail probability of the score threshold 0.5, on the common score scale
+Q = 1e-5  # tail probability (a score of 0.5) above which a value is kept out of the fit
 MAX_EXCESS = 400
 INIT_SAMPLES = 150
 DRIFT_DEPTH = 10

@@ -125,3 +125,19 @@ def test_settings_are_validated() -> None:
         DetectorSettings(threshold=1.5)
     with pytest.raises(ValueError, match="kind"):
         DetectorSettings(kind="magic")
+
+
+def test_likelihood_accepts_a_lasting_new_regime() -> None:
+    from sensord.detect.likelihood import REGIME_RUN
+
+    rng = np.random.default_rng(1)
+    detector, table, slots = setup("likelihood", streams=1)
+    for error in 0.1 + 0.02 * rng.standard_normal(2000):
+        detector.learn(table, slots, np.array([abs(error)]))
+    scores = []
+    for error in 1.0 + 0.2 * rng.standard_normal(300):  # ten times the errors, for good
+        e = np.array([abs(error)])
+        scores.append(float(detector.score(table, slots, e)[0]))
+        detector.learn(table, slots, e)
+    assert all(s >= detector.threshold for s in scores[5:REGIME_RUN])  # first: a surprise
+    assert all(s < detector.threshold for s in scores[200:])  # then: the new normal

@@ -5,7 +5,16 @@ distribution of the raw error over a long history is modelled as normal (here ex
 weighted over ``window`` samples, so a stream costs a few numbers rather than its whole
 history), and the mean of the last ``SHORT`` errors is scored by its upper-tail probability
 under it. Averaging the last few errors lets a lasting shift add up to a surprise, and the
-long history makes the score self-calibrating per stream. Every error is learnt, as HTM does.
+long history makes the score self-calibrating per stream. Every error is learnt, as HTM does
+(keeping anomalies out of the baseline measured far worse on NAB: after a regime change the
+statistics never catch up).
+
+A surprise that lasts is a new regime, not a stream of new anomalies: once the score has
+stayed at or above the threshold for ``REGIME_RUN`` samples in a row, the statistics follow
+the stream over ``REGIME_HORIZON`` samples instead of ``window`` until it calms down. HTM
+gets the same effect from its sequence memory learning the new pattern; here the LSTM is
+fixed after training, so the baseline has to move instead. (On NAB this removed a burst of
+59 false positives after one labelled regime change: 39.1 -> 43.1.)
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ from sensord.detect.base import F64, Detector, DetectorSettings, score_from_z
 from sensord.state import ColumnSpec, Slots, StateTable
 
 SHORT = 10  # HTM's averaging window of recent scores
+REGIME_RUN = SHORT  # surprised this many samples in a row: a new regime
+REGIME_HORIZON = 50  # how fast the statistics then follow the stream, in samples
 
 
 class LikelihoodDetector(Detector):
@@ -39,6 +50,7 @@ class LikelihoodDetector(Detector):
             "error_mean": ColumnSpec(np.float64),
             "error_var": ColumnSpec(np.float64),
             "error_n": ColumnSpec(np.float64),
+            "surprised_run": ColumnSpec(np.int64),
         }
 
     def start(self, table: StateTable, slots: Slots) -> None:
@@ -62,10 +74,13 @@ class LikelihoodDetector(Detector):
         return score_from_z((short - table["error_mean"][slots]) / std)
 
     def learn(self, table: StateTable, slots: Slots, errors: F64) -> None:
+        surprised = self.score(table, slots, errors) >= self.threshold
+        run = np.where(surprised, table["surprised_run"][slots] + 1, 0)
+        table["surprised_run"][slots] = run
         table["recent_errors"][slots] = self._recent(table, slots, errors)
         table["recent_next"][slots] = (table["recent_next"][slots] + 1) % SHORT
         n = np.minimum(table["error_n"][slots] + 1.0, self.settings.window)
-        weight = 1.0 / n
+        weight = np.where(run > REGIME_RUN, np.maximum(1.0 / n, 1.0 / REGIME_HORIZON), 1.0 / n)
         mean = table["error_mean"][slots]
         delta = errors - mean
         table["error_mean"][slots] = mean + weight * delta

@@ -225,7 +225,7 @@ class Pipeline:
         scored = np.flatnonzero(has_prediction)
         if scored.size:
             scores[scored] = self.detector.score(table, slots[scored], errors[scored])
-            self.detector.learn(table, slots[scored], errors[scored])
+            self.detector.learn(table, slots[scored], errors[scored], scores[scored])
         margin = self.settings.detector.range_margin
         if margin is not None:
             novel = out_of_range(

@@ -33,6 +33,11 @@ def setup(kind: DetectorKind, streams: int = 3) -> tuple[Detector, StateTable, n
     return detector, table, slots
 
 
+def learn(detector: Detector, table: StateTable, slots: np.ndarray, errors: np.ndarray) -> None:
+    """Score, then learn: as the core does."""
+    detector.learn(table, slots, errors, detector.score(table, slots, errors))
+
+
 def snapshot(table: StateTable) -> dict[str, np.ndarray]:
     return {name: column.copy() for name, column in table.columns.items()}
 
@@ -71,7 +76,7 @@ class TestContract:
     def test_learn_touches_only_its_slots(self, kind: DetectorKind) -> None:
         detector, table, slots = setup(kind)
         before = snapshot(table)
-        detector.learn(table, slots[:1], np.array([0.7]))
+        learn(detector, table, slots[:1], np.array([0.7]))
         after = snapshot(table)
         for name in before:
             assert np.array_equal(before[name][slots[1:]], after[name][slots[1:]], equal_nan=True)
@@ -79,7 +84,7 @@ class TestContract:
     def test_restart_forgets_the_short_term_context(self, kind: DetectorKind) -> None:
         detector, table, slots = setup(kind, streams=1)
         for _ in range(3):
-            detector.learn(table, slots, np.array([5.0]))
+            learn(detector, table, slots, np.array([5.0]))
         detector.restart(table, slots)
         for name, spec in table.specs.items():
             if name in detector.columns() and spec.shape == () and np.isnan(spec.fill):
@@ -96,7 +101,7 @@ def test_adaptive_follows_a_noisier_stream_and_fixed_does_not() -> None:
         for error in noisy:
             e = np.array([error])
             flagged += int(detector.classify(detector.score(table, slots, e))[0])
-            detector.learn(table, slots, e)
+            learn(detector, table, slots, e)
         results[kind] = flagged
     assert results["fixed"] > 1000  # for ever above the calibrated threshold
     assert results["adaptive"] < 50  # learns the stream's own level
@@ -105,10 +110,10 @@ def test_adaptive_follows_a_noisier_stream_and_fixed_does_not() -> None:
 def test_adaptive_keeps_anomalies_out_of_the_baseline() -> None:
     detector, table, slots = setup("adaptive", streams=1)
     for _ in range(500):
-        detector.learn(table, slots, np.array([0.1]))
+        learn(detector, table, slots, np.array([0.1]))
     mean_before = table["log_error_mean"][slots][0]
     for _ in range(20):  # a burst of huge errors
-        detector.learn(table, slots, np.array([1000.0]))
+        learn(detector, table, slots, np.array([1000.0]))
     shift = table["log_error_mean"][slots][0] - mean_before
     # clipped at the threshold: the burst moves the mean by far less than log(1000/0.1)
     assert shift < 0.2 * np.log(1000 / 0.1)
@@ -133,11 +138,11 @@ def test_likelihood_accepts_a_lasting_new_regime() -> None:
     rng = np.random.default_rng(1)
     detector, table, slots = setup("likelihood", streams=1)
     for error in 0.1 + 0.02 * rng.standard_normal(2000):
-        detector.learn(table, slots, np.array([abs(error)]))
+        learn(detector, table, slots, np.array([abs(error)]))
     scores = []
     for error in 1.0 + 0.2 * rng.standard_normal(300):  # ten times the errors, for good
         e = np.array([abs(error)])
         scores.append(float(detector.score(table, slots, e)[0]))
-        detector.learn(table, slots, e)
+        learn(detector, table, slots, e)
     assert all(s >= detector.threshold for s in scores[5:REGIME_RUN])  # first: a surprise
     assert all(s < detector.threshold for s in scores[200:])  # then: the new normal

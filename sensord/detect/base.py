@@ -117,8 +117,9 @@ class Detector:
         """Anomaly scores in [0, 1] for these errors; changes nothing."""
         raise NotImplementedError
 
-    def learn(self, table: StateTable, slots: Slots, errors: F64) -> None:
-        """Take these errors into the streams' statistics."""
+    def learn(self, table: StateTable, slots: Slots, errors: F64, scores: F64) -> None:
+        """Take these errors into the streams' statistics; ``scores`` are what ``score``
+        gave for them (the core always scores a sample before it learns from it)."""
         raise NotImplementedError
 
     def classify(self, scores: F64) -> npt.NDArray[np.bool_]:

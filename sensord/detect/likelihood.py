@@ -73,8 +73,8 @@ class LikelihoodDetector(Detector):
         std = np.maximum(np.sqrt(table["error_var"][slots]), self._min_std)
         return score_from_z((short - table["error_mean"][slots]) / std)
 
-    def learn(self, table: StateTable, slots: Slots, errors: F64) -> None:
-        surprised = self.score(table, slots, errors) >= self.threshold
+    def learn(self, table: StateTable, slots: Slots, errors: F64, scores: F64) -> None:
+        surprised = scores >= self.threshold
         run = np.where(surprised, table["surprised_run"][slots] + 1, 0)
         table["surprised_run"][slots] = run
         table["recent_errors"][slots] = self._recent(table, slots, errors)

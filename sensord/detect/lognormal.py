@@ -49,7 +49,7 @@ class LogNormalDetector(Detector):
         mean, std = self.fit(table, slots)
         return score_from_z((log_error - mean) / std)
 
-    def learn(self, table: StateTable, slots: Slots, errors: F64) -> None:
+    def learn(self, table: StateTable, slots: Slots, errors: F64, scores: F64) -> None:
         table["smoothed_error"][slots] = self.smoothed(table, slots, errors)
 
 
@@ -87,7 +87,7 @@ class AdaptiveDetector(LogNormalDetector):
         std = np.sqrt(table["log_error_var"][slots])
         return table["log_error_mean"][slots], np.maximum(std, MIN_LOG_STD)
 
-    def learn(self, table: StateTable, slots: Slots, errors: F64) -> None:
+    def learn(self, table: StateTable, slots: Slots, errors: F64, scores: F64) -> None:
         smoothed = self.smoothed(table, slots, errors)
         mean, std = self.fit(table, slots)
         # Clip at the alert threshold: an anomaly moves the baseline no more than a sample

@@ -74,7 +74,7 @@ class SpotDetector(Detector):
                 scores[i] = _score(model, float(excess[i]))
         return scores
 
-    def learn(self, table: StateTable, slots: Slots, errors: F64) -> None:
+    def learn(self, table: StateTable, slots: Slots, errors: F64, scores: F64) -> None:
         smoothed, excess = self._excess(table, slots, errors)
         drift = table["spot_drift"][slots]
         for i, slot in enumerate(slots.tolist()):
@@ -94,7 +94,7 @@ class SpotDetector(Detector):
                 )
         table["spot_drift"][slots] = drift
         table["spot_error"][slots] = smoothed
-        self._fallback.learn(table, slots, errors)
+        self._fallback.learn(table, slots, errors, scores)
 
     def _collect(self, slot: int, value: float) -> None:
         buffer = self._init.setdefault(slot, [])

@@ -70,12 +70,12 @@ class TelemanomDetector(Detector):
             scores[young] = self._fallback.score(table, slots[young], errors[young])
         return scores
 
-    def learn(self, table: StateTable, slots: Slots, errors: F64) -> None:
+    def learn(self, table: StateTable, slots: Slots, errors: F64, scores: F64) -> None:
         smoothed, history = self._with_newest(table, slots, errors)
         table["history"][slots] = history
         table["history_next"][slots] = (table["history_next"][slots] + 1) % HISTORY
         table["telemanom_error"][slots] = smoothed
-        self._fallback.learn(table, slots, errors)
+        self._fallback.learn(table, slots, errors, scores)
 
     def start(self, table: StateTable, slots: Slots) -> None:
         super().start(table, slots)

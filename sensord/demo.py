@@ -14,7 +14,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sensord.replay import open_pipeline, replay, write_result
+from sensord.errors import InputError
+from sensord.pipeline import Outcome
+from sensord.plot import write_plot
+from sensord.replay import ReplayResult, open_pipeline, replay, write_result
 from sensord.report import describe_events, describe_replay
 from sensord.synthetic import Anomaly, generate, standard_anomalies, write_csv
 
@@ -63,26 +66,22 @@ def run_offline_demo(out: Path, rows: int, seed: int) -> int:
     return 0 if all(hit for _, hit in caught) else 1
 
 
-def _plot(path: Path, result: object) -> Path | None:
+def _plot(path: Path, result: ReplayResult) -> Path | None:
     try:
-        from sensord.plot import write_plot
-        from sensord.replay import ReplayResult
-    except ImportError:
+        write_plot(path, result)
+    except InputError as exc:  # e.g. the plot extra (matplotlib) is not installed
+        print(f"no plot: {exc}")
         return None
-    assert isinstance(result, ReplayResult)
-    write_plot(path, result)
     return path
 
 
 def _caught(
-    anomalies: tuple[Anomaly, ...], outcomes: tuple[object, ...]
+    anomalies: tuple[Anomaly, ...], outcomes: tuple[Outcome | None, ...]
 ) -> list[tuple[Anomaly, bool]]:
-    from sensord.pipeline import Outcome
-
     raised_rows = {
         i
         for i, o in enumerate(outcomes)
-        if isinstance(o, Outcome) and o.event is not None and o.event.event == "raised"
+        if o is not None and o.event is not None and o.event.event == "raised"
     }
     return [
         (a, any(a.row <= r <= a.row + a.length - 1 + CATCH_WINDOW for r in raised_rows))

@@ -37,10 +37,13 @@ class Watcher:
 
     alerts: list[dict[str, object]] = field(default_factory=list)
     statuses: list[str] = field(default_factory=list)
+    retained_topics: set[str] = field(default_factory=set)
     online: threading.Event = field(default_factory=threading.Event)
     offline: threading.Event = field(default_factory=threading.Event)
 
     def on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        if msg.topic.startswith((f"{PREFIX}/state/", f"{PREFIX}/status")) and msg.payload:
+            self.retained_topics.add(msg.topic)
         if msg.topic == f"{PREFIX}/status":
             status = msg.payload.decode(errors="replace")
             self.statuses.append(status)
@@ -175,7 +178,7 @@ class LiveDemo:
                 env={**os.environ},
             )
             try:
-                return self._drive(
+                code = self._drive(
                     daemon,
                     watcher=watcher,
                     host=host,
@@ -183,6 +186,8 @@ class LiveDemo:
                     protocol=protocol,
                     log_path=log_path,
                 )
+                _clear_retained(client, watcher)
+                return code
             finally:
                 if daemon.poll() is None:
                     daemon.kill()
@@ -240,6 +245,12 @@ class LiveDemo:
         ok = code == 0 and went_offline and all(caught)
         print("demo ok" if ok else "demo FAILED")
         return 0 if ok else 1
+
+
+def _clear_retained(client: paho.Client, watcher: Watcher) -> None:
+    """Leave the broker as the demo found it: an empty retained message deletes one."""
+    for topic in sorted(watcher.retained_topics):
+        client.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
 
 
 def _caught(event: Injected, alerts: list[dict[str, object]]) -> bool:

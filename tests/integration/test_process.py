@@ -232,6 +232,9 @@ def test_live_demo_catches_its_anomalies(
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2/4 bundle: reusing" in done.stdout
     assert done.stdout.count("ALERT raised") >= 2 and "demo ok" in done.stdout
+    with mqtt_client(broker, subscribe="sensord-demo/#") as late:
+        time.sleep(1.0)
+        assert late.on("sensord-demo/") == []  # the demo cleared what it left retained
 
 
 def test_systemd_notifications(broker: LocalBroker, bundle: Bundle, tmp_path: Path) -> None:

@@ -197,6 +197,12 @@ class LimitsSettings(_Section):
     )
 
 
+class MetricsSettings(_Section):
+    enabled: bool = Field(True, description="Serve Prometheus metrics over HTTP.")
+    host: str = Field("127.0.0.1", min_length=1, description="Address to listen on.")
+    port: int = Field(9464, ge=0, le=65535, description="Port to listen on (0: any free one).")
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     format: Literal["auto", "console", "json"] = Field(
@@ -217,6 +223,7 @@ class Settings(BaseSettings):
     state: StateSettings = Field(default_factory=StateSettings)
     batching: BatchingSettings = Field(default_factory=BatchingSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @classmethod

@@ -24,6 +24,7 @@ from sensord.engine import Engine
 from sensord.errors import SensordError
 from sensord.ingest import Ingest, RateLimitedLog, RouteRule
 from sensord.logs import get_logger
+from sensord.metrics import MetricsServer
 from sensord.mqtt import Inbound, Inbox, MqttAdapter
 from sensord.notify import Notifier
 from sensord.pipeline import Outcome, Pipeline, Sample
@@ -92,6 +93,7 @@ class Daemon:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self.ready = threading.Event()
+        self.metrics: MetricsServer | None = None
         self._restore_snapshots()
 
     # lifecycle
@@ -104,6 +106,10 @@ class Daemon:
 
     def run(self) -> None:
         """Run until a stop is requested; then shut down cleanly."""
+        metrics = self.settings.metrics
+        if metrics.enabled:
+            self.metrics = MetricsServer(self.stats, metrics.host, metrics.port)
+            log.info("metrics", url=f"http://{metrics.host}:{self.metrics.port}/metrics")
         self.mqtt.start()
         next_housekeeping = next_stats = time.monotonic()
         try:
@@ -140,6 +146,8 @@ class Daemon:
         self.mqtt.stop()
         self._drain()  # whatever arrived while we said goodbye is still scored and saved
         self._save_snapshots()
+        if self.metrics is not None:
+            self.metrics.stop()
         log.info("stopped", **self.stats())
 
     def _drain(self) -> None:
@@ -371,6 +379,7 @@ class Daemon:
             **vars(self.counters),
             "connects": self.mqtt.counters.connects,
             "disconnects": self.mqtt.counters.disconnects,
+            "inbox": self.inbox.queue.qsize(),
         }
 
     def _status_line(self) -> str:

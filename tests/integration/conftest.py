@@ -116,6 +116,7 @@ def settings_for(broker: LocalBroker, bundle: Bundle, state: Path, **overrides: 
         "state": {"dir": str(state)},
         "batching": {"max_delay_ms": 2},
         "limits": {"log_interval_s": 0},
+        "metrics": {"port": 0},
     }
     for key, value in overrides.items():
         section = data.setdefault(key, {})

@@ -258,3 +258,29 @@ def test_idle_streams_are_evicted_and_marked(
         assert wait_for(lambda: daemon.counters.evicted == 1, 10)
         assert "gone" not in daemon.routes[0].pipeline.table.slot_of
         assert wait_for(lambda: c.json_on("sensord/state/gone")[-1]["status"] == "evicted")
+
+
+def test_metrics_endpoint_counts_everything(
+    broker: LocalBroker, bundle: Bundle, tmp_path: Path
+) -> None:
+    import urllib.request
+
+    with running(settings_for(broker, bundle, tmp_path)) as daemon, mqtt_client(broker) as client:
+        for k in range(5):
+            client.publish_json("sensors/m/value", {"value": 20.0 + k, "ts": T0 + k})
+        client.publish("sensors/m/value", b"NaN")
+        client.publish("sensors/bad id/value", b"1")
+        assert wait_for(
+            lambda: scored(daemon) == 5 and sum(daemon.stats()["rejected"].values()) == 2
+        )
+        assert daemon.metrics is not None
+        url = f"http://127.0.0.1:{daemon.metrics.port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+    lines = set(text.splitlines())
+    assert "sensord_readings_received_total 7.0" in lines
+    assert "sensord_readings_scored_total 4.0" in lines
+    assert "sensord_readings_first_total 1.0" in lines
+    assert 'sensord_readings_rejected_total{reason="non_finite"} 1.0' in lines
+    assert 'sensord_readings_rejected_total{reason="bad_stream_id"} 1.0' in lines
+    assert "sensord_streams 1.0" in lines

@@ -38,7 +38,7 @@ def write_config(
     config.write_text(
         f'[mqtt]\nhost = "{broker_host}"\nport = {port}\nprotocol = "{protocol}"\n'
         f'client_id = "proc-{time.monotonic_ns()}"\nreconnect_min_s = 0.5\n'
-        f'reconnect_max_s = 2\n[state]\ndir = "{tmp_path / "state"}"\n'
+        f'reconnect_max_s = 2\n[state]\ndir = "{tmp_path / "state"}"\n[metrics]\nport = 0\n'
         f'[[routes]]\ntopic = "sensors/+/value"\nbundle = "{bundle.path}"\n'
     )
     return config

@@ -1,0 +1,96 @@
+"""The metrics edge: the daemon's counters for Prometheus, at ``http://HOST:PORT/metrics``.
+
+Nothing is counted twice: a collector reads the daemon's own counters when Prometheus
+scrapes, so the scoring loop pays nothing for metrics. Every reading the daemon did not
+score is in one of these families, by reason: rejected (bad payloads, unsafe stream ids, the
+stream cap), dropped (QoS 0 with the inbox full), duplicate or late.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from sensord.errors import ConfigError
+
+Stats = Callable[[], Mapping[str, Any]]
+
+# (stats key, metric name, help): monotonic counts of the daemon's life.
+COUNTERS = (
+    ("received", "sensord_readings_received", "Readings taken off MQTT."),
+    ("scored", "sensord_readings_scored", "Readings compared with a prediction and scored."),
+    (
+        "first",
+        "sensord_readings_first",
+        "First readings of new or reset streams (stepped, nothing to compare with).",
+    ),
+    (
+        "duplicate",
+        "sensord_readings_duplicate",
+        "Readings dropped: same timestamp as the stream's last.",
+    ),
+    ("late", "sensord_readings_late", "Readings dropped: older than the stream's last."),
+    (
+        "dropped_queue_full",
+        "sensord_readings_dropped_queue_full",
+        "QoS 0 readings dropped because the inbox was full.",
+    ),
+    ("raised", "sensord_alerts_raised", "Alerts raised."),
+    ("cleared", "sensord_alerts_cleared", "Alerts cleared."),
+    ("alerts_published", "sensord_alert_messages_published", "Alert messages handed to MQTT."),
+    ("resets", "sensord_stream_resets", "Streams reset after a gap longer than max_gap_s."),
+    ("evicted", "sensord_streams_evicted", "Streams forgotten after idle_ttl_s."),
+    ("batches", "sensord_batches", "Micro-batches scored."),
+    ("connects", "sensord_mqtt_connects", "Connections to the broker."),
+    ("disconnects", "sensord_mqtt_disconnects", "Connections to the broker lost or closed."),
+    ("reloads", "sensord_reloads", "Bundle reloads (SIGHUP)."),
+    ("reload_failures", "sensord_reload_failures", "Route bundles that failed to reload."),
+)
+GAUGES = (
+    ("streams", "sensord_streams", "Streams with state in memory."),
+    ("inbox", "sensord_inbox_readings", "Readings waiting between MQTT and the scoring loop."),
+)
+
+
+class DaemonCollector(Collector):
+    """Turns the daemon's ``stats()`` into Prometheus metric families at scrape time."""
+
+    def __init__(self, stats: Stats) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        for key, name, help_text in COUNTERS:
+            yield CounterMetricFamily(name, help_text, value=stats.get(key, 0))
+        rejected = CounterMetricFamily(
+            "sensord_readings_rejected", "Readings rejected, by reason.", labels=["reason"]
+        )
+        for reason, count in sorted(stats.get("rejected", {}).items()):
+            rejected.add_metric([reason], count)
+        yield rejected
+        for key, name, help_text in GAUGES:
+            yield GaugeMetricFamily(name, help_text, value=stats.get(key, 0))
+
+
+class MetricsServer:
+    """An HTTP endpoint serving one daemon's metrics."""
+
+    def __init__(self, stats: Stats, host: str, port: int) -> None:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(DaemonCollector(stats))
+        try:
+            self._server, self._thread = start_http_server(port, addr=host, registry=registry)
+        except OSError as exc:
+            raise ConfigError(f"metrics: cannot listen on {host}:{port} ({exc.strerror})") from None
+        server: WSGIServer = self._server
+        self.port: int = server.server_port
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

@@ -37,6 +37,7 @@ from benchmarks.nabscore import (
     CorpusScore,
     ScoredFile,
     load_profiles,
+    load_windows,
     prepare,
     probation_rows,
     score_all_profiles,
@@ -45,7 +46,6 @@ from sensord.detect import DETECTOR_KINDS, DetectorKind, DetectorSettings
 from sensord.engine import Engine
 from sensord.pipeline import Pipeline, PipelineSettings
 from sensord.replay import replay
-from sensord.timestamps import parse_timestamp
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "nab"
 DEFAULT_DETECTOR = PipelineSettings().detector.kind
@@ -167,11 +167,7 @@ def score_runs(
     runs: list[FileRun], detectors: Sequence[str], root: Path
 ) -> dict[str, dict[str, dict[str, CorpusScore]]]:
     """detector -> column (score / alert / raised) -> profile -> score."""
-    windows_raw = json.loads((root / "labels" / "combined_windows.json").read_text())
-    windows = {
-        name: [(parse_timestamp(a), parse_timestamp(b)) for a, b in spans]
-        for name, spans in windows_raw.items()
-    }
+    windows = load_windows(root / "labels" / "combined_windows.json")
     profiles = load_profiles(root / "profiles.json")
     results: dict[str, dict[str, dict[str, CorpusScore]]] = {}
     for kind in detectors:

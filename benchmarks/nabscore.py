@@ -25,11 +25,12 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+
+from sensord.timestamps import parse_timestamp
 
 F64 = npt.NDArray[np.float64]
 NO_DETECTION = math.inf  # a threshold above every score: nothing detected
@@ -57,14 +58,14 @@ def load_profiles(path: Path) -> dict[str, Profile]:
     }
 
 
-def parse_time(text: str) -> float:
-    return datetime.fromisoformat(text).timestamp()
-
-
 def load_windows(path: Path) -> dict[str, list[tuple[float, float]]]:
-    """``category/file.csv`` -> [(start, end)] as (naive-local) epoch seconds, like the data."""
+    """``category/file.csv`` -> [(start, end)] in epoch seconds, parsed as the data is (a
+    time without a zone is UTC), so windows and rows compare exactly."""
     raw = json.loads(path.read_text())
-    return {name: [(parse_time(a), parse_time(b)) for a, b in spans] for name, spans in raw.items()}
+    return {
+        name: [(parse_timestamp(a), parse_timestamp(b)) for a, b in spans]
+        for name, spans in raw.items()
+    }
 
 
 def probation_rows(n: int) -> int:

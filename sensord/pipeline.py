@@ -196,7 +196,8 @@ class Pipeline:
         reset = self._reset_after_gap(slots, ts)
         values = np.stack([s.values for s in wave]).astype(np.float64, copy=False)
         center, scale = table["center"][slots], table["scale"][slots]
-        x = forward(self._transform, (values - center) / scale).astype(np.float32)
+        scaled = forward(self._transform, (values - center) / scale)
+        x = scaled.astype(np.float32)
         time_names = self.bundle.manifest.time_features
         inputs = (
             x
@@ -229,10 +230,10 @@ class Pipeline:
         margin = self.settings.detector.range_margin
         if margin is not None:
             novel = out_of_range(
-                table, slots, x.astype(np.float64), margin, self.settings.detector.range_min_samples
+                table, slots, scaled, margin, self.settings.detector.range_min_samples
             )
             scores = np.where(novel & has_prediction, 1.0, scores)
-        widen(table, slots, x.astype(np.float64))
+        widen(table, slots, scaled)
         warm = steps >= self.settings.alerts.warmup
         anomalous = self.detector.classify(scores) & warm
         transitions = advance(

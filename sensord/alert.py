@@ -9,6 +9,7 @@ clear), and cleared after ``clear_after`` consecutive samples scoring below
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -19,6 +20,7 @@ from sensord.state import ColumnSpec, Slots, StateTable
 
 F64 = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
+ALERT_ID_NAMESPACE = uuid.UUID("6f1c7a52-3d0e-4b8e-9a57-5e6a3b1f0c11")
 
 
 class Transition(IntEnum):
@@ -95,3 +97,33 @@ def advance(
     transitions[raised] = Transition.RAISED
     transitions[cleared] = Transition.CLEARED
     return transitions
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """An alert raised or cleared for one stream."""
+
+    event: str  # "raised" | "cleared"
+    alert_id: str
+    stream: str
+    ts: float
+    raised_ts: float
+    values: tuple[float, ...]
+    expected: tuple[float, ...]
+    error: float
+    score: float
+    peak_score: float
+    threshold: float
+    severity: str
+    model: str
+    model_version: str
+
+
+def alert_id(model: str, stream: str, raised_ts: float) -> str:
+    """A stable id: the same alert (model, stream, time raised) always gets the same id."""
+    return str(uuid.uuid5(ALERT_ID_NAMESPACE, f"{model}|{stream}|{raised_ts:.6f}"))
+
+
+def severity(score: float, threshold: float) -> str:
+    """``critical`` past halfway from the threshold to 1, else ``warning``."""
+    return "critical" if score >= (1.0 + threshold) / 2 else "warning"

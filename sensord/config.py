@@ -177,15 +177,6 @@ class BatchingSettings(_Section):
         le=10_000,
         description="Longest wait for a batch to fill after its first reading.",
     )
-    queue_size: int = Field(
-        20_000,
-        ge=1,
-        le=10_000_000,
-        description="Inbound queue bound; when "
-        "full, QoS 0 readings are "
-        "dropped and counted, QoS "
-        "1/2 wait (backpressure).",
-    )
 
 
 class LimitsSettings(_Section):

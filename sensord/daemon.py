@@ -1,33 +1,36 @@
 """``sensord run``: the daemon loop that ties the edges to the core.
 
-One thread (this loop) owns all state. It takes what paho's thread queued, up to
-``max_batch`` readings waiting at most ``max_delay_ms`` after the first, turns them into
-samples (ingest.py), runs each route's pipeline (one batched step per wave), and publishes
-alert events and stream state changes. Between batches it pets the systemd watchdog, reloads
-bundles on SIGHUP and evicts idle streams. SIGTERM/SIGINT stop it: drain the inbox, publish,
-say ``offline``, disconnect, snapshot.
+One thread (this loop) owns all state and the MQTT socket. It reads readings off the socket
+(mqtt.py), up to ``max_batch`` waiting at most ``max_delay_ms`` after the first, turns them
+into columns per route (ingest.py), runs each route's pipeline (one batched step per wave),
+and publishes alert events and stream state changes. Between batches it pets the systemd
+watchdog, reloads bundles on SIGHUP and evicts idle streams. SIGTERM/SIGINT stop it: score
+what was read, publish, say ``offline``, disconnect, snapshot.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from sensord.bundle import load_bundle
 from sensord.config import RouteSettings, Settings
 from sensord.engine import Engine
 from sensord.errors import SensordError
-from sensord.ingest import Ingest, RateLimitedLog, RouteRule
+from sensord.ingest import Ingest, Message, RateLimitedLog, Routed, RouteRule
 from sensord.logs import get_logger
 from sensord.metrics import MetricsServer
-from sensord.mqtt import Inbound, Inbox, MqttAdapter
+from sensord.mqtt import MqttAdapter
 from sensord.notify import Notifier
-from sensord.pipeline import Outcome, Pipeline, Sample
+from sensord.pipeline import FIRST, Pipeline, Scored
+from sensord.retained import RetainedStates
 from sensord.route import TopicFilter
 from sensord.snapshot import SnapshotError, restore, save
 from sensord.wire import alert_payload, alert_topic, state_payload, state_topic
@@ -36,6 +39,9 @@ log = get_logger(__name__)
 HOUSEKEEPING_S = 1.0
 STATS_LOG_S = 60.0
 IDLE_WAIT_S = 0.5
+# Codes of the published_status state column; 0 means nothing published yet.
+STATUS_CODES = {"warming_up": 1, "normal": 2, "alert": 3}
+STATUS_NAMES = {code: name for name, code in STATUS_CODES.items()}
 
 
 @dataclass
@@ -45,7 +51,6 @@ class Route:
     name: str
     settings: RouteSettings
     pipeline: Pipeline
-    published: dict[str, str] = field(default_factory=dict)
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -83,12 +88,11 @@ class Daemon:
             max_payload_bytes=settings.limits.max_payload_bytes,
             limiter=RateLimitedLog(settings.limits.log_interval_s),
         )
-        self.inbox = Inbox(settings.batching.queue_size)
         self.mqtt = MqttAdapter(
-            settings.mqtt,
-            self.prefix,
-            list(dict.fromkeys(r.settings.topic for r in self.routes)),
-            self.inbox,
+            settings.mqtt, self.prefix, list(dict.fromkeys(r.settings.topic for r in self.routes))
+        )
+        self.states = RetainedStates(
+            lambda topic, payload: self.mqtt.publish(topic, payload, qos=1, retain=True)
         )
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -117,6 +121,7 @@ class Daemon:
                 batch = self._collect()
                 if batch:
                     self.process(batch)
+                self.states.flush()
                 now = time.monotonic()
                 self._announce_ready()
                 self.notifier.watchdog(now)
@@ -143,6 +148,7 @@ class Daemon:
         self.notifier.stopping()
         log.info("stopping: draining, publishing, disconnecting, saving state")
         self._drain()
+        self.states.flush(everything=True)  # before "offline", which paho sends after them
         self.mqtt.stop()
         self._drain()  # whatever arrived while we said goodbye is still scored and saved
         self._save_snapshots()
@@ -151,127 +157,124 @@ class Daemon:
         log.info("stopped", **self.stats())
 
     def _drain(self) -> None:
-        while True:
-            batch = self._take(self.settings.batching.max_batch, block=False)
-            if not batch:
-                return
-            self.process(batch)
+        while self.mqtt.inbox:
+            self.process(self.mqtt.take(self.settings.batching.max_batch))
 
     # the micro-batch
 
-    def _collect(self) -> list[Inbound]:
-        """Up to max_batch readings; wait at most max_delay_ms after the first arrives."""
-        try:
-            first = self.inbox.queue.get(timeout=IDLE_WAIT_S)
-        except queue.Empty:
-            return []
-        batch = [first]
+    def _collect(self) -> list[Message]:
+        """Up to max_batch readings; wait at most max_delay_ms after the first arrives.
+
+        Reading the socket happens here, in this thread: while a batch is scored nothing
+        is read, and TCP holds what the broker sends meanwhile.
+        """
         limit = self.settings.batching.max_batch
+        if not self.mqtt.inbox:
+            self.mqtt.poll(IDLE_WAIT_S)
+        if not self.mqtt.inbox:
+            return []
         deadline = time.monotonic() + self.settings.batching.max_delay_ms / 1000.0
-        while len(batch) < limit:
-            batch.extend(self._take(limit - len(batch), block=False))
+        while len(self.mqtt.inbox) < limit:
             remaining = deadline - time.monotonic()
-            if len(batch) >= limit or remaining <= 0:
+            if remaining <= 0:
                 break
-            try:
-                batch.append(self.inbox.queue.get(timeout=remaining))
-            except queue.Empty:
-                break
-        return batch
+            self.mqtt.poll(remaining)
+        return self.mqtt.take(limit)
 
-    def _take(self, limit: int, block: bool) -> list[Inbound]:
-        taken: list[Inbound] = []
-        get = self.inbox.queue.get if block else self.inbox.queue.get_nowait
-        while len(taken) < limit:
-            try:
-                taken.append(get())
-            except queue.Empty:
-                break
-        return taken
-
-    def process(self, batch: Sequence[Inbound]) -> None:
+    def process(self, batch: Sequence[Message]) -> None:
         """Score a micro-batch and publish what it produced."""
         self.counters.batches += 1
-        per_route: list[list[tuple[Sample, str]]] = [[] for _ in self.routes]
-        for item in batch:
-            found = self.ingest.samples(item.topic, item.payload, item.received)
-            if found is not None:
-                match, samples = found
-                per_route[match.route].extend((s, item.topic) for s in samples)
-        for route, routed in zip(self.routes, per_route, strict=True):
-            kept = self._within_stream_cap(route, routed)
-            if kept:
-                outcomes = route.pipeline.process([s for s, _ in kept])
-                self._publish(route, outcomes, [topic for _, topic in kept])
+        for route, routed in zip(self.routes, self.ingest.route_batch(batch), strict=True):
+            part = self._within_stream_cap(route, routed)
+            if not part:
+                continue
+            ts, values, received = part.arrays()
+            scored = route.pipeline.process_batch(part.streams, ts, values, received)
+            self._publish(route, part, scored)
 
-    def _within_stream_cap(
-        self, route: Route, items: list[tuple[Sample, str]]
-    ) -> list[tuple[Sample, str]]:
+    def _within_stream_cap(self, route: Route, part: Routed) -> Routed:
         table = route.pipeline.table
         room = route.settings.max_streams - len(table)
-        new = {s.stream for s, _ in items if s.stream not in table.slot_of}
+        slot_of = table.slot_of
+        new = [s for s in dict.fromkeys(part.streams) if s not in slot_of]
         if len(new) <= room:
-            return items
-        allowed = set(
-            list(dict.fromkeys(s.stream for s, _ in items if s.stream in new))[: max(room, 0)]
-        )
-        kept = []
-        for sample, topic in items:
-            if sample.stream in new and sample.stream not in allowed:
+            return part
+        refused = set(new[max(room, 0) :])
+        keep = [s not in refused for s in part.streams]
+        for stream, topic, ok in zip(part.streams, part.topics, keep, strict=True):
+            if not ok:
                 self.counters.stream_cap += 1
                 self.ingest.reject(
                     "stream_cap",
                     topic,
-                    f"route {route.name} is at max_streams {route.settings.max_streams}",
+                    f"route {route.name} is at max_streams {route.settings.max_streams} "
+                    f"(stream {stream})",
                 )
-            else:
-                kept.append((sample, topic))
-        return kept
+        return part.keep(keep)
 
-    def _publish(self, route: Route, outcomes: list[Outcome], topics: list[str]) -> None:
+    def _publish(self, route: Route, part: Routed, scored: Scored) -> None:
         now = time.time()
+        raised_ids: dict[int, str] = {}
+        for index, event in scored.events:
+            payload = alert_payload(
+                event,
+                topic=part.topics[index],
+                route=route.name,
+                features=route.features,
+                received=part.received[index],
+                published=now,
+            )
+            self.mqtt.publish(alert_topic(self.prefix, event.stream), payload, qos=1)
+            self.counters.alerts_published += 1
+            if event.event == "raised":
+                raised_ids[index] = event.alert_id
+            log.info(
+                "alert",
+                kind=event.event,
+                stream=event.stream,
+                score=round(event.score, 4),
+                alert_id=event.alert_id,
+            )
+        if self.settings.alerts.publish_state:
+            self._publish_state_changes(route, part, scored, raised_ids)
+
+    def _publish_state_changes(
+        self, route: Route, part: Routed, scored: Scored, raised_ids: dict[int, str]
+    ) -> None:
+        """Publish each stream's status where it changed; the comparison is vectorised so
+        only the few readings that change a status cost Python work."""
+        table = route.pipeline.table
+        codes = np.where(
+            scored.alert,
+            STATUS_CODES["alert"],
+            np.where(scored.warming_up, STATUS_CODES["warming_up"], STATUS_CODES["normal"]),
+        )
+        stepped = scored.status <= FIRST  # late and duplicate readings change nothing
+        published = table["published_status"]
+        candidates = stepped & (codes != published[scored.slots])
+        if len(part) > 1 and candidates.any():
+            # A stream with several readings in the batch: its later readings compare with
+            # what its earlier ones publish, so check those in order below.
+            _, which, counts = np.unique(scored.slots, return_inverse=True, return_counts=True)
+            candidates |= stepped & (counts[which] > 1)
         manifest = route.pipeline.bundle.manifest
-        for outcome, topic in zip(outcomes, topics, strict=True):
-            sample = outcome.sample
-            if outcome.event is not None:
-                payload = alert_payload(
-                    outcome.event,
-                    topic=topic,
-                    route=route.name,
-                    features=route.features,
-                    received=sample.received,
-                    published=now,
-                )
-                self.mqtt.publish(alert_topic(self.prefix, sample.stream), payload, qos=1)
-                self.counters.alerts_published += 1
-                log.info(
-                    "alert",
-                    kind=outcome.event.event,
-                    stream=sample.stream,
-                    score=round(outcome.score, 4),
-                    alert_id=outcome.event.alert_id,
-                )
-            if not self.settings.alerts.publish_state:
+        for i in np.flatnonzero(candidates):
+            slot, code = scored.slots[i], int(codes[i])
+            if published[slot] == code:
                 continue
-            status = "alert" if outcome.alert else "warming_up" if outcome.warming_up else "normal"
-            if route.published.get(sample.stream) != status:
-                route.published[sample.stream] = status
-                alert_id = (
-                    outcome.event.alert_id if outcome.event is not None and outcome.alert else None
-                )
-                payload = state_payload(
-                    stream=sample.stream,
-                    status=status,
-                    since=sample.ts,
-                    route=route.name,
-                    model=manifest.name,
-                    model_version=manifest.version,
-                    alert_id=alert_id,
-                )
-                self.mqtt.publish(
-                    state_topic(self.prefix, sample.stream), payload, qos=1, retain=True
-                )
-                self.counters.states_published += 1
+            published[slot] = code
+            render = partial(
+                state_payload,
+                stream=part.streams[i],
+                status=STATUS_NAMES[code],
+                since=part.ts[i],
+                route=route.name,
+                model=manifest.name,
+                model_version=manifest.version,
+                alert_id=raised_ids.get(int(i)),
+            )
+            self.states.put(state_topic(self.prefix, part.streams[i]), render)
+            self.counters.states_published += 1
 
     # housekeeping, reload, snapshots
 
@@ -283,12 +286,12 @@ class Daemon:
                 continue
             for stream in route.pipeline.evict_idle(now, ttl):
                 self.counters.evicted += 1
-                route.published.pop(stream, None)
                 if self.settings.alerts.publish_state:
                     manifest = route.pipeline.bundle.manifest
-                    self.mqtt.publish(
+                    self.states.put(
                         state_topic(self.prefix, stream),
-                        state_payload(
+                        partial(
+                            state_payload,
                             stream=stream,
                             status="evicted",
                             since=now,
@@ -296,8 +299,6 @@ class Daemon:
                             model=manifest.name,
                             model_version=manifest.version,
                         ),
-                        qos=1,
-                        retain=True,
                     )
         self.notifier.status(self._status_line())
 
@@ -314,8 +315,6 @@ class Daemon:
                 )
                 continue
             kept = route.pipeline.replace_engine(engine)
-            if not kept:
-                route.published.clear()
             log.info(
                 "bundle reloaded",
                 route=route.name,
@@ -373,13 +372,13 @@ class Daemon:
             "received": self.mqtt.counters.received,
             **core,
             "rejected": dict(self.ingest.rejected),
-            "dropped_queue_full": self.mqtt.counters.dropped_queue_full,
-            "queue_full_waits": self.mqtt.counters.queue_full_waits,
             "streams": sum(len(r.pipeline.table) for r in self.routes),
             **vars(self.counters),
             "connects": self.mqtt.counters.connects,
             "disconnects": self.mqtt.counters.disconnects,
-            "inbox": self.inbox.queue.qsize(),
+            "inbox": len(self.mqtt.inbox),
+            "states_pending": len(self.states),
+            "states_superseded": self.states.superseded,
         }
 
     def _status_line(self) -> str:

@@ -3,14 +3,26 @@
 Runs in the daemon loop (never in paho's thread). The first route whose filter matches a
 topic wins; the topic's route and stream id are cached, since a sensor publishes on the same
 topic again and again.
+
+``route_batch`` turns a whole micro-batch into columns per route (stream ids, timestamps,
+values, receive times, topics) without a per-reading object. The two payloads sensors send
+most, a JSON object with a numeric ``value`` (and ``ts``) and a bare number, take a short
+path here; every other payload goes through codec.decode, which says why it is rejected.
+Both paths accept and reject exactly the same payloads (tests/test_ingest.py checks this).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+import orjson
 
 from sensord.codec import DecodeError, PayloadFormat, decode
 from sensord.logs import get_logger
@@ -19,6 +31,18 @@ from sensord.route import StreamIdError, TopicFilter, stream_id
 
 log = get_logger(__name__)
 ROUTE_CACHE_LIMIT = 200_000
+# Epoch numbers at or above this are milliseconds (timestamps.epoch_from_number).
+MILLIS_ABOVE = 1e11
+F64 = npt.NDArray[np.float64]
+
+
+class Message(NamedTuple):
+    """A message as the MQTT edge hands it over (a tuple: made once per reading)."""
+
+    topic: str
+    payload: bytes
+    received: float
+    qos: int
 
 
 @dataclass(frozen=True)
@@ -35,6 +59,55 @@ class RouteRule:
     template: str
     format: PayloadFormat
     features: tuple[str, ...]
+
+    @property
+    def short_path(self) -> bool:
+        """Single-feature JSON/number routes take ingest's short path."""
+        return len(self.features) == 1 and self.format in ("auto", "json", "number")
+
+
+@dataclass
+class Routed:
+    """One route's share of a micro-batch, as columns in arrival order."""
+
+    features: int
+    streams: list[str] = field(default_factory=list)
+    topics: list[str] = field(default_factory=list)
+    ts: list[float] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)  # features per reading, flat
+    received: list[float] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.streams)
+
+    def arrays(self) -> tuple[F64, F64, F64]:
+        """``ts[n]``, ``values[n, F]`` and ``received[n]`` as numpy arrays."""
+        values = np.asarray(self.values, dtype=np.float64).reshape(len(self), self.features)
+        return np.asarray(self.ts), values, np.asarray(self.received)
+
+    def keep(self, mask: Sequence[bool]) -> Routed:
+        """The readings where ``mask`` is true."""
+        kept = Routed(self.features)
+        f = self.features
+        for i, ok in enumerate(mask):
+            if ok:
+                kept.add(
+                    self.streams[i],
+                    self.topics[i],
+                    self.ts[i],
+                    self.values[i * f : (i + 1) * f],
+                    self.received[i],
+                )
+        return kept
+
+    def add(
+        self, stream: str, topic: str, ts: float, values: Iterable[float], received: float
+    ) -> None:
+        self.streams.append(stream)
+        self.topics.append(topic)
+        self.ts.append(ts)
+        self.values.extend(values)
+        self.received.append(received)
 
 
 class RateLimitedLog:
@@ -97,6 +170,35 @@ class Ingest:
                 return f"bad_stream_id:{exc}"
         return "unknown_topic:no route matches the topic"
 
+    def route_batch(self, messages: Iterable[Message]) -> list[Routed]:
+        """A micro-batch as columns per route (indexed like ``rules``); rejects counted."""
+        parts = [Routed(len(rule.features)) for rule in self.rules]
+        limit, cache = self.max_payload_bytes, self._cache
+        for topic, payload, received, _qos in messages:
+            if len(payload) > limit:
+                self.reject("too_large", topic, f"{len(payload)} bytes > {limit}")
+                continue
+            found = cache.get(topic)
+            if found is None or isinstance(found, str):
+                found = self.match(topic)
+                if found is None:
+                    continue
+            rule = self.rules[found.route]
+            part = parts[found.route]
+            if rule.short_path:
+                reading = _short(payload, received, rule.format)
+                if reading is not None:
+                    part.add(found.stream, topic, reading[0], (reading[1],), received)
+                    continue
+            try:
+                readings = decode(payload, rule.format, rule.features, received)
+            except DecodeError as exc:
+                self.reject(exc.reason, topic, exc.detail)
+                continue
+            for r in readings:
+                part.add(found.stream, topic, r.ts, r.values.tolist(), received)
+        return parts
+
     def samples(
         self, topic: str, payload: bytes, received: float
     ) -> tuple[RouteMatch, list[Sample]] | None:
@@ -114,3 +216,44 @@ class Ingest:
             self.reject(exc.reason, topic, exc.detail)
             return None
         return found, [Sample(found.stream, r.ts, r.values, received) for r in readings]
+
+
+def _short(payload: bytes, received: float, fmt: PayloadFormat) -> tuple[float, float] | None:
+    """``(ts, value)`` of the common payloads, or None: let codec.decode judge it.
+
+    ``{"value": <number>, "ts": <number>}`` (``ts`` optional, other keys ignored) or a bare
+    number. Anything unusual (no ``value``, a list, a text or alternative time key, a value
+    that is not a finite number) returns None, and the full decoder gives the verdict.
+    """
+    first = payload[:1]
+    if first == b"{":
+        return None if fmt == "number" else _short_object(payload, received)
+    if fmt == "json" or first == b"[" or not first or first.isspace():
+        return None
+    try:
+        number = float(payload)
+    except ValueError:
+        return None
+    return (received, number) if math.isfinite(number) else None
+
+
+def _short_object(payload: bytes, received: float) -> tuple[float, float] | None:
+    try:
+        obj: Any = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    value, ts = obj.get("value"), obj.get("ts")
+    if type(value) not in _NUMBER_TYPES:
+        return None
+    if ts is None:
+        if "timestamp" in obj or "time" in obj or "ts" in obj:
+            return None
+        return received, float(value)
+    if type(ts) not in _NUMBER_TYPES:
+        return None
+    # JSON numbers that orjson accepts are finite; milliseconds are told apart by size.
+    ts = float(ts)
+    return (ts / 1000.0 if abs(ts) >= MILLIS_ABOVE else ts), float(value)
+
+
+_NUMBER_TYPES = (float, int)  # exact types: bool is an int subclass but not a number here

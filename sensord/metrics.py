@@ -3,7 +3,8 @@
 Nothing is counted twice: a collector reads the daemon's own counters when Prometheus
 scrapes, so the scoring loop pays nothing for metrics. Every reading the daemon did not
 score is in one of these families, by reason: rejected (bad payloads, unsafe stream ids, the
-stream cap), dropped (QoS 0 with the inbox full), duplicate or late.
+stream cap), duplicate or late. sensord itself never drops a reading for overload: it stops
+reading the socket while it scores, and the broker keeps the rest.
 """
 
 from __future__ import annotations
@@ -35,11 +36,6 @@ COUNTERS = (
         "Readings dropped: same timestamp as the stream's last.",
     ),
     ("late", "sensord_readings_late", "Readings dropped: older than the stream's last."),
-    (
-        "dropped_queue_full",
-        "sensord_readings_dropped_queue_full",
-        "QoS 0 readings dropped because the inbox was full.",
-    ),
     ("raised", "sensord_alerts_raised", "Alerts raised."),
     ("cleared", "sensord_alerts_cleared", "Alerts cleared."),
     ("alerts_published", "sensord_alert_messages_published", "Alert messages handed to MQTT."),
@@ -53,7 +49,7 @@ COUNTERS = (
 )
 GAUGES = (
     ("streams", "sensord_streams", "Streams with state in memory."),
-    ("inbox", "sensord_inbox_readings", "Readings waiting between MQTT and the scoring loop."),
+    ("inbox", "sensord_inbox_readings", "Readings read off MQTT, waiting for their batch."),
 )
 
 

@@ -13,7 +13,6 @@ predict the next sample; score the error; advance the alert lifecycle.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -21,7 +20,15 @@ from enum import StrEnum
 import numpy as np
 import numpy.typing as npt
 
-from sensord.alert import ALERT_COLUMNS, AlertPolicy, Transition, advance
+from sensord.alert import (
+    ALERT_COLUMNS,
+    AlertEvent,
+    AlertPolicy,
+    Transition,
+    advance,
+    alert_id,
+    severity,
+)
 from sensord.bundle import Bundle
 from sensord.detect import Detector, DetectorSettings, make_detector
 from sensord.detect.range import out_of_range, range_columns, widen
@@ -32,9 +39,14 @@ from sensord.transform import forward, inverse
 from sensord.wave import split_waves
 
 F64 = npt.NDArray[np.float64]
-# Kept for the edges: when the daemon last heard from a stream (for idle eviction).
-EDGE_COLUMNS = {"last_received": ColumnSpec(np.float64, (), -np.inf)}
-ALERT_ID_NAMESPACE = uuid.UUID("6f1c7a52-3d0e-4b8e-9a57-5e6a3b1f0c11")
+Bools = npt.NDArray[np.bool_]
+# Kept for the edges: when the daemon last heard from a stream (idle eviction), and the
+# status it last published for it (so only changes are published).
+EDGE_COLUMNS = {
+    "last_received": ColumnSpec(np.float64, (), -np.inf),
+    "published_status": ColumnSpec(np.int8, (), 0),
+}
+__all__ = ["AlertEvent", "Outcome", "Pipeline", "PipelineSettings", "Sample", "Scored", "Status"]
 
 
 class Status(StrEnum):
@@ -42,6 +54,11 @@ class Status(StrEnum):
     FIRST = "first"  # first sample of a new or reset stream: stepped, nothing to compare
     DUPLICATE = "duplicate"  # same timestamp as the stream's last sample: dropped
     LATE = "late"  # older than the stream's last sample: dropped
+
+
+# Status codes of the columnar result, in STATUSES order.
+SCORED, FIRST, DUPLICATE, LATE = range(4)
+STATUSES = (Status.SCORED, Status.FIRST, Status.DUPLICATE, Status.LATE)
 
 
 @dataclass(frozen=True)
@@ -52,26 +69,6 @@ class Sample:
     ts: float
     values: F64
     received: float = float("nan")  # when the daemon got it (idle eviction); default: ts
-
-
-@dataclass(frozen=True)
-class AlertEvent:
-    """An alert raised or cleared for one stream."""
-
-    event: str  # "raised" | "cleared"
-    alert_id: str
-    stream: str
-    ts: float
-    raised_ts: float
-    values: tuple[float, ...]
-    expected: tuple[float, ...]
-    error: float
-    score: float
-    peak_score: float
-    threshold: float
-    severity: str
-    model: str
-    model_version: str
 
 
 @dataclass(frozen=True)
@@ -87,6 +84,39 @@ class Outcome:
     warming_up: bool = False
     reset: bool = False
     event: AlertEvent | None = None
+
+
+@dataclass
+class Scored:
+    """What the core did with a batch: one entry per sample, in the batch's order.
+
+    The daemon reads these columns directly, so no per-sample object is made on its hot
+    path; ``events`` holds the few alert transitions as ``(index in batch, event)``.
+    """
+
+    slots: Slots
+    status: npt.NDArray[np.int8]  # SCORED, FIRST, DUPLICATE, LATE
+    expected: F64  # [n, F], NaN where there was no prediction
+    error: F64
+    score: F64
+    alert: Bools
+    warming_up: Bools
+    reset: Bools
+    events: list[tuple[int, AlertEvent]]
+
+    @classmethod
+    def empty(cls, n: int, features: int, slots: Slots) -> Scored:
+        return cls(
+            slots=slots,
+            status=np.full(n, FIRST, dtype=np.int8),
+            expected=np.full((n, features), np.nan),
+            error=np.full(n, np.nan),
+            score=np.full(n, np.nan),
+            alert=np.zeros(n, dtype=bool),
+            warming_up=np.zeros(n, dtype=bool),
+            reset=np.zeros(n, dtype=bool),
+            events=[],
+        )
 
 
 @dataclass(frozen=True)
@@ -145,41 +175,96 @@ class Pipeline:
 
     def process(self, samples: Sequence[Sample]) -> list[Outcome]:
         """Run a micro-batch through the core; outcomes come back in the samples' order."""
-        outcomes: list[Outcome | None] = [None] * len(samples)
-        for wave in split_waves([s.stream for s in samples]):
-            for index, outcome in zip(
-                wave, self._step_wave([samples[i] for i in wave]), strict=True
-            ):
-                outcomes[index] = outcome
-        return [o for o in outcomes if o is not None]
+        if not samples:
+            return []
+        scored = self.process_batch(
+            [s.stream for s in samples],
+            np.fromiter((s.ts for s in samples), dtype=np.float64, count=len(samples)),
+            np.stack([s.values for s in samples]).astype(np.float64, copy=False),
+            np.fromiter((s.received for s in samples), dtype=np.float64, count=len(samples)),
+        )
+        events = dict(scored.events)
+        outcomes = []
+        for i, sample in enumerate(samples):
+            status = STATUSES[scored.status[i]]
+            outcomes.append(
+                Outcome(
+                    sample=sample,
+                    status=status,
+                    expected=scored.expected[i] if status is Status.SCORED else None,
+                    error=float(scored.error[i]),
+                    score=float(scored.score[i]),
+                    alert=bool(scored.alert[i]),
+                    warming_up=bool(scored.warming_up[i]),
+                    reset=bool(scored.reset[i]),
+                    event=events.get(i),
+                )
+            )
+        return outcomes
 
-    def _step_wave(self, wave: list[Sample]) -> list[Outcome]:
-        slots, new = self.table.lookup(s.stream for s in wave)
+    def process_batch(
+        self, streams: Sequence[str], ts: F64, values: F64, received: F64 | None = None
+    ) -> Scored:
+        """The columnar core: ``values[n, F]`` of ``streams[n]`` at ``ts[n]`` in, one
+        entry per sample out, in the batch's order. ``received`` (NaN: use ``ts``) is when
+        the daemon got each reading, for idle eviction."""
+        n = len(streams)
+        if received is None:
+            received = np.full(n, np.nan)
+        slots, new = self.table.lookup(streams)
         if new.any():
-            self._start_streams(wave, slots, new)
-        ts = np.fromiter((s.ts for s in wave), dtype=np.float64, count=len(wave))
+            self._start_streams(streams, slots, new)
+        out = Scored.empty(n, self.engine.features, slots)
+        for wave in split_waves(slots):
+            self._step_wave(
+                out,
+                wave,
+                streams=streams,
+                ts=ts[wave],
+                values=values[wave],
+                received=received[wave],
+            )
+        out.events.sort(key=lambda item: item[0])
+        return out
+
+    def _step_wave(
+        self,
+        out: Scored,
+        index: Slots,
+        *,
+        streams: Sequence[str],
+        ts: F64,
+        values: F64,
+        received: F64,
+    ) -> None:
+        slots = out.slots[index]
         last = self.table["last_ts"][slots]
         late, duplicate = ts < last, ts == last
         keep = ~(late | duplicate)
-        outcomes: list[Outcome | None] = [None] * len(wave)
-        for i in np.flatnonzero(~keep):
-            status = Status.LATE if late[i] else Status.DUPLICATE
-            outcomes[i] = Outcome(
-                sample=wave[i], status=status, alert=bool(self.table["alert_active"][slots[i]])
+        if not keep.all():
+            dropped = ~keep
+            out.status[index[dropped]] = np.where(late[dropped], LATE, DUPLICATE)
+            out.alert[index[dropped]] = self.table["alert_active"][slots[dropped]]
+            self.counters.late += int(late.sum())
+            self.counters.duplicate += int(duplicate.sum())
+            index, slots, ts, values, received = (
+                index[keep],
+                slots[keep],
+                ts[keep],
+                values[keep],
+                received[keep],
             )
-        self.counters.late += int(late.sum())
-        self.counters.duplicate += int(duplicate.sum())
-        kept = np.flatnonzero(keep)
-        if kept.size:
-            stepped = self._step_kept([wave[i] for i in kept], slots[kept], ts[kept])
-            for i, outcome in zip(kept, stepped, strict=True):
-                outcomes[i] = outcome
-        return [o for o in outcomes if o is not None]
+        if index.size:
+            self._step_kept(
+                out, index, slots=slots, streams=streams, ts=ts, values=values, received=received
+            )
 
-    def _start_streams(self, wave: list[Sample], slots: Slots, new: npt.NDArray[np.bool_]) -> None:
+    def _start_streams(
+        self, streams: Sequence[str], slots: Slots, new: npt.NDArray[np.bool_]
+    ) -> None:
         manifest = self.bundle.manifest
-        for i in np.flatnonzero(new):
-            scaling = manifest.stream_scaling.get(wave[i].stream, manifest.scaling)
+        for i in np.flatnonzero(new).tolist():
+            scaling = manifest.stream_scaling.get(streams[i], manifest.scaling)
             self.table["center"][slots[i]] = scaling.center
             self.table["scale"][slots[i]] = scaling.scale
             if scaling.low is not None and scaling.high is not None:
@@ -191,10 +276,19 @@ class Pipeline:
                 self.table["seen_n"][slots[i]] = self.bundle.manifest.training.rows
         self.detector.start(self.table, slots[new])
 
-    def _step_kept(self, wave: list[Sample], slots: Slots, ts: F64) -> list[Outcome]:
+    def _step_kept(
+        self,
+        out: Scored,
+        index: Slots,
+        *,
+        slots: Slots,
+        streams: Sequence[str],
+        ts: F64,
+        values: F64,
+        received: F64,
+    ) -> None:
         table = self.table
         reset = self._reset_after_gap(slots, ts)
-        values = np.stack([s.values for s in wave]).astype(np.float64, copy=False)
         center, scale = table["center"][slots], table["scale"][slots]
         scaled = forward(self._transform, (values - center) / scale)
         x = scaled.astype(np.float32)
@@ -219,10 +313,9 @@ class Pipeline:
         table["prediction"][slots] = result.prediction
         table["steps"][slots] = steps + 1
         table["last_ts"][slots] = ts
-        received = np.fromiter((s.received for s in wave), dtype=np.float64, count=len(wave))
         table["last_received"][slots] = np.where(np.isnan(received), ts, received)
 
-        scores = np.full(len(wave), np.nan)
+        scores = np.full(len(slots), np.nan)
         scored = np.flatnonzero(has_prediction)
         if scored.size:
             scores[scored] = self.detector.score(table, slots[scored], errors[scored])
@@ -247,20 +340,29 @@ class Pipeline:
         )
         expected = inverse(self._transform, predicted) * scale + center
         self._count(has_prediction, reset, transitions)
-        return [
-            self._outcome(
-                wave[i],
-                int(slots[i]),
-                has_prediction=bool(has_prediction[i]),
-                expected=expected[i],
-                error=float(errors[i]),
-                score=float(scores[i]),
-                reset=bool(reset[i]),
-                warm=bool(warm[i]),
-                transition=Transition(transitions[i]),
+        out.status[index] = np.where(has_prediction, SCORED, FIRST)
+        out.expected[index] = expected
+        out.error[index] = errors
+        out.score[index] = scores
+        out.alert[index] = table["alert_active"][slots]
+        out.warming_up[index] = ~warm
+        out.reset[index] = reset
+        for i in np.flatnonzero(transitions):
+            out.events.append(
+                (
+                    int(index[i]),
+                    self._event(
+                        streams[index[i]],
+                        int(slots[i]),
+                        ts=float(ts[i]),
+                        values=values[i],
+                        expected=expected[i],
+                        error=float(errors[i]),
+                        score=float(scores[i]),
+                        transition=Transition(transitions[i]),
+                    ),
+                )
             )
-            for i in range(len(wave))
-        ]
 
     def evict_idle(self, now: float, ttl_s: float) -> list[str]:
         """Forget streams not heard from since ``now - ttl_s``; return their ids."""
@@ -311,41 +413,13 @@ class Pipeline:
         counters.raised += int((transitions == Transition.RAISED).sum())
         counters.cleared += int((transitions == Transition.CLEARED).sum())
 
-    def _outcome(
-        self,
-        sample: Sample,
-        slot: int,
-        *,
-        has_prediction: bool,
-        expected: F64,
-        error: float,
-        score: float,
-        reset: bool,
-        warm: bool,
-        transition: Transition,
-    ) -> Outcome:
-        event = None
-        if transition is not Transition.NONE:
-            event = self._event(
-                sample, slot, expected=expected, error=error, score=score, transition=transition
-            )
-        return Outcome(
-            sample=sample,
-            status=Status.SCORED if has_prediction else Status.FIRST,
-            expected=expected if has_prediction else None,
-            error=error,
-            score=score,
-            alert=bool(self.table["alert_active"][slot]),
-            warming_up=not warm,
-            reset=reset,
-            event=event,
-        )
-
     def _event(
         self,
-        sample: Sample,
+        stream: str,
         slot: int,
         *,
+        ts: float,
+        values: F64,
         expected: F64,
         error: float,
         score: float,
@@ -357,11 +431,11 @@ class Pipeline:
         threshold = self.detector.threshold
         return AlertEvent(
             event="raised" if transition is Transition.RAISED else "cleared",
-            alert_id=alert_id(manifest.name, sample.stream, raised_ts),
-            stream=sample.stream,
-            ts=sample.ts,
+            alert_id=alert_id(manifest.name, stream, raised_ts),
+            stream=stream,
+            ts=ts,
             raised_ts=raised_ts,
-            values=tuple(float(v) for v in sample.values),
+            values=tuple(float(v) for v in values),
             expected=tuple(float(v) for v in expected),
             error=error,
             score=score,
@@ -371,13 +445,3 @@ class Pipeline:
             model=manifest.name,
             model_version=manifest.version,
         )
-
-
-def alert_id(model: str, stream: str, raised_ts: float) -> str:
-    """A stable id: the same alert (model, stream, time raised) always gets the same id."""
-    return str(uuid.uuid5(ALERT_ID_NAMESPACE, f"{model}|{stream}|{raised_ts:.6f}"))
-
-
-def severity(score: float, threshold: float) -> str:
-    """``critical`` past halfway from the threshold to 1, else ``warning``."""
-    return "critical" if score >= (1.0 + threshold) / 2 else "warning"

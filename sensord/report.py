@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from sensord.alert import AlertEvent
 from sensord.bundle import Bundle
-from sensord.pipeline import AlertEvent, Counters
+from sensord.pipeline import Counters
 from sensord.replay import ReplayResult
 from sensord.timestamps import format_timestamp
 

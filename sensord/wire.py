@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from sensord.pipeline import AlertEvent
+from sensord.alert import AlertEvent
 from sensord.timestamps import format_timestamp
 
 SCHEMA_VERSION = 1

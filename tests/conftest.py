@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from sensord.bundle import Bundle
 from sensord.synthetic import generate, standard_anomalies, write_csv
@@ -17,6 +18,14 @@ from sensord.training.train import TrainOptions, TrainReport, train_bundle
 
 HISTORY_ROWS = 1200
 LIVE_ROWS = 800
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """A test that configures logging binds pytest's capture stream, which closes after it;
+    later tests must not log into it."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")

@@ -146,3 +146,16 @@ def test_likelihood_accepts_a_lasting_new_regime() -> None:
         learn(detector, table, slots, e)
     assert all(s >= detector.threshold for s in scores[5:REGIME_RUN])  # first: a surprise
     assert all(s < detector.threshold for s in scores[200:])  # then: the new normal
+
+
+def test_log_upper_tail_matches_scipy_everywhere() -> None:
+    from scipy.special import log_ndtr
+
+    from sensord.detect.normal import log_upper_tail
+
+    z = np.concatenate([np.linspace(-40, 40, 20001), [0.0, 1e-9, -1e-9, 1e3, -1e3]])
+    ours, theirs = log_upper_tail(z), log_ndtr(-z)
+    # 1.2e-7 relative on the probability is 1.2e-7 absolute on its log.
+    np.testing.assert_allclose(ours, theirs, rtol=1e-7, atol=2e-7)
+    assert log_upper_tail(np.inf)[()] == -np.inf and log_upper_tail(-np.inf)[()] == 0.0
+    assert np.isnan(log_upper_tail(np.nan)[()])

@@ -20,9 +20,9 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import log_ndtr
 
 from sensord.bundle import Calibration
+from sensord.detect.normal import log_upper_tail
 from sensord.state import ColumnSpec, Slots, StateTable
 
 F64 = npt.NDArray[np.float64]
@@ -77,7 +77,7 @@ def score_from_tail(tail: F64) -> F64:
 
 def score_from_z(z: F64) -> F64:
     """Scores from z-scores of a normal fit, by their upper-tail probability."""
-    return score_from_decades(-np.asarray(log_ndtr(-z), dtype=np.float64) / math.log(10.0))
+    return score_from_decades(-log_upper_tail(z) / math.log(10.0))
 
 
 def z_from_score(score: float) -> float:

@@ -20,6 +20,7 @@ from sensord.training.calibrate import calibrate
 from sensord.training.data import TimeOfDay, TrainingData, prepare
 from sensord.training.export import OPSET, check_parity, export_step
 from sensord.training.fit import EpochCallback, FitOptions, FitResult, fit, predictions
+from sensord.training.model import Forecaster
 from sensord.transform import Transform
 
 
@@ -41,6 +42,7 @@ class TrainReport:
     seconds: float
     parity: float
     persistence_mae: float
+    model: Forecaster  # the fitted network (benchmarks compare it run the naive way)
 
 
 def train_bundle(
@@ -78,7 +80,7 @@ def train_bundle(
     )
     bundle = write_bundle(out, manifest, graph)
     Engine(bundle)  # opens the written graph the way the daemon will: shapes must check out
-    return TrainReport(bundle, time.perf_counter() - started, parity, persistence)
+    return TrainReport(bundle, time.perf_counter() - started, parity, persistence, result.model)
 
 
 def _persistence_mae(data: TrainingData) -> float:

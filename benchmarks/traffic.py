@@ -1,0 +1,160 @@
+"""Benchmark traffic: generated sensor readings published from a process of their own.
+
+``python -m benchmarks.traffic --port P --streams S --first I --count K --messages N`` publishes
+readings of streams ``I .. I+K-1`` (of ``S`` in all) round-robin, each stream's samples in
+order, as JSON ``{"value": v, "ts": t}`` on ``bench/<stream>/value`` at QoS 1, and prints
+one JSON line: what it sent, when, and the anomalies it injected. ``--rate R`` paces it
+(messages per second from this process); without it, it publishes as fast as paho lets it
+(the backlog the throughput runs drain). ``--anomalies A`` adds ``A`` spikes at known
+samples; ``ts`` is the send time, so ``alert receive time - ts`` is publish-to-alert latency.
+
+Each stream belongs to exactly one publisher process, so per-stream order holds however many
+publishers run side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import orjson
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from sensord.synthetic import generate
+
+TOPIC = "bench/{stream}/value"
+FILTER = "bench/+/value"
+SPIKE = 8.0  # raw units; the generated series varies by about +-4 around 20
+BASE_ROWS = 4096  # one generated series; stream i reads it from its own offset
+PACE_TICK_S = 0.002  # a paced publisher sends what is due every tick
+
+
+def stream_name(i: int) -> str:
+    return f"s{i:05d}"
+
+
+@dataclass(frozen=True)
+class Injected:
+    stream: str
+    index: int
+    ts: float
+
+
+@dataclass(frozen=True)
+class Sent:
+    messages: int
+    first_ts: float
+    last_ts: float
+    injected: list[Injected]
+
+
+def anomaly_plan(
+    first: int, count: int, per_stream: int, anomalies: int, seed: int
+) -> dict[tuple[int, int], bool]:
+    """(stream, sample index) of each spike: distinct streams, after the streams warm up.
+
+    A spike raises an alert that clears some samples later; one spike per stream keeps
+    every spike a separate alert.
+    """
+    if not anomalies:
+        return {}
+    rng = np.random.default_rng(seed)
+    low, high = min(40, per_stream // 3), max(min(40, per_stream // 3) + 1, per_stream - 10)
+    streams = rng.choice(np.arange(first, first + count), size=min(anomalies, count), replace=False)
+    return {(int(s), int(rng.integers(low, high))): True for s in streams}
+
+
+def publish(
+    host: str,
+    port: int,
+    *,
+    first: int,
+    count: int,
+    messages: int,
+    rate: float | None,
+    anomalies: int,
+    seed: int,
+) -> Sent:
+    base = generate(BASE_ROWS, seed=seed).values
+    per_stream = -(-messages // count)
+    plan = anomaly_plan(first, count, per_stream, anomalies, seed + first)
+    topics = [TOPIC.format(stream=stream_name(first + j)) for j in range(count)]
+    client = paho.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5
+    )
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect(host, port)
+    client.loop_start()
+    injected: list[Injected] = []
+    last_ts = 0.0
+    first_ts = time.time()
+    started = time.monotonic()
+    info = None
+    sent = 0
+    try:
+        for k in range(per_stream):
+            for j in range(count):
+                if sent == messages:
+                    break
+                if rate is not None and sent % 16 == 0:
+                    _pace(started, sent, rate)
+                stream = first + j
+                value = float(base[(stream * 37 + k) % BASE_ROWS])
+                spike = plan.get((stream, k), False)
+                if spike:
+                    value += SPIKE
+                # Strictly increasing per stream even when the clock has not moved.
+                ts = max(time.time(), last_ts + 1e-6)
+                last_ts = ts
+                payload = orjson.dumps({"value": round(value, 5), "ts": ts})
+                info = client.publish(topics[j], payload, qos=1)
+                sent += 1
+                if spike:
+                    injected.append(Injected(stream_name(stream), k, ts))
+        if info is not None:
+            info.wait_for_publish(timeout=120)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return Sent(sent, first_ts, last_ts, injected)
+
+
+def _pace(started: float, sent: int, rate: float) -> None:
+    delay = started + sent / rate - time.monotonic()
+    if delay > PACE_TICK_S:
+        time.sleep(delay)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--first", type=int, default=0, help="first stream number")
+    parser.add_argument("--count", type=int, required=True, help="streams of this publisher")
+    parser.add_argument("--messages", type=int, required=True)
+    parser.add_argument("--rate", type=float, default=None, help="messages/s (default: flat out)")
+    parser.add_argument("--anomalies", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    sent = publish(
+        args.host,
+        args.port,
+        first=args.first,
+        count=args.count,
+        messages=args.messages,
+        rate=args.rate,
+        anomalies=args.anomalies,
+        seed=args.seed,
+    )
+    sys.stdout.write(json.dumps(asdict(sent)) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

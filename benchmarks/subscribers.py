@@ -6,7 +6,8 @@
   can take off the socket.
 - ``naive``: what a tutorial would write: a paho subscriber that steps the torch LSTM once
   per message inside ``on_message``, each stream's ``(h, c)`` and last prediction in a dict,
-  and publishes an alert when the error passes a fixed threshold. It runs the same trained
+  and publishes an alert when the error passes a fixed threshold (``torch.no_grad``, one
+  torch thread: its best case here). It runs the same trained
   network as sensord's bundle (``--weights``, loaded with ``weights_only=True``).
 
 Both keep a persistent MQTT 5 session with a QoS 1 subscription to the benchmark's topics.
@@ -119,6 +120,9 @@ def naive_step(bundle_dir: Path, weights: Path) -> Handler:
     from sensord.bundle import load_bundle
     from sensord.training.model import Forecaster
 
+    # One torch thread: measured the same rate as torch's default pool here, at half the
+    # CPU (the pool spins a second core for a 2x64 step), so the comparison is fair to it.
+    torch.set_num_threads(1)
     manifest = load_bundle(bundle_dir).manifest
     extra = len(manifest.time_features)
     model = Forecaster(len(manifest.features), manifest.hidden, manifest.layers, 0.0, extra)

@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -32,6 +33,8 @@ FILTER = "bench/+/value"
 SPIKE = 8.0  # raw units; the generated series varies by about +-4 around 20
 BASE_ROWS = 4096  # one generated series; stream i reads it from its own offset
 PACE_TICK_S = 0.002  # a paced publisher sends what is due every tick
+# paho numbers unacknowledged QoS 1 messages with 16-bit ids: stay well below 65,535.
+MAX_UNACKED = 20_000
 
 
 def stream_name(i: int) -> str:
@@ -92,6 +95,7 @@ def publish(
     client.connect(host, port)
     client.loop_start()
     injected: list[Injected] = []
+    unacked: deque[paho.MQTTMessageInfo] = deque()
     last_ts = 0.0
     first_ts = time.time()
     started = time.monotonic()
@@ -114,6 +118,9 @@ def publish(
                 last_ts = ts
                 payload = orjson.dumps({"value": round(value, 5), "ts": ts})
                 info = client.publish(topics[j], payload, qos=1)
+                unacked.append(info)
+                if len(unacked) > MAX_UNACKED:
+                    unacked.popleft().wait_for_publish(timeout=120)
                 sent += 1
                 if spike:
                     injected.append(Injected(stream_name(stream), k, ts))

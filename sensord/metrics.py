@@ -42,6 +42,11 @@ COUNTERS = (
     ("resets", "sensord_stream_resets", "Streams reset after a gap longer than max_gap_s."),
     ("evicted", "sensord_streams_evicted", "Streams forgotten after idle_ttl_s."),
     ("batches", "sensord_batches", "Micro-batches scored."),
+    (
+        "states_superseded",
+        "sensord_states_superseded",
+        "Retained stream states replaced by a newer one before the broker could take them.",
+    ),
     ("connects", "sensord_mqtt_connects", "Connections to the broker."),
     ("disconnects", "sensord_mqtt_disconnects", "Connections to the broker lost or closed."),
     ("reloads", "sensord_reloads", "Bundle reloads (SIGHUP)."),
@@ -50,6 +55,7 @@ COUNTERS = (
 GAUGES = (
     ("streams", "sensord_streams", "Streams with state in memory."),
     ("inbox", "sensord_inbox_readings", "Readings read off MQTT, waiting for their batch."),
+    ("states_pending", "sensord_states_pending", "Retained stream states waiting to be sent."),
 )
 
 

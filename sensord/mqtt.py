@@ -5,9 +5,10 @@ it through paho's external-loop API (``loop_read``, ``loop_write``, ``loop_misc`
 network thread. Two measured reasons (benchmarks/README.md):
 
 - paho reads each packet with three ``recv`` calls (command byte, length, body) and one
-  ``select`` per packet; ``BufferedClient`` serves those reads from one 64 KiB ``recv``, so a
-  backlog of ~1,000 small readings costs one system call instead of ~4,000. That alone moved
-  the daemon from 0.57x to above 1x the rate of a stock paho subscriber that only counts.
+  ``select`` per packet, and writes each packet (a PUBACK per reading) with its own
+  ``send``; ``BufferedClient`` serves the reads from one 64 KiB ``recv`` and sends what a
+  poll wrote with one ``send``, so a backlog of ~1,000 small readings costs two system calls
+  instead of ~5,000 (the PUBACK sends alone were 29 % of the daemon's CPU).
 - With paho's own thread, every system call it made handed the GIL to the scoring loop and
   back; one thread owning both the socket and the state has no such hand-offs, and a reading
   can be acknowledged by the same thread once it is scored.
@@ -46,6 +47,7 @@ from sensord.wire import OFFLINE, ONLINE, status_topic
 
 log = get_logger(__name__)
 READ_CHUNK = 65_536  # bytes per recv: about a thousand small readings
+_DISCONNECT = 0xE0  # MQTT packet type of DISCONNECT, in the first byte's high nibble
 STOP_FLUSH_S = 5.0  # at a clean stop, how long outstanding publishes may take
 
 
@@ -60,7 +62,7 @@ class MqttCounters:
 
 
 class BufferedClient(paho.Client):
-    """A paho client whose packet reader takes bytes from a buffer filled 64 KiB at a time.
+    """A paho client that reads 64 KiB at a time and writes once per poll.
 
     paho asks ``_sock_recv`` for 1 byte, then 1 byte per length byte, then the body, each a
     system call. Here one ``recv`` fills a buffer and those asks are served from it;
@@ -69,6 +71,11 @@ class BufferedClient(paho.Client):
     hands over stay bounded. paho keeps a partly read packet across calls, so a packet split
     between two reads is handled as before. Overriding ``_sock_recv`` relies on paho 2.x
     internals; the dependency is pinned below 3, and tests/test_mqtt.py checks the reader.
+
+    Writes: paho hands every packet to ``_sock_send``; here it is appended to a buffer that
+    ``flush_writes`` sends in one call (the adapter registers for writes, so paho does not
+    write from ``publish`` itself). A DISCONNECT is flushed at once, since paho closes the
+    socket right after it.
     """
 
     _rx: bytes = b""  # the last chunk read from the socket
@@ -88,6 +95,41 @@ class BufferedClient(paho.Client):
         self._rx_pos += len(chunk)
         return chunk
 
+    _tx: bytes = b""  # written by paho, not yet sent
+
+    def _sock_send(self, buf: bytes | bytearray) -> int:
+        if self.socket() is None:
+            raise ConnectionError("not connected")  # as paho's own: the caller handles it
+        self._tx += buf
+        if buf[:1] and buf[0] & 0xF0 == _DISCONNECT:
+            self.flush_writes(wait_s=1.0)
+        return len(buf)
+
+    def want_write(self) -> bool:
+        return super().want_write() or bool(self._tx)
+
+    def flush_writes(self, wait_s: float = 0.0) -> None:
+        """Send what paho wrote, in one system call when the socket takes it all; what it
+        does not take waits for the next poll (or up to ``wait_s`` here)."""
+        sock = self.socket()
+        if sock is None:
+            self._tx = b""
+            return
+        deadline = time.monotonic() + wait_s
+        while self._tx:
+            try:
+                sent = sock.send(self._tx)
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                sent = 0
+            except OSError:
+                self._tx = b""  # the connection is gone; the next read tells paho
+                return
+            self._tx = self._tx[sent:]
+            remaining = deadline - time.monotonic()
+            if not self._tx or remaining <= 0:
+                return
+            select.select([], [sock], [], remaining)
+
     @property
     def buffered(self) -> int:
         """Bytes read from the socket that paho has not parsed yet."""
@@ -101,8 +143,12 @@ class BufferedClient(paho.Client):
         return rc
 
     def drop_buffer(self) -> None:
-        """Forget unread bytes: the connection they came on is gone."""
-        self._rx, self._rx_pos = b"", 0
+        """Forget unread and unsent bytes: the connection they belonged to is gone."""
+        self._rx, self._rx_pos, self._tx = b"", 0, b""
+
+
+def _writes_are_polled(client: paho.Client, userdata: object, sock: object) -> None:
+    """paho's hook for an external loop: the adapter's poll writes what is queued."""
 
 
 class MqttAdapter:
@@ -148,6 +194,7 @@ class MqttAdapter:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_socket_register_write = _writes_are_polled
         return client
 
     def start(self) -> None:
@@ -181,17 +228,16 @@ class MqttAdapter:
         if not ready:
             writers = [sock] if self.client.want_write() else []
             try:
-                readable, writable, _ = select.select([sock], writers, [], max(timeout, 0.0))
+                readable, _, _ = select.select([sock], writers, [], max(timeout, 0.0))
             except (OSError, ValueError):  # the socket closed under us: paho notices below
-                readable, writable = [sock], []
+                readable = [sock]
             ready = bool(readable)
-            if writable:
-                self.client.loop_write()
         if ready:
-            self.client.loop_read()
-        if self.client.want_write():
-            self.client.loop_write()
+            self.client.loop_read()  # PUBACKs for what it read are queued, not yet sent
         self.client.loop_misc()
+        if self.client.want_write():
+            self.client.loop_write()  # every queued packet into the write buffer
+            self.client.flush_writes()  # and out in one send
 
     def publish(
         self, topic: str, payload: bytes, qos: int = 1, retain: bool = False

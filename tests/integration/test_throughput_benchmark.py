@@ -1,0 +1,50 @@
+"""benchmarks/throughput.py --quick as a user runs it: it works and reports every figure.
+
+A smoke run: it checks the benchmark still measures what it says, never how fast anything
+is (speed is the benchmark's own report, not a test's assertion).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sensord.broker import mosquitto_binary
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
+    if mosquitto_binary() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI requires Mosquitto: install it (apt-get install mosquitto)")
+        pytest.skip("the throughput benchmark measures against Mosquitto, not installed here")
+    out = tmp_path / "throughput.json"
+    done = subprocess.run(
+        [sys.executable, "benchmarks/throughput.py", "--quick", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "targets:" in done.stdout
+    report = json.loads(out.read_text())
+    for key in ("ratio_sensord_over_limit", "ratio_sensord_over_naive", "rss_mb_10000_streams"):
+        assert isinstance(report[key], float) and report[key] > 0, key
+    assert 0 < report["ready_s"] < 60
+    latency = report["latency_ms"]
+    assert all(math.isfinite(latency[p]) and latency[p] > 0 for p in ("p50", "p99", "max"))
+    assert [run["streams"] for run in report["runs"]] == [1, 100, 1000, 10_000]
+    for run in report["runs"]:
+        for consumer in ("limit", "sensord", "naive"):
+            assert run[consumer]["rate_msg_s"] > 0 and run[consumer]["cpu_s"] > 0
+    assert report["latency"]["caught"] > 0  # spikes were injected and alerted on
+    assert report["latency"]["processed"] == report["latency"]["sent"]  # nothing lost

@@ -54,6 +54,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.traffic import FILTER
 from sensord.broker import LocalBroker, free_port, start_mosquitto
+from sensord.timestamps import parse_timestamp
 
 REPO = Path(__file__).resolve().parents[1]
 STREAM_COUNTS = (1, 100, 1000, 10_000)
@@ -158,6 +159,8 @@ class LatencyRun:
     other_alerts: int
     latencies_ms: list[float] = field(default_factory=list)
     ready_s: float = math.nan
+    # Where the time went, from the alert's received_at/published_at (millisecond clocks).
+    legs_ms: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def percentiles(self) -> dict[str, float]:
         if not self.latencies_ms:
@@ -424,7 +427,8 @@ class AlertWatcher:
     """Subscribes to sensord's alerts and notes when each arrives."""
 
     def __init__(self, port: int) -> None:
-        self.raised: list[tuple[str, float, float]] = []  # stream, reading ts, arrival
+        # stream, reading ts, arrival, and the daemon's received_at / published_at
+        self.raised: list[tuple[str, float, float, float, float]] = []
         self.client = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5
         )
@@ -441,7 +445,15 @@ class AlertWatcher:
         arrived = time.time()
         alert = json.loads(message.payload)
         if alert.get("event") == "raised":
-            self.raised.append((str(alert["stream"]), float(alert["ts"]), arrived))
+            self.raised.append(
+                (
+                    str(alert["stream"]),
+                    float(alert["ts"]),
+                    arrived,
+                    parse_timestamp(str(alert["received_at"])),
+                    parse_timestamp(str(alert["published_at"])),
+                )
+            )
 
     def stop(self) -> None:
         self.client.disconnect()
@@ -469,12 +481,20 @@ def run_latency(work: Path, model: Model, streams: int, rate: float, scale: Scal
             watcher.stop()
             daemon.stop()
     injected = [(str(i["stream"]), float(i["ts"])) for s in sent for i in s["injected"]]
-    arrivals = {(stream, round(ts, 6)): arrived for stream, ts, arrived in watcher.raised}
-    latencies = [
-        1000.0 * (arrivals[(stream, round(ts, 6))] - ts)
+    arrivals = {(r[0], round(r[1], 6)): r for r in watcher.raised}
+    matched = [
+        arrivals[(stream, round(ts, 6))]
         for stream, ts in injected
         if (stream, round(ts, 6)) in arrivals
     ]
+    latencies = [1000.0 * (arrived - ts) for _, ts, arrived, _, _ in matched]
+    legs = {
+        "to_sensord": [1000.0 * (received - ts) for _, ts, _, received, _ in matched],
+        "in_sensord": [1000.0 * (published - received) for _, _, _, received, published in matched],
+        "to_subscriber": [
+            1000.0 * (arrived - published) for _, _, arrived, _, published in matched
+        ],
+    }
     return LatencyRun(
         streams=streams,
         rate_msg_s=rate,
@@ -485,6 +505,14 @@ def run_latency(work: Path, model: Model, streams: int, rate: float, scale: Scal
         other_alerts=len(watcher.raised) - len(latencies),
         latencies_ms=latencies,
         ready_s=ready_s,
+        legs_ms={
+            leg: {
+                "p50": round(float(np.percentile(v, 50)), 2),
+                "p99": round(float(np.percentile(v, 99)), 2),
+            }
+            for leg, v in legs.items()
+            if v
+        },
     )
 
 
@@ -555,6 +583,10 @@ def print_table(runs: Sequence[StreamRun], latency: LatencyRun | None, top: dict
             f"max {p['max']} ms; {latency.caught}/{latency.injected} spikes alerted, "
             f"{latency.other_alerts} other alerts; {latency.processed}/{latency.sent} stepped"
         )
+        legs = ", ".join(
+            f"{leg} p50 {v['p50']} / p99 {v['p99']} ms" for leg, v in latency.legs_ms.items()
+        )
+        print(f"  where it went: {legs}")
     print("\ntargets:")
     for key, t in top["targets"].items():
         verdict = {True: "met", False: "NOT met", None: "not measured"}[t["met"]]

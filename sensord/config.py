@@ -170,12 +170,18 @@ class StateSettings(_Section):
 
 
 class BatchingSettings(_Section):
-    max_batch: int = Field(512, ge=1, le=65_536, description="Most readings per micro-batch.")
+    max_batch: int = Field(
+        256,
+        ge=1,
+        le=65_536,
+        description="Most readings per micro-batch (and parsed ahead of scoring).",
+    )
     max_delay_ms: float = Field(
-        5.0,
+        0.0,
         ge=0,
         le=10_000,
-        description="Longest wait for a batch to fill after its first reading.",
+        description="Longest wait for a batch to fill after its first reading; 0: score what "
+        "has arrived at once (batches still fill under load, while a batch is scored).",
     )
 
 

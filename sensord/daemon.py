@@ -89,7 +89,10 @@ class Daemon:
             limiter=RateLimitedLog(settings.limits.log_interval_s),
         )
         self.mqtt = MqttAdapter(
-            settings.mqtt, self.prefix, list(dict.fromkeys(r.settings.topic for r in self.routes))
+            settings.mqtt,
+            self.prefix,
+            list(dict.fromkeys(r.settings.topic for r in self.routes)),
+            read_limit=settings.batching.max_batch,
         )
         self.states = RetainedStates(
             lambda topic, payload: self.mqtt.publish(topic, payload, qos=1, retain=True)
@@ -122,6 +125,7 @@ class Daemon:
                 if batch:
                     self.process(batch)
                 self.states.flush()
+                self.mqtt.write()  # alerts leave now, not after the next batch
                 now = time.monotonic()
                 self._announce_ready()
                 self.notifier.watchdog(now)

@@ -80,6 +80,7 @@ class BufferedClient(paho.Client):
 
     _rx: bytes = b""  # the last chunk read from the socket
     _rx_pos: int = 0  # how much of it paho has taken
+    paused: bool = False  # set by the adapter: enough readings waiting, parse no further
     _may_recv: bool = True  # one recv per loop_read: what one poll takes stays bounded
 
     def _sock_recv(self, bufsize: int) -> bytes:
@@ -138,7 +139,12 @@ class BufferedClient(paho.Client):
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         self._may_recv = True
         rc = super().loop_read(max_packets)
-        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self.buffered and self.socket() is not None:
+        while (
+            rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+            and self.buffered
+            and not self.paused
+            and self.socket() is not None
+        ):
             rc = super().loop_read(max_packets)
         return rc
 
@@ -154,11 +160,16 @@ def _writes_are_polled(client: paho.Client, userdata: object, sock: object) -> N
 class MqttAdapter:
     """One paho client: sensor subscriptions in, sensord's topics out; driven by ``poll``."""
 
-    def __init__(self, settings: MqttSettings, prefix: str, filters: Sequence[str]) -> None:
+    def __init__(
+        self, settings: MqttSettings, prefix: str, filters: Sequence[str], read_limit: int = 256
+    ) -> None:
         self.settings = settings
         self.prefix = prefix
         self.filters = list(filters)
         self.inbox: list[Message] = []  # read, not yet taken by the loop
+        # Parsing stops once this many readings wait (the rest stays buffered): a reading
+        # is then never parsed more than one batch ahead of being scored.
+        self.read_limit = read_limit
         self._own = prefix + "/"
         self.counters = MqttCounters()
         # Events, not flags: tests and the metrics thread look at them from other threads.
@@ -224,6 +235,10 @@ class MqttAdapter:
         if sock is None:
             self._reconnect_if_due(timeout)
             return
+        if len(self.inbox) >= self.read_limit:
+            self.client.loop_misc()
+            self.write()
+            return
         ready = self.client.buffered > 0 or _tls_pending(sock)
         if not ready:
             writers = [sock] if self.client.want_write() else []
@@ -235,9 +250,13 @@ class MqttAdapter:
         if ready:
             self.client.loop_read()  # PUBACKs for what it read are queued, not yet sent
         self.client.loop_misc()
-        if self.client.want_write():
-            self.client.loop_write()  # every queued packet into the write buffer
-            self.client.flush_writes()  # and out in one send
+        self.write()  # every queued packet into the write buffer, and out in one send
+
+    def write(self) -> None:
+        """Send what is queued (alerts, states, acknowledgements) without waiting."""
+        if self.client.socket() is not None and self.client.want_write():
+            self.client.loop_write()
+            self.client.flush_writes()
 
     def publish(
         self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
@@ -248,6 +267,7 @@ class MqttAdapter:
         """Up to ``limit`` readings, oldest first."""
         taken = self.inbox[:limit]
         del self.inbox[:limit]
+        self.client.paused = len(self.inbox) >= self.read_limit
         return taken
 
     def stop(self, timeout_s: float = STOP_FLUSH_S) -> None:
@@ -339,6 +359,8 @@ class MqttAdapter:
                 return
             self.counters.received += 1
             self.inbox.append(Message(topic, bytes(message.payload), time.time(), message.qos))
+            if len(self.inbox) >= self.read_limit:
+                self.client.paused = True
         except Exception as exc:  # never into paho; counted and logged instead
             self.counters.callback_errors += 1
             log.exception("on_message failed", error=str(exc))

@@ -136,7 +136,7 @@ def run_file(
 
 
 def _alert_column(outcomes: tuple[object, ...]) -> list[int]:
-    from sensord.pipeline import Outcome
+    from sensord.sample import Outcome
 
     column, state = [], 0
     for outcome in outcomes:

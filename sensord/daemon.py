@@ -29,9 +29,10 @@ from sensord.logs import get_logger
 from sensord.metrics import MetricsServer
 from sensord.mqtt import MqttAdapter
 from sensord.notify import Notifier
-from sensord.pipeline import FIRST, Pipeline, Scored
+from sensord.pipeline import Pipeline
 from sensord.retained import RetainedStates
 from sensord.route import TopicFilter
+from sensord.sample import FIRST, Scored
 from sensord.snapshot import SnapshotError, restore, save
 from sensord.wire import alert_payload, alert_topic, state_payload, state_topic
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from sensord.errors import InputError
-from sensord.pipeline import Outcome
 from sensord.plot import write_plot
 from sensord.replay import ReplayResult, open_pipeline, replay, write_result
 from sensord.report import describe_events, describe_replay
+from sensord.sample import Outcome
 from sensord.synthetic import Anomaly, generate, standard_anomalies, write_csv
 
 # How many rows after an injected anomaly an alert still counts as catching it.

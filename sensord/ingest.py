@@ -26,7 +26,6 @@ import orjson
 
 from sensord.codec import DecodeError, PayloadFormat, decode
 from sensord.logs import get_logger
-from sensord.pipeline import Sample
 from sensord.route import StreamIdError, TopicFilter, stream_id
 
 log = get_logger(__name__)
@@ -198,24 +197,6 @@ class Ingest:
             for r in readings:
                 part.add(found.stream, topic, r.ts, r.values.tolist(), received)
         return parts
-
-    def samples(
-        self, topic: str, payload: bytes, received: float
-    ) -> tuple[RouteMatch, list[Sample]] | None:
-        """The samples in one message, or None (rejected and counted)."""
-        if len(payload) > self.max_payload_bytes:
-            self.reject("too_large", topic, f"{len(payload)} bytes > {self.max_payload_bytes}")
-            return None
-        found = self.match(topic)
-        if found is None:
-            return None
-        rule = self.rules[found.route]
-        try:
-            readings = decode(payload, rule.format, rule.features, received)
-        except DecodeError as exc:
-            self.reject(exc.reason, topic, exc.detail)
-            return None
-        return found, [Sample(found.stream, r.ts, r.values, received) for r in readings]
 
 
 def _short(payload: bytes, received: float, fmt: PayloadFormat) -> tuple[float, float] | None:

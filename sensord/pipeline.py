@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +32,17 @@ from sensord.bundle import Bundle
 from sensord.detect import Detector, DetectorSettings, make_detector
 from sensord.detect.range import out_of_range, range_columns, widen
 from sensord.engine import Engine
+from sensord.sample import (
+    DUPLICATE,
+    FIRST,
+    LATE,
+    SCORED,
+    STATUSES,
+    Outcome,
+    Sample,
+    Scored,
+    Status,
+)
 from sensord.state import ColumnSpec, Slots, StateTable
 from sensord.timefeatures import time_features
 from sensord.transform import forward, inverse
@@ -46,77 +56,6 @@ EDGE_COLUMNS = {
     "last_received": ColumnSpec(np.float64, (), -np.inf),
     "published_status": ColumnSpec(np.int8, (), 0),
 }
-__all__ = ["AlertEvent", "Outcome", "Pipeline", "PipelineSettings", "Sample", "Scored", "Status"]
-
-
-class Status(StrEnum):
-    SCORED = "scored"  # compared with a prediction, scored, stepped
-    FIRST = "first"  # first sample of a new or reset stream: stepped, nothing to compare
-    DUPLICATE = "duplicate"  # same timestamp as the stream's last sample: dropped
-    LATE = "late"  # older than the stream's last sample: dropped
-
-
-# Status codes of the columnar result, in STATUSES order.
-SCORED, FIRST, DUPLICATE, LATE = range(4)
-STATUSES = (Status.SCORED, Status.FIRST, Status.DUPLICATE, Status.LATE)
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One reading of one stream: epoch seconds and raw feature values in bundle order."""
-
-    stream: str
-    ts: float
-    values: F64
-    received: float = float("nan")  # when the daemon got it (idle eviction); default: ts
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What the core did with one sample."""
-
-    sample: Sample
-    status: Status
-    expected: F64 | None = None
-    error: float = float("nan")
-    score: float = float("nan")
-    alert: bool = False
-    warming_up: bool = False
-    reset: bool = False
-    event: AlertEvent | None = None
-
-
-@dataclass
-class Scored:
-    """What the core did with a batch: one entry per sample, in the batch's order.
-
-    The daemon reads these columns directly, so no per-sample object is made on its hot
-    path; ``events`` holds the few alert transitions as ``(index in batch, event)``.
-    """
-
-    slots: Slots
-    status: npt.NDArray[np.int8]  # SCORED, FIRST, DUPLICATE, LATE
-    expected: F64  # [n, F], NaN where there was no prediction
-    error: F64
-    score: F64
-    alert: Bools
-    warming_up: Bools
-    reset: Bools
-    events: list[tuple[int, AlertEvent]]
-
-    @classmethod
-    def empty(cls, n: int, features: int, slots: Slots) -> Scored:
-        return cls(
-            slots=slots,
-            status=np.full(n, FIRST, dtype=np.int8),
-            expected=np.full((n, features), np.nan),
-            error=np.full(n, np.nan),
-            score=np.full(n, np.nan),
-            alert=np.zeros(n, dtype=bool),
-            warming_up=np.zeros(n, dtype=bool),
-            reset=np.zeros(n, dtype=bool),
-            events=[],
-        )
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from sensord.alert import AlertEvent
 from sensord.bundle import load_bundle
 from sensord.engine import Engine
 from sensord.errors import InputError
-from sensord.pipeline import AlertEvent, Outcome, Pipeline, PipelineSettings, Sample
+from sensord.pipeline import Pipeline, PipelineSettings
+from sensord.sample import Outcome, Sample
 from sensord.series import OutOfOrder, Series, read_series
 
 DEFAULT_BATCH = 256

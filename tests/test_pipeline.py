@@ -9,7 +9,8 @@ from sensord.alert import AlertPolicy
 from sensord.bundle import Bundle
 from sensord.detect import DetectorSettings
 from sensord.engine import Engine
-from sensord.pipeline import Outcome, Pipeline, PipelineSettings, Sample, Status
+from sensord.pipeline import Pipeline, PipelineSettings
+from sensord.sample import Outcome, Sample, Status
 from sensord.synthetic import generate
 
 

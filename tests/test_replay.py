@@ -9,8 +9,9 @@ import pytest
 from sensord.bundle import Bundle
 from sensord.engine import Engine
 from sensord.errors import InputError
-from sensord.pipeline import Pipeline, Sample
+from sensord.pipeline import Pipeline
 from sensord.replay import ReplayResult, open_pipeline, replay, write_result
+from sensord.sample import Sample
 from sensord.series import read_series
 from sensord.synthetic import standard_anomalies
 from tests.conftest import LIVE_ROWS

@@ -11,7 +11,8 @@ import pytest
 from sensord.broker import LocalBroker
 from sensord.bundle import Bundle
 from sensord.engine import Engine
-from sensord.pipeline import EDGE_COLUMNS, Pipeline, Sample
+from sensord.pipeline import EDGE_COLUMNS, Pipeline
+from sensord.sample import Sample
 from sensord.synthetic import generate
 from tests.integration.conftest import mqtt_client, running, scored, settings_for, wait_for
 

@@ -295,17 +295,22 @@ class MqttAdapter:
         self.client.drop_buffer()
         try:
             self.client.reconnect()
-        except (OSError, ssl.SSLError) as exc:
-            self.counters.connect_failures += 1
-            self._next_attempt = time.monotonic() + self._backoff
-            log.warning(
-                "broker unreachable; retrying with backoff",
-                host=self.settings.host,
-                port=self.settings.port,
-                retry_in_s=round(self._backoff, 1),
-                error=str(exc),
-            )
-            self._backoff = min(self._backoff * 2, self.settings.reconnect_max_s)
+        except ssl.SSLError as exc:  # before OSError, of which it is one
+            self._failed("TLS with the broker failed (check tls.ca_file and the host name)", exc)
+        except OSError as exc:
+            self._failed("broker unreachable", exc)
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        self.counters.connect_failures += 1
+        self._next_attempt = time.monotonic() + self._backoff
+        log.warning(
+            f"{what}; retrying with backoff",
+            host=self.settings.host,
+            port=self.settings.port,
+            retry_in_s=round(self._backoff, 1),
+            error=str(exc),
+        )
+        self._backoff = min(self._backoff * 2, self.settings.reconnect_max_s)
 
     # paho callbacks: they run inside poll, on the loop's thread, and must never raise.
 

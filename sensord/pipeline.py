@@ -346,11 +346,13 @@ class Pipeline:
         transitions: npt.NDArray[np.int8],
     ) -> None:
         counters = self.counters
-        counters.scored += int(has_prediction.sum())
-        counters.first += int((~has_prediction).sum())
-        counters.resets += int(reset.sum())
-        counters.raised += int((transitions == Transition.RAISED).sum())
-        counters.cleared += int((transitions == Transition.CLEARED).sum())
+        scored = int(np.count_nonzero(has_prediction))
+        counters.scored += scored
+        counters.first += len(has_prediction) - scored
+        counters.resets += int(np.count_nonzero(reset))
+        if transitions.any():
+            counters.raised += int(np.count_nonzero(transitions == int(Transition.RAISED)))
+            counters.cleared += int(np.count_nonzero(transitions == int(Transition.CLEARED)))
 
     def _event(
         self,

@@ -69,7 +69,9 @@ class LikelihoodDetector(Detector):
         return recent
 
     def score(self, table: StateTable, slots: Slots, errors: F64) -> F64:
-        short = np.nanmean(self._recent(table, slots, errors), axis=1)
+        recent = self._recent(table, slots, errors)
+        known = ~np.isnan(recent)  # a row always holds at least this error
+        short = np.where(known, recent, 0.0).sum(axis=1) / known.sum(axis=1)
         std = np.maximum(np.sqrt(table["error_var"][slots]), self._min_std)
         return score_from_z((short - table["error_mean"][slots]) / std)
 

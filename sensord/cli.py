@@ -18,11 +18,15 @@ from sensord.alert import AlertPolicy
 from sensord.bundle import load_bundle
 from sensord.detect import DEFAULT_THRESHOLD, DETECTOR_KINDS, DetectorSettings
 from sensord.engine import Engine
-from sensord.errors import SensordError
+from sensord.errors import BundleError, ConfigError, SensordError
 from sensord.pipeline import PipelineSettings
 from sensord.report import describe_bundle, describe_events, describe_replay
 
-EXIT_ERROR = 1
+# Exit codes (sysexits.h where one fits): systemd's RestartPreventExitStatus= names the two
+# that a restart cannot fix (deploy/sensord.service).
+EXIT_ERROR = 1  # bad input, training failed, broker gone at start of a command, ...
+EXIT_BAD_BUNDLE = 65  # EX_DATAERR: a bundle that cannot be trusted or read
+EXIT_BAD_CONFIG = 78  # EX_CONFIG: settings that do not validate
 EXIT_INTERRUPTED = 130
 
 Command = Callable[[argparse.Namespace], int]
@@ -39,10 +43,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"sensord: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return exit_code(exc)
     except KeyboardInterrupt:
         print("sensord: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def exit_code(error: SensordError) -> int:
+    """The process exit code for an error: distinct for a bad bundle and a bad config."""
+    if isinstance(error, BundleError):
+        return EXIT_BAD_BUNDLE
+    if isinstance(error, ConfigError):
+        return EXIT_BAD_CONFIG
+    return EXIT_ERROR
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -354,7 +367,7 @@ def _check_config(args: argparse.Namespace) -> int:
         except SensordError as exc:
             problems.append(f"routes[{i}].bundle: {str(route.bundle)!r}: {exc}")
     if problems:
-        raise SensordError(f"{path or 'settings'}: invalid configuration\n" + "\n".join(problems))
+        raise ConfigError(f"{path or 'settings'}: invalid configuration\n" + "\n".join(problems))
     print(json.dumps(effective_config(settings), indent=2))
     print(f"configuration ok: {len(settings.routes)} route(s), bundles verified", file=sys.stderr)
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,7 +37,6 @@ class TlsSettings(_Section):
     ca_file: Path | None = Field(None, description="CA bundle; default: the system's.")
     cert_file: Path | None = Field(None, description="Client certificate (mutual TLS).")
     key_file: Path | None = Field(None, description="Client private key (mutual TLS).")
-    insecure: bool = Field(False, description="Skip hostname verification (testing only).")
 
 
 class MqttSettings(_Section):
@@ -271,7 +271,7 @@ def load_settings(path: Path | None, require_routes: bool = True) -> Settings:
     data = _read_toml(path) if path is not None else {}
     where = str(path) if path is not None else "settings"
     try:
-        settings = Settings(**data)
+        settings = with_credentials(Settings(**data), os.environ)
     except ValidationError as exc:
         raise ConfigError(f"{where}: invalid configuration\n" + format_errors(exc)) from None
     if require_routes and not settings.routes:
@@ -280,6 +280,28 @@ def load_settings(path: Path | None, require_routes: bool = True) -> Settings:
             "[[routes]] entry is needed (topic and bundle)"
         )
     return settings
+
+
+# systemd's credentials (LoadCredential=mqtt-password:/etc/sensord/mqtt-password) keep the
+# broker password out of the config file and the environment, readable only by the service.
+PASSWORD_CREDENTIAL = "mqtt-password"
+
+
+def with_credentials(settings: Settings, environ: Mapping[str, str]) -> Settings:
+    """The MQTT password from ``$CREDENTIALS_DIRECTORY/mqtt-password`` when the file and
+    the environment set none (one set there is the more specific, and wins)."""
+    folder = environ.get("CREDENTIALS_DIRECTORY")
+    if not folder or settings.mqtt.password is not None:
+        return settings
+    path = Path(folder) / PASSWORD_CREDENTIAL
+    try:
+        secret = path.read_text().rstrip("\r\n")
+    except FileNotFoundError:
+        return settings
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the MQTT password credential ({exc})") from None
+    mqtt = settings.mqtt.model_copy(update={"password": SecretStr(secret)})
+    return settings.model_copy(update={"mqtt": mqtt})
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

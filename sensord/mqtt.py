@@ -199,7 +199,6 @@ class MqttAdapter:
                 keyfile=str(s.tls.key_file) if s.tls.key_file else None,
                 cert_reqs=ssl.CERT_REQUIRED,
             )
-            client.tls_insecure_set(s.tls.insecure)
         client.will_set(status_topic(self.prefix), OFFLINE, qos=1, retain=True)
         client.max_queued_messages_set(0)  # paho keeps every unsent publish: nothing dropped
         client.on_connect = self._on_connect

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sensord.bundle import Bundle
-from sensord.cli import main
+from sensord.cli import EXIT_BAD_BUNDLE, main
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -18,10 +18,10 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def assert_one_line_error(code: int, err: str, pattern: str) -> None:
+def assert_one_line_error(code: int, err: str, pattern: str, expected_code: int = 1) -> None:
     import re
 
-    assert code == 1
+    assert code == expected_code
     lines = [line for line in err.splitlines() if line.startswith("sensord: error:")]
     assert len(lines) == 1, err
     assert re.search(pattern, lines[0]), lines[0]
@@ -80,7 +80,7 @@ def test_inspect_tampered_bundle(
     shutil.copytree(small_bundle.path, copy)
     (copy / "model.onnx").write_bytes((copy / "model.onnx").read_bytes() + b"\0")
     code, _, err = run(capsys, "inspect", str(copy))
-    assert_one_line_error(code, err, r"model\.onnx: sha256 .* does not match")
+    assert_one_line_error(code, err, r"model\.onnx: sha256 .* does not match", EXIT_BAD_BUNDLE)
 
 
 def test_inspect_unknown_format(
@@ -92,7 +92,7 @@ def test_inspect_unknown_format(
     manifest["format_version"] = 99
     (copy / "bundle.json").write_text(json.dumps(manifest))
     code, _, err = run(capsys, "inspect", str(copy))
-    assert_one_line_error(code, err, r"format_version 99 is not supported")
+    assert_one_line_error(code, err, r"format_version 99 is not supported", EXIT_BAD_BUNDLE)
 
 
 def test_replay_columns_must_match(
@@ -202,6 +202,6 @@ def test_console_script_train_inspect_replay(
         text=True,
         check=False,
     )
-    assert failed.returncode == 1
+    assert failed.returncode == EXIT_BAD_BUNDLE
     assert failed.stderr.strip().startswith("sensord: error:")
     assert len(failed.stderr.strip().splitlines()) == 1

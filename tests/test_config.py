@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from sensord.bundle import Bundle
-from sensord.cli import main
-from sensord.config import load_settings
+from sensord.cli import EXIT_BAD_CONFIG, main
+from sensord.config import effective_config, load_settings
 from sensord.errors import ConfigError
 
 
@@ -57,6 +57,13 @@ def test_every_error_is_listed_with_key_value_reason(tmp_path: Path) -> None:
     assert "batching.max_delay_ms: -1: Input should be greater than or equal to 0" in lines
 
 
+def test_there_is_no_way_to_skip_tls_verification(tmp_path: Path) -> None:
+    path = write(tmp_path, "[mqtt.tls]\nenabled = true\ninsecure = true\n" + route(tmp_path))
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert "mqtt.tls.insecure: True: Extra inputs are not permitted" in str(info.value)
+
+
 def test_password_is_never_shown(tmp_path: Path) -> None:
     path = write(tmp_path, "[mqtt]\npassword = 12345\n" + route(tmp_path))
     with pytest.raises(ConfigError) as info:
@@ -93,11 +100,11 @@ def test_check_config_reports_errors_and_fails(
 ) -> None:
     path = write(tmp_path, route(tmp_path / "missing-bundle"))
     monkeypatch.setenv("SENSORD_CONFIG", str(path))
-    assert main(["check-config"]) == 1
+    assert main(["check-config"]) == EXIT_BAD_CONFIG
     err = capsys.readouterr().err
     assert "routes[0].bundle:" in err and "not a bundle directory" in err
     bad = write(tmp_path, "[alerts]\nprefix = 'a/+'\n" + route(tmp_path))
-    assert main(["check-config", str(bad)]) == 1
+    assert main(["check-config", str(bad)]) == EXIT_BAD_CONFIG
     assert "alerts.prefix: 'a/+': each level must be" in capsys.readouterr().err
 
 
@@ -133,3 +140,23 @@ def test_example_config_documents_every_key() -> None:
         if f"{k} =" not in text and f"[{k}" not in text and f".{k}]" not in text
     ]
     assert missing == []
+
+
+def test_password_from_a_systemd_credential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "mqtt-password").write_text("from-systemd\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    path = write(tmp_path, route(tmp_path))
+    settings = load_settings(path)
+    assert settings.mqtt.password is not None
+    assert settings.mqtt.password.get_secret_value() == "from-systemd"
+    assert "from-systemd" not in json.dumps(effective_config(settings))
+    (tmp_path / "explicit").mkdir()
+    explicit = write(tmp_path / "explicit", '[mqtt]\npassword = "from-config"\n' + route(tmp_path))
+    chosen = load_settings(explicit).mqtt.password
+    assert chosen is not None and chosen.get_secret_value() == "from-config"
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "none"))
+    assert load_settings(path).mqtt.password is None

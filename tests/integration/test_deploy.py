@@ -16,6 +16,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from sensord.broker import free_port, mosquitto_binary
+from sensord.cli import EXIT_BAD_BUNDLE, EXIT_BAD_CONFIG
 from tests.integration.conftest import wait_for
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -133,6 +134,14 @@ def test_systemd_unit_is_sound() -> None:
         "ExecReload=/bin/kill -HUP $MAINPID",
     ):
         assert setting in unit
+    # The exit codes a restart cannot fix are the ones the command really uses.
+    (prevent,) = [
+        line for line in unit.splitlines() if line.startswith("RestartPreventExitStatus=")
+    ]
+    assert {int(code) for code in prevent.split("=", 1)[1].split()} == {
+        EXIT_BAD_BUNDLE,
+        EXIT_BAD_CONFIG,
+    }
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         return

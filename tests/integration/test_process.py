@@ -18,6 +18,7 @@ import pytest
 
 from sensord.broker import LocalBroker, free_port, start_amqtt
 from sensord.bundle import Bundle
+from sensord.cli import EXIT_BAD_BUNDLE
 from sensord.daemon import Daemon
 from tests.integration.conftest import (
     mqtt_client,
@@ -282,6 +283,6 @@ def test_bad_bundle_fails_before_connecting(tmp_path: Path, bundle: Bundle) -> N
         timeout=30,
         check=False,
     )
-    assert done.returncode == 1
+    assert done.returncode == EXIT_BAD_BUNDLE  # RestartPreventExitStatus= in the unit
     assert "sensord: error:" in done.stderr and "model.onnx: sha256" in done.stderr
     assert "connecting" not in done.stderr

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from sensord.errors import BundleError
 from sensord.files import write_atomic
+from sensord.graphcheck import MalformedGraphError, uses_external_data
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "bundle.json"
@@ -186,6 +187,15 @@ def load_bundle(path: Path) -> Bundle:
         raise BundleError(
             f"{graph_path}: sha256 {digest[:16]}… does not match graph.sha256 "
             f"{manifest.graph.sha256[:16]}… in {manifest_path} (changed or corrupted)"
+        )
+    try:
+        external = uses_external_data(graph_bytes)
+    except MalformedGraphError as exc:
+        raise BundleError(f"{graph_path}: not an ONNX graph ({exc})") from None
+    if external:
+        raise BundleError(
+            f"{graph_path}: a tensor keeps its data in another file (ONNX external data); "
+            "a bundle's graph must be self-contained"
         )
     return Bundle(path=path, manifest=manifest, graph_bytes=graph_bytes)
 

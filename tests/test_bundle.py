@@ -120,5 +120,36 @@ def test_graph_that_is_not_onnx(copy: Path) -> None:
     manifest = json.loads((copy / MANIFEST_FILE).read_text())
     manifest["graph"]["sha256"] = sha256_hex(junk)
     (copy / MANIFEST_FILE).write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match="onnxruntime cannot load the graph"):
+    with pytest.raises(BundleError, match=r"model\.onnx: not an ONNX graph"):
         Engine(load_bundle(copy))
+
+
+def test_a_graph_with_external_data_is_refused(copy: Path) -> None:
+    import onnx
+
+    model = onnx.load_model_from_string((copy / "model.onnx").read_bytes())
+    onnx.save_model(
+        model,
+        str(copy / "model.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="weights.bin",
+        size_threshold=0,
+    )
+    assert (copy / "weights.bin").exists()
+    graph = copy / "model.onnx"
+    edit_manifest(
+        copy,
+        {"graph": {"file": "model.onnx", "sha256": sha256_hex(graph.read_bytes()), "opset": 17}},
+    )
+    with pytest.raises(BundleError, match=r"model\.onnx: a tensor keeps its data in another file"):
+        load_bundle(copy)
+
+
+def test_the_graph_walk_sees_every_tensor_and_rejects_garbage(small_bundle: Bundle) -> None:
+    from sensord.graphcheck import MalformedGraphError, uses_external_data
+
+    assert uses_external_data(small_bundle.graph_bytes) is False
+    for garbage in (b"\xff", b"\x0a\x05abc", b"\x0f"):
+        with pytest.raises(MalformedGraphError):
+            uses_external_data(garbage)

@@ -171,3 +171,49 @@ def _str(value: object, what: str) -> str:
     if not isinstance(value, str):
         raise DecodeError("wrong_fields", f"SenML {what} must be a string")
     return value
+
+
+def decode_single(
+    payload: bytes, fmt: PayloadFormat, received: float
+) -> tuple[float, float] | None:
+    """``(ts, value)`` of the two payloads sensors send most, or None: ask ``decode``.
+
+    The short path of a single-feature route, with no per-reading object: a JSON object with
+    a numeric ``value`` and an optional numeric ``ts`` (other keys ignored), or a bare number.
+    Anything else (no ``value``, a list, a text or other time key, a value that is not a
+    finite number) returns None, and ``decode`` gives the verdict with its reason; the two
+    accept and read the same payloads alike (tests/test_ingest.py).
+    """
+    first = payload[:1]
+    if fmt == "senml":
+        return None
+    if first == b"{":
+        return None if fmt == "number" else _single_object(payload, received)
+    if fmt == "json" or first == b"[" or not first or first.isspace():
+        return None
+    try:
+        number = float(payload)  # bytes: ASCII only, as _number's decode("ascii")
+    except ValueError:
+        return None
+    return (received, number) if math.isfinite(number) else None
+
+
+def _single_object(payload: bytes, received: float) -> tuple[float, float] | None:
+    try:
+        obj: Any = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    value, ts = obj.get("value"), obj.get(TS_KEYS[0])
+    if type(value) not in _NUMBER_TYPES:
+        return None
+    if ts is None:
+        if any(key in obj for key in TS_KEYS):  # a null or an alternative time key
+            return None
+        return received, float(value)
+    if type(ts) not in _NUMBER_TYPES:
+        return None
+    # JSON numbers that orjson accepts are finite.
+    return epoch_from_number(float(ts)), float(value)
+
+
+_NUMBER_TYPES = (float, int)  # exact types: bool is an int subclass but not a number here

@@ -6,32 +6,28 @@ topic again and again.
 
 ``route_batch`` turns a whole micro-batch into columns per route (stream ids, timestamps,
 values, receive times, topics) without a per-reading object. The two payloads sensors send
-most, a JSON object with a numeric ``value`` (and ``ts``) and a bare number, take a short
-path here; every other payload goes through codec.decode, which says why it is rejected.
-Both paths accept and reject exactly the same payloads (tests/test_ingest.py checks this).
+most take codec.decode_single's short path; every other payload goes through codec.decode,
+which says why it is rejected. Both paths accept and reject exactly the same payloads
+(tests/test_ingest.py checks this).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 
-from sensord.codec import DecodeError, PayloadFormat, decode
+from sensord.codec import DecodeError, PayloadFormat, decode, decode_single
 from sensord.logs import get_logger
 from sensord.route import StreamIdError, TopicFilter, stream_id
 
 log = get_logger(__name__)
 ROUTE_CACHE_LIMIT = 200_000
-# Epoch numbers at or above this are milliseconds (timestamps.epoch_from_number).
-MILLIS_ABOVE = 1e11
 F64 = npt.NDArray[np.float64]
 
 
@@ -185,7 +181,7 @@ class Ingest:
             rule = self.rules[found.route]
             part = parts[found.route]
             if rule.short_path:
-                reading = _short(payload, received, rule.format)
+                reading = decode_single(payload, rule.format, received)
                 if reading is not None:
                     part.add(found.stream, topic, reading[0], (reading[1],), received)
                     continue
@@ -197,44 +193,3 @@ class Ingest:
             for r in readings:
                 part.add(found.stream, topic, r.ts, r.values.tolist(), received)
         return parts
-
-
-def _short(payload: bytes, received: float, fmt: PayloadFormat) -> tuple[float, float] | None:
-    """``(ts, value)`` of the common payloads, or None: let codec.decode judge it.
-
-    ``{"value": <number>, "ts": <number>}`` (``ts`` optional, other keys ignored) or a bare
-    number. Anything unusual (no ``value``, a list, a text or alternative time key, a value
-    that is not a finite number) returns None, and the full decoder gives the verdict.
-    """
-    first = payload[:1]
-    if first == b"{":
-        return None if fmt == "number" else _short_object(payload, received)
-    if fmt == "json" or first == b"[" or not first or first.isspace():
-        return None
-    try:
-        number = float(payload)
-    except ValueError:
-        return None
-    return (received, number) if math.isfinite(number) else None
-
-
-def _short_object(payload: bytes, received: float) -> tuple[float, float] | None:
-    try:
-        obj: Any = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return None
-    value, ts = obj.get("value"), obj.get("ts")
-    if type(value) not in _NUMBER_TYPES:
-        return None
-    if ts is None:
-        if "timestamp" in obj or "time" in obj or "ts" in obj:
-            return None
-        return received, float(value)
-    if type(ts) not in _NUMBER_TYPES:
-        return None
-    # JSON numbers that orjson accepts are finite; milliseconds are told apart by size.
-    ts = float(ts)
-    return (ts / 1000.0 if abs(ts) >= MILLIS_ABOVE else ts), float(value)
-
-
-_NUMBER_TYPES = (float, int)  # exact types: bool is an int subclass but not a number here

@@ -8,7 +8,7 @@ import random
 import orjson
 import pytest
 
-from sensord.codec import DecodeError, PayloadFormat, decode
+from sensord.codec import DecodeError, PayloadFormat, decode, decode_single
 from sensord.ingest import Ingest, Message, RateLimitedLog, RouteRule
 from sensord.route import TopicFilter
 
@@ -158,3 +158,14 @@ def test_a_batch_keeps_arrival_order_and_counts_rejects_by_reason() -> None:
     assert values.ravel().tolist() == [1.0, 2.0, 4.0]
     assert received.tolist() == [NOW, NOW + 1, NOW]
     assert dict(ingest.rejected) == {"unknown_topic": 1, "too_large": 1, "malformed": 1}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_short_path_never_reads_what_decode_would_not(fmt: PayloadFormat) -> None:
+    rng = random.Random(11)
+    for payload in TRICKY + [random_payload(rng) for _ in range(1000)]:
+        short = decode_single(payload, fmt, NOW)
+        if short is None:
+            continue  # decode gives the verdict
+        ts, value = short
+        assert general(payload, fmt, "value") == ("readings", [(ts, [value])]), (payload, fmt)

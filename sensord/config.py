@@ -53,7 +53,20 @@ class MqttSettings(_Section):
     password: SecretStr | None = Field(None, description="Password (never logged).")
     protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version.")
     keepalive: int = Field(30, ge=5, le=3600, description="Keepalive interval, seconds.")
-    qos: Literal[0, 1, 2] = Field(1, description="QoS of the sensor subscriptions.")
+    qos: Literal[0, 1] = Field(
+        1,
+        description="QoS of the sensor subscriptions. 1: at least once, acknowledged after "
+        "scoring, so nothing read is lost if sensord dies; 0: the broker may drop readings. "
+        "(2 would promise no more: paho keeps QoS 2 state in memory only.)",
+    )
+    receive_maximum: int = Field(
+        1024,
+        ge=1,
+        le=65_535,
+        description="MQTT 5: most unacknowledged readings the broker sends ahead; at least "
+        "batching.max_batch, ideally 2-4 times it. (MQTT 3.1.1: the broker's "
+        "max_inflight_messages decides.)",
+    )
     session_expiry_s: int = Field(
         3600,
         ge=0,
@@ -167,6 +180,18 @@ class StateSettings(_Section):
         Path("/var/lib/sensord"), description="Where snapshots of stream state are kept."
     )
     snapshot: bool = Field(True, description="Restore state at start, snapshot at stop.")
+    snapshot_interval_s: float = Field(
+        60.0,
+        ge=0,
+        le=86_400,
+        description="Also snapshot this often while running (0: only at stop); what a crash "
+        "can cost is the LSTM state of this long, never a reading or an alert.",
+    )
+    outbox: bool = Field(
+        True,
+        description="Keep alerts in <dir>/outbox.log until the broker acknowledges them, "
+        "and publish them again after a crash.",
+    )
 
 
 class BatchingSettings(_Section):
@@ -274,12 +299,24 @@ def load_settings(path: Path | None, require_routes: bool = True) -> Settings:
         settings = with_credentials(Settings(**data), os.environ)
     except ValidationError as exc:
         raise ConfigError(f"{where}: invalid configuration\n" + format_errors(exc)) from None
+    problems = cross_check(settings)
     if require_routes and not settings.routes:
-        raise ConfigError(
-            f"{where}: invalid configuration\nroutes: []: at least one "
-            "[[routes]] entry is needed (topic and bundle)"
-        )
+        problems.append("routes: []: at least one [[routes]] entry is needed (topic and bundle)")
+    if problems:
+        raise ConfigError(f"{where}: invalid configuration\n" + "\n".join(problems))
     return settings
+
+
+def cross_check(settings: Settings) -> list[str]:
+    """Rules that tie two sections together, each as ``key path: value: reason``."""
+    problems = []
+    mqtt, batch = settings.mqtt, settings.batching.max_batch
+    if mqtt.protocol == "5" and mqtt.receive_maximum < batch:
+        problems.append(
+            f"mqtt.receive_maximum: {mqtt.receive_maximum}: must be at least "
+            f"batching.max_batch ({batch}), or batches can never fill"
+        )
+    return problems
 
 
 # systemd's credentials (LoadCredential=mqtt-password:/etc/sensord/mqtt-password) keep the

@@ -3,9 +3,16 @@
 One thread (this loop) owns all state and the MQTT socket. It reads readings off the socket
 (mqtt.py), up to ``max_batch`` waiting at most ``max_delay_ms`` after the first, turns them
 into columns per route (ingest.py), runs each route's pipeline (one batched step per wave),
-and publishes alert events and stream state changes. Between batches it pets the systemd
-watchdog, reloads bundles on SIGHUP and evicts idle streams. SIGTERM/SIGINT stop it: score
-what was read, publish, say ``offline``, disconnect, snapshot.
+writes the batch's alerts to the outbox and publishes them (delivery.py), publishes stream
+state changes, and only then acknowledges the batch's readings, in arrival order. Between
+batches it pets the systemd watchdog (only while the loop and the MQTT side both make
+progress), snapshots state when due (snapshot.py), reloads bundles on SIGHUP and evicts idle
+streams. SIGTERM/SIGINT stop it: score what was read, publish, say ``offline``, disconnect,
+snapshot.
+
+What a crash (kill -9, power) can cost: nothing read is lost (unacknowledged readings come
+again from the broker's session, and the core does not score a repeat twice), no alert is
+lost (the outbox publishes it again), and stream state goes back to the last snapshot.
 """
 
 from __future__ import annotations
@@ -15,13 +22,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sensord.bundle import load_bundle
 from sensord.config import RouteSettings, Settings
+from sensord.delivery import AlertDelivery
 from sensord.engine import Engine
 from sensord.errors import SensordError
 from sensord.ingest import Ingest, Message, RateLimitedLog, Routed, RouteRule
@@ -29,11 +36,12 @@ from sensord.logs import get_logger
 from sensord.metrics import MetricsServer
 from sensord.mqtt import MqttAdapter
 from sensord.notify import Notifier
+from sensord.outbox import Outbox, OutboxError
 from sensord.pipeline import Pipeline
 from sensord.retained import RetainedStates
 from sensord.route import TopicFilter
 from sensord.sample import FIRST, Scored
-from sensord.snapshot import SnapshotError, restore, save
+from sensord.snapshot import Snapshots
 from sensord.wire import alert_payload, alert_topic, state_payload, state_topic
 
 log = get_logger(__name__)
@@ -98,11 +106,28 @@ class Daemon:
         self.states = RetainedStates(
             lambda topic, payload: self.mqtt.publish(topic, payload, qos=1, retain=True)
         )
+        self.delivery = AlertDelivery(
+            lambda topic, payload: self.mqtt.publish(topic, payload, qos=1).mid,
+            self._open_outbox(),
+        )
+        self.mqtt.on_published = self.delivery.published
         self._stop = threading.Event()
         self._reload = threading.Event()
         self.ready = threading.Event()
         self.metrics: MetricsServer | None = None
-        self._restore_snapshots()
+        state = settings.state
+        self.snapshots = Snapshots(state.dir, state.snapshot_interval_s, state.snapshot)
+        self.snapshots.restore_all(self.routes)
+
+    def _open_outbox(self) -> Outbox | None:
+        if not self.settings.state.outbox:
+            return None
+        try:
+            return Outbox(self.settings.state.dir / "outbox.log")
+        except (OutboxError, OSError) as exc:
+            # Run anyway: alerts still go out, only not crash-safe. Loud, and in the stats.
+            log.error("outbox unavailable; alerts are not crash-safe", error=str(exc))
+            return None
 
     # lifecycle
 
@@ -119,6 +144,7 @@ class Daemon:
             self.metrics = MetricsServer(self.stats, metrics.host, metrics.port)
             log.info("metrics", url=f"http://{metrics.host}:{self.metrics.port}/metrics")
         self.mqtt.start()
+        self.delivery.replay()
         next_housekeeping = next_stats = time.monotonic()
         try:
             while not self._stop.is_set():
@@ -129,7 +155,9 @@ class Daemon:
                 self.mqtt.write()  # alerts leave now, not after the next batch
                 now = time.monotonic()
                 self._announce_ready()
-                self.notifier.watchdog(now)
+                if self.mqtt.making_progress(now):  # and this loop is: it is here
+                    self.notifier.watchdog(now)
+                self.snapshots.save_if_due(self.routes, now)
                 if self._reload.is_set():
                     self._reload.clear()
                     self.reload()
@@ -156,7 +184,9 @@ class Daemon:
         self.states.flush(everything=True)  # before "offline", which paho sends after them
         self.mqtt.stop()
         self._drain()  # whatever arrived while we said goodbye is still scored and saved
-        self._save_snapshots()
+        self.snapshots.save_all(self.routes)
+        if self.delivery.outbox is not None:
+            self.delivery.outbox.close()
         if self.metrics is not None:
             self.metrics.stop()
         log.info("stopped", **self.stats())
@@ -187,15 +217,21 @@ class Daemon:
         return self.mqtt.take(limit)
 
     def process(self, batch: Sequence[Message]) -> None:
-        """Score a micro-batch and publish what it produced."""
+        """Score a micro-batch, hand its alerts to the outbox and publish them, publish
+        state changes, and then acknowledge the batch's readings (rejected ones too)."""
         self.counters.batches += 1
+        alerts: list[tuple[str, bytes]] = []
         for route, routed in zip(self.routes, self.ingest.route_batch(batch), strict=True):
             part = self._within_stream_cap(route, routed)
             if not part:
                 continue
             ts, values, received = part.arrays()
             scored = route.pipeline.process_batch(part.streams, ts, values, received)
-            self._publish(route, part, scored)
+            self._publish(route, part, scored, alerts)
+        if alerts:
+            self.delivery.send(alerts)
+            self.snapshots.alerts_changed()
+        self.mqtt.ack(batch)
 
     def _within_stream_cap(self, route: Route, part: Routed) -> Routed:
         table = route.pipeline.table
@@ -217,7 +253,9 @@ class Daemon:
                 )
         return part.keep(keep)
 
-    def _publish(self, route: Route, part: Routed, scored: Scored) -> None:
+    def _publish(
+        self, route: Route, part: Routed, scored: Scored, alerts: list[tuple[str, bytes]]
+    ) -> None:
         now = time.time()
         raised_ids: dict[int, str] = {}
         for index, event in scored.events:
@@ -229,7 +267,7 @@ class Daemon:
                 received=part.received[index],
                 published=now,
             )
-            self.mqtt.publish(alert_topic(self.prefix, event.stream), payload, qos=1)
+            alerts.append((alert_topic(self.prefix, event.stream), payload))
             self.counters.alerts_published += 1
             if event.event == "raised":
                 raised_ids[index] = event.alert_id
@@ -330,37 +368,6 @@ class Daemon:
         self.counters.reloads += 1
         self.notifier.ready(self._status_line())
 
-    def _snapshot_path(self, route: Route) -> Path:
-        return self.settings.state.dir / f"{route.name}.npz"
-
-    def _restore_snapshots(self) -> None:
-        if not self.settings.state.snapshot:
-            return
-        for route in self.routes:
-            path = self._snapshot_path(route)
-            if not path.exists():
-                continue
-            try:
-                streams = restore(path, route.pipeline)
-            except SnapshotError as exc:
-                log.warning("snapshot set aside; streams start afresh", error=str(exc))
-                continue
-            log.info("state restored", route=route.name, streams=streams)
-
-    def _save_snapshots(self) -> None:
-        if not self.settings.state.snapshot:
-            return
-        for route in self.routes:
-            path = self._snapshot_path(route)
-            try:
-                save(path, route.pipeline)
-            except OSError as exc:
-                log.error("snapshot failed", path=str(path), error=str(exc))
-                continue
-            log.info(
-                "state saved", route=route.name, streams=len(route.pipeline.table), path=str(path)
-            )
-
     def _open_route(self, index: int, settings: RouteSettings) -> Route:
         engine = Engine(load_bundle(settings.bundle))
         name = settings.name or f"route{index}-{engine.bundle.name}"
@@ -384,6 +391,12 @@ class Daemon:
             "inbox": len(self.mqtt.inbox),
             "states_pending": len(self.states),
             "states_superseded": self.states.superseded,
+            "acked": self.mqtt.counters.acked,
+            "ack_stale": self.mqtt.counters.ack_stale,
+            **vars(self.delivery.counters),
+            "outbox_pending": len(self.delivery.outbox or ()),
+            "snapshots_saved": self.snapshots.saved,
+            "snapshot_failures": self.snapshots.failures,
         }
 
     def _status_line(self) -> str:

@@ -32,12 +32,18 @@ F64 = npt.NDArray[np.float64]
 
 
 class Message(NamedTuple):
-    """A message as the MQTT edge hands it over (a tuple: made once per reading)."""
+    """A message as the MQTT edge hands it over (a tuple: made once per reading).
+
+    ``mid`` and ``session`` let the edge acknowledge it once it is scored: an MQTT packet id
+    means something only on the connection (``session``) it arrived on.
+    """
 
     topic: str
     payload: bytes
     received: float
     qos: int
+    mid: int = 0
+    session: int = 0
 
 
 @dataclass(frozen=True)
@@ -169,7 +175,7 @@ class Ingest:
         """A micro-batch as columns per route (indexed like ``rules``); rejects counted."""
         parts = [Routed(len(rule.features)) for rule in self.rules]
         limit, cache = self.max_payload_bytes, self._cache
-        for topic, payload, received, _qos in messages:
+        for topic, payload, received, _qos, _mid, _session in messages:
             if len(payload) > limit:
                 self.reject("too_large", topic, f"{len(payload)} bytes > {limit}")
                 continue

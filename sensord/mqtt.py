@@ -13,10 +13,17 @@ network thread. Two measured reasons (benchmarks/README.md):
   back; one thread owning both the socket and the state has no such hand-offs, and a reading
   can be acknowledged by the same thread once it is scored.
 
-Backpressure is TCP's: while the loop scores a batch it does not read, the socket fills, and
-the broker keeps the rest in the session (QoS 1/2) up to ``max_queued_messages``. Nothing is
+Backpressure is TCP's and MQTT's: while the loop scores a batch it does not read, the socket
+fills, and the broker keeps the rest in the session up to ``max_queued_messages``. Nothing is
 queued, and so nothing dropped, inside sensord. What one ``poll`` takes off the socket is
 bounded by the read buffer.
+
+Readings are acknowledged by the loop (paho's ``manual_ack``), after they are scored and
+their alerts are in the outbox, in arrival order (``ack``). A reading read but not
+acknowledged when sensord dies, or when its connection drops, is sent again by the broker;
+the core recognises it by its timestamp and does not score it twice. The broker sends at
+most ``receive_maximum`` unacknowledged readings ahead (MQTT 5 Receive Maximum; for MQTT
+3.1.1 the broker's ``max_inflight_messages`` decides).
 
 The session is persistent (MQTT 5 ``clean_start=False`` with a session expiry; 3.1.1
 ``clean_session=False``) under a stable client id, so the broker queues what arrives while
@@ -31,7 +38,7 @@ import select
 import ssl
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import paho.mqtt.client as paho
@@ -59,6 +66,8 @@ class MqttCounters:
     disconnects: int = 0
     connect_failures: int = 0
     own_topics: int = 0
+    acked: int = 0
+    ack_stale: int = 0  # read on a connection since lost: the broker sends them again
 
 
 class BufferedClient(paho.Client):
@@ -178,6 +187,15 @@ class MqttAdapter:
         self._stopping = False
         self._next_attempt = 0.0
         self._backoff = settings.reconnect_min_s
+        # Packet ids are per connection: a reading is acknowledged only on the one it came by.
+        self._session = 0
+        # Called with (packet id, accepted) when the broker acknowledges one of our publishes.
+        self.on_published: Callable[[int, bool], None] | None = None
+        # When the network side last moved: bytes read, or a connection attempted on time.
+        self.last_progress = time.monotonic()
+        # Longer than this without either, and the MQTT side is stuck: paho's keepalive
+        # should have turned a silent broker into a reconnect long before.
+        self.stall_s = 2.0 * settings.keepalive + settings.reconnect_max_s + 5.0
         self.client = self._make_client()
 
     def _make_client(self) -> BufferedClient:
@@ -188,6 +206,7 @@ class MqttAdapter:
             client_id=s.client_id,
             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
             clean_session=None if v5 else False,
+            manual_ack=True,  # acknowledged by ``ack`` once scored, not when read
         )
         if s.username is not None:
             password = s.password.get_secret_value() if s.password is not None else None
@@ -204,6 +223,7 @@ class MqttAdapter:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_publish = self._on_publish
         client.on_socket_register_write = _writes_are_polled
         return client
 
@@ -214,6 +234,9 @@ class MqttAdapter:
         if s.protocol == "5":
             properties = Properties(PacketTypes.CONNECT)
             properties.SessionExpiryInterval = s.session_expiry_s
+            # Without it Mosquitto sends only max_inflight_messages (default 20) unacknowledged
+            # readings ahead, and batches could never be larger than that.
+            properties.ReceiveMaximum = s.receive_maximum
         log.info(
             "connecting",
             host=s.host,
@@ -247,9 +270,15 @@ class MqttAdapter:
                 readable = [sock]
             ready = bool(readable)
         if ready:
-            self.client.loop_read()  # PUBACKs for what it read are queued, not yet sent
+            self.client.loop_read()
+            self.last_progress = time.monotonic()
         self.client.loop_misc()
         self.write()  # every queued packet into the write buffer, and out in one send
+
+    def making_progress(self, now: float) -> bool:
+        """False once the network side has been stuck longer than ``stall_s`` (the daemon
+        then stops petting the systemd watchdog, which restarts it)."""
+        return now - self.last_progress < self.stall_s or self._stopping
 
     def write(self) -> None:
         """Send what is queued (alerts, states, acknowledgements) without waiting."""
@@ -261,6 +290,20 @@ class MqttAdapter:
         self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
     ) -> paho.MQTTMessageInfo:
         return self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def ack(self, messages: Sequence[Message]) -> None:
+        """Acknowledge these readings, in order; those that came by a connection since lost
+        are left to the broker, which sends them again on this one."""
+        session = self._session
+        ack = self.client.ack
+        acked = 0
+        for message in messages:
+            if message.session != session:
+                self.counters.ack_stale += 1
+            elif message.qos:
+                ack(message.mid, message.qos)
+                acked += 1
+        self.counters.acked += acked
 
     def take(self, limit: int) -> list[Message]:
         """Up to ``limit`` readings, oldest first."""
@@ -292,6 +335,7 @@ class MqttAdapter:
             time.sleep(max(0.0, min(timeout, self._next_attempt - now)))
             return
         self.client.drop_buffer()
+        self.last_progress = now
         try:
             self.client.reconnect()
         except ssl.SSLError as exc:  # before OSError, of which it is one
@@ -328,6 +372,7 @@ class MqttAdapter:
                 log.error("broker refused the connection", reason=str(reason_code))
                 return
             self.counters.connects += 1
+            self._session += 1
             self._backoff = self.settings.reconnect_min_s
             for topic in self.filters:
                 client.subscribe(topic, qos=self.settings.qos)
@@ -360,14 +405,40 @@ class MqttAdapter:
             topic = message.topic
             if topic.startswith(self._own):
                 self.counters.own_topics += 1  # a route filter that also matches our output
+                client.ack(message.mid, message.qos)
                 return
             self.counters.received += 1
-            self.inbox.append(Message(topic, bytes(message.payload), time.time(), message.qos))
+            self.inbox.append(
+                Message(
+                    topic,
+                    bytes(message.payload),
+                    time.time(),
+                    message.qos,
+                    message.mid,
+                    self._session,
+                )
+            )
             if len(self.inbox) >= self.read_limit:
                 self.client.paused = True
         except Exception as exc:  # never into paho; counted and logged instead
             self.counters.callback_errors += 1
             log.exception("on_message failed", error=str(exc))
+
+    def _on_publish(
+        self,
+        client: paho.Client,
+        userdata: object,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if self.on_published is None:
+            return
+        try:
+            self.on_published(mid, not reason_code.is_failure)
+        except Exception as exc:  # never into paho; counted and logged instead
+            self.counters.callback_errors += 1
+            log.exception("on_publish failed", error=str(exc))
 
 
 def _tls_pending(sock: object) -> bool:

@@ -1,27 +1,41 @@
-"""Snapshots of state tables: written atomically, checked before they are trusted.
+"""Snapshots of state tables: written atomically, versioned, checksummed, checked on load.
 
 A snapshot is a numpy ``.npz`` archive (no pickle: ``allow_pickle=False`` both ways) with
-one array per state column, the stream ids by slot, and a JSON header: format version, the
-bundle's shapes and graph hash, and the column layout. Loading checks all of them; a file
-that is corrupt or does not fit is set aside (renamed ``*.rejected``) with a warning, never
-loaded half, and the streams start afresh.
+one array per state column (LSTM h and c, pending prediction, scaling, detector statistics,
+alert state, last timestamp), the stream ids by slot, and a JSON header: format version, the
+bundle's shapes and graph hash, the column layout, and a SHA-256 over the ids and every
+column. Loading checks all of them; a file that is corrupt or does not fit is set aside
+(renamed ``*.rejected``) with a warning, never loaded half, and its streams start afresh.
+
+``Snapshots`` keeps one file per route in the state directory and decides when to write:
+every ``interval_s`` while running, sooner (``ALERT_SNAPSHOT_S``) after an alert was raised
+or cleared, so a crash does not forget an open alert for long, and at stop. Writes go
+through ``write_atomic`` (temp file, fsync, rename, fsync of the directory).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import time
 import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
-from sensord.files import write_atomic
+from sensord.files import remove_stale_temps, write_atomic
+from sensord.logs import get_logger
 from sensord.pipeline import Pipeline
 from sensord.state import StateTable
 
-SNAPSHOT_VERSION = 1
+log = get_logger(__name__)
+SNAPSHOT_VERSION = 2  # 2 added the checksum; version 1 files are still read
+READABLE_VERSIONS = (1, 2)
+ALERT_SNAPSHOT_S = 5.0
 
 
 class SnapshotError(Exception):
@@ -29,6 +43,7 @@ class SnapshotError(Exception):
 
 
 def header_of(pipeline: Pipeline) -> dict[str, Any]:
+    """What a snapshot must match to be loaded into this pipeline."""
     table = pipeline.table
     return {
         "version": SNAPSHOT_VERSION,
@@ -44,15 +59,34 @@ def header_of(pipeline: Pipeline) -> dict[str, Any]:
     }
 
 
-def save(path: Path, pipeline: Pipeline) -> None:
-    """Write the pipeline's state table to ``path`` atomically."""
+def checksum(streams: npt.NDArray[Any], columns: Mapping[str, npt.NDArray[Any]]) -> str:
+    digest = hashlib.sha256(np.ascontiguousarray(streams).tobytes())
+    for name in sorted(columns):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(columns[name]).tobytes())
+    return digest.hexdigest()
+
+
+def encode(pipeline: Pipeline) -> bytes:
+    """The pipeline's state table as snapshot bytes."""
     table = pipeline.table
     streams = np.array([s or "" for s in table.stream_of], dtype=np.str_)
-    header = np.array(json.dumps(header_of(pipeline)), dtype=np.str_)
+    header = {**header_of(pipeline), "sha256": checksum(streams, table.columns)}
     arrays = {f"column_{name}": column for name, column in table.columns.items()}
     buffer = io.BytesIO()
-    np.savez(buffer, header=header, streams=streams, allow_pickle=False, **arrays)
-    write_atomic(path, buffer.getvalue())
+    np.savez(
+        buffer,
+        header=np.array(json.dumps(header), dtype=np.str_),
+        streams=streams,
+        allow_pickle=False,
+        **arrays,
+    )
+    return buffer.getvalue()
+
+
+def save(path: Path, pipeline: Pipeline) -> None:
+    """Write the pipeline's state table to ``path`` atomically."""
+    write_atomic(path, encode(pipeline), failpoint="snapshot")
 
 
 def restore(path: Path, pipeline: Pipeline) -> int:
@@ -73,22 +107,103 @@ def _read(path: Path, pipeline: Pipeline) -> StateTable:
     try:
         with np.load(path, allow_pickle=False) as archive:
             header = json.loads(str(archive["header"]))
-            expected = header_of(pipeline)
-            if header != expected:
-                changed = sorted(k for k in expected if header.get(k) != expected[k])
-                raise SnapshotError(
-                    f"{path}: does not fit the current bundle/detector "
-                    f"({', '.join(changed)} differ)"
-                )
-            streams = [str(s) for s in archive["streams"]]
-            columns = {name: archive[f"column_{name}"] for name in expected["columns"]}
+            _check_fits(path, header, header_of(pipeline))
+            names = list(header["columns"])
+            streams = archive["streams"]
+            columns = {name: archive[f"column_{name}"] for name in names}
     except SnapshotError:
         raise
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
         raise SnapshotError(f"{path}: unreadable snapshot ({exc})") from None
-    table = pipeline.new_table()
+    if header["version"] >= 2 and checksum(streams, columns) != header.get("sha256"):
+        raise SnapshotError(f"{path}: checksum mismatch (the file is damaged)")
     capacity = len(streams)
     if any(len(c) != capacity for c in columns.values()):
         raise SnapshotError(f"{path}: columns of different lengths")
-    table.load(columns, streams)
+    table = pipeline.new_table()
+    table.load(columns, [str(s) for s in streams])
     return table
+
+
+def _check_fits(path: Path, header: Any, expected: dict[str, Any]) -> None:
+    if not isinstance(header, dict) or header.get("version") not in READABLE_VERSIONS:
+        found = header.get("version") if isinstance(header, dict) else None
+        raise SnapshotError(f"{path}: snapshot format version {found!r} is not one this reads")
+    changed = sorted(k for k in expected if k != "version" and header.get(k) != expected[k])
+    if changed:
+        raise SnapshotError(
+            f"{path}: does not fit the current bundle/detector ({', '.join(changed)} differ)"
+        )
+
+
+class Routed(Protocol):
+    """What Snapshots needs of a route."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def pipeline(self) -> Pipeline: ...
+
+
+class Snapshots:
+    """When and where each route's state table is saved, and restoring it at start."""
+
+    def __init__(self, folder: Path, interval_s: float, enabled: bool = True) -> None:
+        self.folder = folder
+        self.interval_s = interval_s
+        self.enabled = enabled
+        self.saved = 0
+        self.failures = 0
+        self._due = self._next_periodic()
+
+    def path(self, route: Routed) -> Path:
+        return self.folder / f"{route.name}.npz"
+
+    def restore_all(self, routes: Sequence[Routed]) -> None:
+        if not self.enabled:
+            return
+        for route in routes:
+            path = self.path(route)
+            remove_stale_temps(self.folder, path.name)
+            if not path.exists():
+                continue
+            try:
+                streams = restore(path, route.pipeline)
+            except SnapshotError as exc:
+                log.warning("snapshot set aside; streams start afresh", error=str(exc))
+                continue
+            log.info("state restored", route=route.name, streams=streams)
+
+    def alerts_changed(self) -> None:
+        """An alert was raised or cleared: snapshot soon, not only at the next period."""
+        if self.enabled:
+            self._due = min(self._due, time.monotonic() + ALERT_SNAPSHOT_S)
+
+    def save_if_due(self, routes: Sequence[Routed], now: float) -> None:
+        if self.enabled and now >= self._due:
+            self.save_all(routes)
+
+    def save_all(self, routes: Sequence[Routed]) -> None:
+        if not self.enabled:
+            return
+        self._due = self._next_periodic()
+        for route in routes:
+            path = self.path(route)
+            started = time.monotonic()
+            try:
+                save(path, route.pipeline)
+            except OSError as exc:
+                self.failures += 1
+                log.error("snapshot failed", path=str(path), error=str(exc))
+                continue
+            self.saved += 1
+            log.info(
+                "state saved",
+                route=route.name,
+                streams=len(route.pipeline.table),
+                ms=round((time.monotonic() - started) * 1000, 1),
+            )
+
+    def _next_periodic(self) -> float:
+        return time.monotonic() + self.interval_s if self.interval_s > 0 else float("inf")

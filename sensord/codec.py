@@ -143,8 +143,9 @@ def _senml(pack: object, features: Sequence[str], received: float) -> list[Readi
         if "v" not in record:
             continue  # string, boolean and data values are not sensor readings here
         name = base_name + _str(record.get("n", ""), "n")
-        value = base_value + _finite(record["v"], "v")
-        moment = base_time + _finite(record.get("t", 0.0), "t")
+        # Each part is finite, but a sum may still overflow (bv 1e308 + v 1e308).
+        value = _finite(base_value + _finite(record["v"], "v"), "bv + v")
+        moment = _finite(base_time + _finite(record.get("t", 0.0), "t"), "bt + t")
         ts = received + moment if abs(moment) < SENML_RELATIVE_BELOW else moment
         by_time.setdefault(ts, {})[_feature_of(name, record.get("n"), features)] = value
     if not by_time:

@@ -187,6 +187,18 @@ class StateSettings(_Section):
         description="Also snapshot this often while running (0: only at stop); what a crash "
         "can cost is the LSTM state of this long, never a reading or an alert.",
     )
+    journal_sync: bool = Field(
+        False,
+        description="fdatasync the readings journal after every batch: state survives a "
+        "power cut too, not only a crash of the process (costs a disk flush per batch).",
+    )
+    journal_max_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=4096,
+        le=1 << 34,
+        description="Snapshot early once the journal of readings since the last snapshot "
+        "is this large (it bounds the replay at start).",
+    )
     outbox: bool = Field(
         True,
         description="Keep alerts in <dir>/outbox.log until the broker acknowledges them, "

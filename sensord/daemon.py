@@ -10,9 +10,10 @@ progress), snapshots state when due (snapshot.py), reloads bundles on SIGHUP and
 streams. SIGTERM/SIGINT stop it: score what was read, publish, say ``offline``, disconnect,
 snapshot.
 
-What a crash (kill -9, power) can cost: nothing read is lost (unacknowledged readings come
-again from the broker's session, and the core does not score a repeat twice), no alert is
-lost (the outbox publishes it again), and stream state goes back to the last snapshot.
+What a crash (kill -9, OOM) costs: nothing. Unacknowledged readings come again from the
+broker's session (the core does not score a repeat twice), alerts come again from the
+outbox, and stream state is the last snapshot with the readings journal since it replayed
+(journal.py). A power cut can also lose the journal's last writes unless ``journal_sync``.
 """
 
 from __future__ import annotations
@@ -29,19 +30,19 @@ import numpy as np
 from sensord.bundle import load_bundle
 from sensord.config import RouteSettings, Settings
 from sensord.delivery import AlertDelivery
+from sensord.durable import DurableState
 from sensord.engine import Engine
 from sensord.errors import SensordError
 from sensord.ingest import Ingest, Message, RateLimitedLog, Routed, RouteRule
+from sensord.journal import Entry
 from sensord.logs import get_logger
 from sensord.metrics import MetricsServer
 from sensord.mqtt import MqttAdapter
 from sensord.notify import Notifier
-from sensord.outbox import Outbox, OutboxError
 from sensord.pipeline import Pipeline
 from sensord.retained import RetainedStates
 from sensord.route import TopicFilter
 from sensord.sample import FIRST, Scored
-from sensord.snapshot import Snapshots
 from sensord.wire import alert_payload, alert_topic, state_payload, state_topic
 
 log = get_logger(__name__)
@@ -106,28 +107,17 @@ class Daemon:
         self.states = RetainedStates(
             lambda topic, payload: self.mqtt.publish(topic, payload, qos=1, retain=True)
         )
+        self.durable = DurableState(settings.state)
         self.delivery = AlertDelivery(
             lambda topic, payload: self.mqtt.publish(topic, payload, qos=1).mid,
-            self._open_outbox(),
+            self.durable.outbox,
         )
         self.mqtt.on_published = self.delivery.published
         self._stop = threading.Event()
         self._reload = threading.Event()
         self.ready = threading.Event()
         self.metrics: MetricsServer | None = None
-        state = settings.state
-        self.snapshots = Snapshots(state.dir, state.snapshot_interval_s, state.snapshot)
-        self.snapshots.restore_all(self.routes)
-
-    def _open_outbox(self) -> Outbox | None:
-        if not self.settings.state.outbox:
-            return None
-        try:
-            return Outbox(self.settings.state.dir / "outbox.log")
-        except (OutboxError, OSError) as exc:
-            # Run anyway: alerts still go out, only not crash-safe. Loud, and in the stats.
-            log.error("outbox unavailable; alerts are not crash-safe", error=str(exc))
-            return None
+        self.durable.restore(self.routes)
 
     # lifecycle
 
@@ -157,7 +147,8 @@ class Daemon:
                 self._announce_ready()
                 if self.mqtt.making_progress(now):  # and this loop is: it is here
                     self.notifier.watchdog(now)
-                self.snapshots.save_if_due(self.routes, now)
+                if self.durable.due(now):
+                    self.durable.save(self.routes)
                 if self._reload.is_set():
                     self._reload.clear()
                     self.reload()
@@ -184,9 +175,8 @@ class Daemon:
         self.states.flush(everything=True)  # before "offline", which paho sends after them
         self.mqtt.stop()
         self._drain()  # whatever arrived while we said goodbye is still scored and saved
-        self.snapshots.save_all(self.routes)
-        if self.delivery.outbox is not None:
-            self.delivery.outbox.close()
+        self.durable.save(self.routes)
+        self.durable.close()
         if self.metrics is not None:
             self.metrics.stop()
         log.info("stopped", **self.stats())
@@ -205,7 +195,8 @@ class Daemon:
         """
         limit = self.settings.batching.max_batch
         if not self.mqtt.inbox:
-            self.mqtt.poll(IDLE_WAIT_S)
+            # Idle: wake at least as often as the watchdog wants a ping.
+            self.mqtt.poll(min(IDLE_WAIT_S, self.notifier.watchdog_interval or IDLE_WAIT_S))
         if not self.mqtt.inbox:
             return []
         deadline = time.monotonic() + self.settings.batching.max_delay_ms / 1000.0
@@ -221,16 +212,19 @@ class Daemon:
         state changes, and then acknowledge the batch's readings (rejected ones too)."""
         self.counters.batches += 1
         alerts: list[tuple[str, bytes]] = []
+        journal: list[Entry] = []
         for route, routed in zip(self.routes, self.ingest.route_batch(batch), strict=True):
             part = self._within_stream_cap(route, routed)
             if not part:
                 continue
             ts, values, received = part.arrays()
             scored = route.pipeline.process_batch(part.streams, ts, values, received)
+            journal.append(Entry(route.name, part.streams, ts, values, received))
             self._publish(route, part, scored, alerts)
         if alerts:
             self.delivery.send(alerts)
-            self.snapshots.alerts_changed()
+            self.durable.snapshots.alerts_changed()
+        self.durable.record(journal)
         self.mqtt.ack(batch)
 
     def _within_stream_cap(self, route: Route, part: Routed) -> Routed:
@@ -392,11 +386,13 @@ class Daemon:
             "states_pending": len(self.states),
             "states_superseded": self.states.superseded,
             "acked": self.mqtt.counters.acked,
+            "broker_dropped": self.mqtt.counters.broker_dropped,
             "ack_stale": self.mqtt.counters.ack_stale,
             **vars(self.delivery.counters),
             "outbox_pending": len(self.delivery.outbox or ()),
-            "snapshots_saved": self.snapshots.saved,
-            "snapshot_failures": self.snapshots.failures,
+            "snapshots_saved": self.durable.snapshots.saved,
+            "snapshot_failures": self.durable.snapshots.failures,
+            "journal_errors": self.durable.journal_errors,
         }
 
     def _status_line(self) -> str:

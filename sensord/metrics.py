@@ -49,6 +49,23 @@ COUNTERS = (
     ),
     ("connects", "sensord_mqtt_connects", "Connections to the broker."),
     ("disconnects", "sensord_mqtt_disconnects", "Connections to the broker lost or closed."),
+    (
+        "acked",
+        "sensord_readings_acknowledged",
+        "Readings acknowledged to the broker after scoring.",
+    ),
+    (
+        "ack_stale",
+        "sensord_readings_redelivery_expected",
+        "Readings scored after their connection was lost: not acknowledged, sent again.",
+    ),
+    ("alerts_delivered", "sensord_alerts_delivered", "Alerts the broker acknowledged (PUBACK)."),
+    ("alerts_refused", "sensord_alerts_refused", "Alerts the broker refused (PUBACK failure)."),
+    ("alerts_replayed", "sensord_alerts_replayed", "Alerts published again from the outbox."),
+    ("outbox_errors", "sensord_outbox_errors", "Alert batches the outbox could not write."),
+    ("journal_errors", "sensord_journal_errors", "Batches the readings journal could not write."),
+    ("snapshots_saved", "sensord_snapshots_saved", "Route state snapshots written."),
+    ("snapshot_failures", "sensord_snapshot_failures", "Route state snapshots that failed."),
     ("reloads", "sensord_reloads", "Bundle reloads (SIGHUP)."),
     ("reload_failures", "sensord_reload_failures", "Route bundles that failed to reload."),
 )
@@ -56,6 +73,13 @@ GAUGES = (
     ("streams", "sensord_streams", "Streams with state in memory."),
     ("inbox", "sensord_inbox_readings", "Readings read off MQTT, waiting for their batch."),
     ("states_pending", "sensord_states_pending", "Retained stream states waiting to be sent."),
+    ("outbox_pending", "sensord_outbox_pending", "Alerts in the outbox awaiting PUBACK."),
+    (
+        "broker_dropped",
+        "sensord_broker_dropped_messages",
+        "Messages the broker dropped, all clients (Mosquitto's $SYS count; QoS 0 overload "
+        "or full queues); -1 until the broker reports it.",
+    ),
 )
 
 

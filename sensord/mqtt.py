@@ -53,6 +53,9 @@ from sensord.logs import get_logger
 from sensord.wire import OFFLINE, ONLINE, status_topic
 
 log = get_logger(__name__)
+# Mosquitto's count of messages it dropped (full queues, QoS 0 overload), all clients: the
+# only drops between sensors and sensord, which sensord itself cannot see.
+BROKER_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
 READ_CHUNK = 65_536  # bytes per recv: about a thousand small readings
 _DISCONNECT = 0xE0  # MQTT packet type of DISCONNECT, in the first byte's high nibble
 STOP_FLUSH_S = 5.0  # at a clean stop, how long outstanding publishes may take
@@ -67,6 +70,7 @@ class MqttCounters:
     connect_failures: int = 0
     own_topics: int = 0
     acked: int = 0
+    broker_dropped: int = -1  # the broker's own count, if it publishes one ($SYS)
     ack_stale: int = 0  # read on a connection since lost: the broker sends them again
 
 
@@ -93,6 +97,11 @@ class BufferedClient(paho.Client):
     _may_recv: bool = True  # one recv per loop_read: what one poll takes stays bounded
 
     def _sock_recv(self, bufsize: int) -> bytes:
+        if self.paused and self._in_packet["command"] == 0:
+            # Enough readings wait, and paho is about to start a packet: stop here, since
+            # paho's loop_read parses one packet per message it has in flight (hundreds
+            # while states go out), however many readings are already waiting.
+            raise BlockingIOError
         if self._rx_pos >= len(self._rx):
             if not self._may_recv:
                 raise BlockingIOError  # paho: "nothing more for now"; the rest waits in TCP
@@ -289,7 +298,12 @@ class MqttAdapter:
     def publish(
         self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
     ) -> paho.MQTTMessageInfo:
-        return self.client.publish(topic, payload, qos=qos, retain=retain)
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0:
+            # Made while disconnected: paho keeps it and sends it after the reconnect, but
+            # its is_published() would raise from now on. It is queued, so say so.
+            info.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        return info
 
     def ack(self, messages: Sequence[Message]) -> None:
         """Acknowledge these readings, in order; those that came by a connection since lost
@@ -376,6 +390,7 @@ class MqttAdapter:
             self._backoff = self.settings.reconnect_min_s
             for topic in self.filters:
                 client.subscribe(topic, qos=self.settings.qos)
+            client.subscribe(BROKER_DROPPED_TOPIC, qos=0)
             client.publish(status_topic(self.prefix), ONLINE, qos=1, retain=True)
             self.connected.set()
             self.ever_connected.set()
@@ -407,6 +422,9 @@ class MqttAdapter:
                 self.counters.own_topics += 1  # a route filter that also matches our output
                 client.ack(message.mid, message.qos)
                 return
+            if topic == BROKER_DROPPED_TOPIC:
+                self._broker_dropped(message.payload)
+                return
             self.counters.received += 1
             self.inbox.append(
                 Message(
@@ -423,6 +441,15 @@ class MqttAdapter:
         except Exception as exc:  # never into paho; counted and logged instead
             self.counters.callback_errors += 1
             log.exception("on_message failed", error=str(exc))
+
+    def _broker_dropped(self, payload: bytes | bytearray) -> None:
+        try:
+            count = int(payload)
+        except ValueError:
+            return
+        if count > max(self.counters.broker_dropped, 0):
+            log.warning("the broker dropped messages", dropped_total=count)
+        self.counters.broker_dropped = count
 
     def _on_publish(
         self,

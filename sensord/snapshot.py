@@ -180,14 +180,15 @@ class Snapshots:
         if self.enabled:
             self._due = min(self._due, time.monotonic() + ALERT_SNAPSHOT_S)
 
-    def save_if_due(self, routes: Sequence[Routed], now: float) -> None:
-        if self.enabled and now >= self._due:
-            self.save_all(routes)
+    def due(self, now: float) -> bool:
+        return self.enabled and now >= self._due
 
-    def save_all(self, routes: Sequence[Routed]) -> None:
+    def save_all(self, routes: Sequence[Routed]) -> bool:
+        """Snapshot every route; True if every one was saved."""
         if not self.enabled:
-            return
+            return False
         self._due = self._next_periodic()
+        saved_all = True
         for route in routes:
             path = self.path(route)
             started = time.monotonic()
@@ -195,6 +196,7 @@ class Snapshots:
                 save(path, route.pipeline)
             except OSError as exc:
                 self.failures += 1
+                saved_all = False
                 log.error("snapshot failed", path=str(path), error=str(exc))
                 continue
             self.saved += 1
@@ -204,6 +206,7 @@ class Snapshots:
                 streams=len(route.pipeline.table),
                 ms=round((time.monotonic() - started) * 1000, 1),
             )
+        return saved_all
 
     def _next_periodic(self) -> float:
         return time.monotonic() + self.interval_s if self.interval_s > 0 else float("inf")

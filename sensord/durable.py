@@ -1,0 +1,104 @@
+"""What makes a crash cost nothing: state snapshots, the readings journal, the alert outbox.
+
+All three live in the state directory. At start the snapshots are restored and the journal
+replayed onto them (the state is then what it was at the crash), and the outbox's alerts are
+published again by delivery.py. While running, each micro-batch's readings are journaled
+before they are acknowledged, and a snapshot is taken when due (periodically, soon after an
+alert changes, or when the journal grows large), after which the journal starts empty.
+
+A state directory that cannot be written never stops the daemon: it says so once, loudly,
+counts it, and runs with what it has (alerts still go out; a crash would cost state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sensord.config import StateSettings
+from sensord.journal import Entry, Journal, JournalError
+from sensord.logs import get_logger
+from sensord.outbox import Outbox, OutboxError
+from sensord.snapshot import Routed, Snapshots
+
+log = get_logger(__name__)
+
+
+class DurableState:
+    """The state directory's three files, for one daemon."""
+
+    def __init__(self, settings: StateSettings) -> None:
+        self.settings = settings
+        self.snapshots = Snapshots(settings.dir, settings.snapshot_interval_s, settings.snapshot)
+        self.journal = self._open_journal()
+        self.outbox = self._open_outbox()
+        self.journal_errors = 0
+
+    def _open_journal(self) -> Journal | None:
+        if not self.settings.snapshot:
+            return None  # nothing to replay onto
+        try:
+            return Journal(self.settings.dir / "journal.log", self.settings.journal_sync)
+        except OSError as exc:
+            log.error(
+                "journal unavailable; a crash sends state back to the snapshot", error=str(exc)
+            )
+            return None
+
+    def _open_outbox(self) -> Outbox | None:
+        if not self.settings.outbox:
+            return None
+        try:
+            return Outbox(self.settings.dir / "outbox.log")
+        except (OutboxError, OSError) as exc:
+            log.error("outbox unavailable; alerts are not crash-safe", error=str(exc))
+            return None
+
+    def restore(self, routes: Sequence[Routed]) -> None:
+        """Snapshots in, then the journal since them replayed, publishing nothing."""
+        self.snapshots.restore_all(routes)
+        journal = self.journal
+        if journal is None or journal.size == 0:
+            return
+        by_name = {route.name: route for route in routes}
+        replayed = skipped = 0
+        try:
+            for entry in journal.entries():
+                route = by_name.get(entry.route)
+                if route is None or entry.values.shape[1] != route.pipeline.engine.features:
+                    skipped += len(entry.streams)  # its route is gone or changed shape
+                    continue
+                route.pipeline.process_batch(entry.streams, entry.ts, entry.values, entry.received)
+                replayed += len(entry.streams)
+        except JournalError as exc:
+            log.error("journal unreadable; state is the snapshot's", error=str(exc))
+        log.info("journal replayed", readings=replayed, skipped=skipped, torn_bytes=journal.torn)
+        self.save(routes)
+
+    def record(self, entries: list[Entry]) -> None:
+        """Journal one micro-batch's readings (before they are acknowledged)."""
+        if self.journal is None or not entries:
+            return
+        try:
+            self.journal.append(entries)
+        except JournalError as exc:
+            self.journal_errors += 1
+            if self.journal_errors == 1 or self.journal_errors % 1000 == 0:
+                log.error("journal failing; a crash would cost state", error=str(exc))
+
+    def due(self, now: float) -> bool:
+        journal = self.journal
+        full = journal is not None and journal.size > self.settings.journal_max_bytes
+        return full or self.snapshots.due(now)
+
+    def save(self, routes: Sequence[Routed]) -> None:
+        """Snapshot every route; once all are saved, the journal starts again empty."""
+        if self.snapshots.save_all(routes) and self.journal is not None:
+            try:
+                self.journal.reset()
+            except JournalError as exc:
+                log.error("journal not emptied; it is replayed onto a newer state", error=str(exc))
+
+    def close(self) -> None:
+        for file in (self.journal, self.outbox):
+            if file is not None:
+                file.close()

@@ -24,13 +24,18 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     pip install "torch==2.13.0"
 fi
 pip install -e ".[train,plot,broker,dev]"
-# The integration tests start a real Mosquitto broker of their own.
-if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        apt-get install -y -q mosquitto >/dev/null 2>&1 \
-            || { apt-get update -q >/dev/null && apt-get install -y -q mosquitto >/dev/null; }
-    else
-        echo "note: no mosquitto binary; install it (apt-get install mosquitto) for the" \
-             "integration tests" >&2
+# Debian packages the tests use: a real Mosquitto broker of their own, and systemd-analyze
+# to rate the unit's sandboxing (deploy/sensord.service).
+apt_install() {  # package, command it provides
+    if command -v "$2" >/dev/null 2>&1 || [ -x "/usr/sbin/$2" ]; then
+        return
     fi
-fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get install -y -q "$1" >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null && apt-get install -y -q "$1" >/dev/null; }
+    else
+        echo "note: no $2; install it (apt-get install $1) for the integration tests" >&2
+    fi
+}
+apt_install mosquitto mosquitto
+apt_install systemd systemd-analyze

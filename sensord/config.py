@@ -184,8 +184,8 @@ class StateSettings(_Section):
         60.0,
         ge=0,
         le=86_400,
-        description="Also snapshot this often while running (0: only at stop); what a crash "
-        "can cost is the LSTM state of this long, never a reading or an alert.",
+        description="Also snapshot this often while running (0: only at stop, or when the "
+        "journal is full); after a crash the journal since the snapshot is replayed onto it.",
     )
     journal_sync: bool = Field(
         False,

@@ -223,7 +223,6 @@ class Daemon:
             self._publish(route, part, scored, alerts)
         if alerts:
             self.delivery.send(alerts)
-            self.durable.snapshots.alerts_changed()
         self.durable.record(journal)
         self.mqtt.ack(batch)
 

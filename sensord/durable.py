@@ -3,8 +3,8 @@
 All three live in the state directory. At start the snapshots are restored and the journal
 replayed onto them (the state is then what it was at the crash), and the outbox's alerts are
 published again by delivery.py. While running, each micro-batch's readings are journaled
-before they are acknowledged, and a snapshot is taken when due (periodically, soon after an
-alert changes, or when the journal grows large), after which the journal starts empty.
+before they are acknowledged, and a snapshot is taken when due (periodically, or when the
+journal grows large), after which the journal starts empty.
 
 A state directory that cannot be written never stops the daemon: it says so once, loudly,
 counts it, and runs with what it has (alerts still go out; a crash would cost state).

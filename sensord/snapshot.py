@@ -7,10 +7,9 @@ bundle's shapes and graph hash, the column layout, and a SHA-256 over the ids an
 column. Loading checks all of them; a file that is corrupt or does not fit is set aside
 (renamed ``*.rejected``) with a warning, never loaded half, and its streams start afresh.
 
-``Snapshots`` keeps one file per route in the state directory and decides when to write:
-every ``interval_s`` while running, sooner (``ALERT_SNAPSHOT_S``) after an alert was raised
-or cleared, so a crash does not forget an open alert for long, and at stop. Writes go
-through ``write_atomic`` (temp file, fsync, rename, fsync of the directory).
+``Snapshots`` keeps one file per route in the state directory and says when one is due
+(every ``interval_s``; durable.py also snapshots when the journal grows large, and at stop).
+Writes go through ``write_atomic`` (temp file, fsync, rename, fsync of the directory).
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ from sensord.state import StateTable
 log = get_logger(__name__)
 SNAPSHOT_VERSION = 2  # 2 added the checksum; version 1 files are still read
 READABLE_VERSIONS = (1, 2)
-ALERT_SNAPSHOT_S = 5.0
 
 
 class SnapshotError(Exception):
@@ -174,11 +172,6 @@ class Snapshots:
                 log.warning("snapshot set aside; streams start afresh", error=str(exc))
                 continue
             log.info("state restored", route=route.name, streams=streams)
-
-    def alerts_changed(self) -> None:
-        """An alert was raised or cleared: snapshot soon, not only at the next period."""
-        if self.enabled:
-            self._due = min(self._due, time.monotonic() + ALERT_SNAPSHOT_S)
 
     def due(self, now: float) -> bool:
         return self.enabled and now >= self._due

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import time
@@ -155,3 +156,21 @@ def test_systemd_unit_is_sound() -> None:
         line for line in done.stderr.splitlines() if "/opt/sensord/bin/sensord" not in line
     ]  # not installed on a test machine
     assert problems == []
+
+
+def test_systemd_unit_exposure_is_ok() -> None:
+    """systemd's own review of the unit's sandboxing: 2.5 or less is rated OK."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs systemd-analyze (scripts/bootstrap.sh installs systemd)")
+        pytest.skip("systemd-analyze is not installed")
+    done = subprocess.run(
+        [analyze, "security", "--offline=yes", str(DEPLOY / "sensord.service")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found = re.search(r"Overall exposure level for sensord\.service: ([0-9.]+)", done.stdout)
+    assert found, done.stdout[-2000:] + done.stderr
+    assert float(found.group(1)) <= 2.5

@@ -13,12 +13,15 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from sensord.broker import LocalBroker
+from sensord.broker import LocalBroker, free_port
 from sensord.bundle import Bundle
+from sensord.config import MqttSettings
 from sensord.daemon import Daemon
 from sensord.files import WRITE_STEPS
+from sensord.mqtt import MqttAdapter
 from sensord.notify import Notifier
 from sensord.pipeline import Pipeline
+from sensord.retained import RetainedStates
 from sensord.sample import Scored
 from tests.integration.conftest import mqtt_client, running, scored, settings_for, wait_for
 from tests.soak.harness import STEP, Mosquitto, TracedDaemon, wait_until, write_config
@@ -260,3 +263,16 @@ def test_a_kill_at_any_step_of_a_snapshot_leaves_a_valid_one(
 
 def _local(broker: Mosquitto) -> LocalBroker:
     return LocalBroker(broker.host, broker.port, "5", "mosquitto", broker.stop)
+
+
+def test_a_publish_while_disconnected_is_queued_not_an_error() -> None:
+    """paho keeps a QoS 1 publish made while disconnected and sends it after reconnecting;
+    its is_published() must say "not yet", not raise (retained states ask it)."""
+    adapter = MqttAdapter(MqttSettings(port=free_port()), "sensord", ["sensors/#"])
+    info = adapter.publish("sensord/state/x", b"{}", qos=1, retain=True)
+    assert info.is_published() is False
+    states = RetainedStates(adapter.publish, in_flight=1)
+    states.put("sensord/state/a", lambda: b"1")
+    states.put("sensord/state/b", lambda: b"2")
+    states.flush()
+    assert len(states) == 1  # waits for the first one's PUBACK, without an exception

@@ -71,8 +71,10 @@ class Mosquitto:
         )
         self.process: subprocess.Popen[bytes] | None = None
         self.kills = 0
+        self.starts = 0
 
     def start(self) -> None:
+        self.starts += 1
         self.process = subprocess.Popen(
             [self.binary, "-c", str(self.folder / "mosquitto.conf")],
             stdout=subprocess.DEVNULL,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import logging
 import shutil
 import socket
@@ -82,6 +83,9 @@ def start_mosquitto(
     config = workdir / "mosquitto.conf"
     config.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        # Started as root, Mosquitto would switch to its own user, who cannot write the log
+        # in this private temp folder: stay as whoever started it.
+        f"user {getpass.getuser()}\n"
         f"log_dest file {workdir / 'mosquitto.log'}\n{extra_config}"
     )
     process = subprocess.Popen(

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from sensord.config import StateSettings
 from sensord.journal import Entry, Journal, JournalError
 from sensord.logs import get_logger
 from sensord.outbox import Outbox, OutboxError
+from sensord.sample import FIRST
 from sensord.snapshot import Routed, Snapshots
 
 log = get_logger(__name__)
@@ -60,18 +63,28 @@ class DurableState:
         if journal is None or journal.size == 0:
             return
         by_name = {route.name: route for route in routes}
-        replayed = skipped = 0
+        replayed = stepped = skipped = 0
         try:
             for entry in journal.entries():
                 route = by_name.get(entry.route)
                 if route is None or entry.values.shape[1] != route.pipeline.engine.features:
                     skipped += len(entry.streams)  # its route is gone or changed shape
                     continue
-                route.pipeline.process_batch(entry.streams, entry.ts, entry.values, entry.received)
+                out = route.pipeline.process_batch(
+                    entry.streams, entry.ts, entry.values, entry.received
+                )
                 replayed += len(entry.streams)
+                # Readings the snapshot already holds come back as duplicates: not stepped.
+                stepped += int(np.count_nonzero(out.status <= FIRST))
         except JournalError as exc:
             log.error("journal unreadable; state is the snapshot's", error=str(exc))
-        log.info("journal replayed", readings=replayed, skipped=skipped, torn_bytes=journal.torn)
+        log.info(
+            "journal replayed",
+            readings=replayed,
+            stepped=stepped,
+            skipped=skipped,
+            torn_bytes=journal.torn,
+        )
         self.save(routes)
 
     def record(self, entries: list[Entry]) -> None:

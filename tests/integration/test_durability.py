@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from sensord.broker import LocalBroker, free_port
+from sensord.broker import LocalBroker, free_port, start_mosquitto
 from sensord.bundle import Bundle
 from sensord.config import MqttSettings
 from sensord.daemon import Daemon
@@ -226,9 +226,11 @@ def test_a_kill_at_any_step_of_a_snapshot_leaves_a_valid_one(
     periodic snapshot; the next start restores a valid snapshot, the old or the new one."""
     broker = Mosquitto(tmp_path / "broker")
     broker.start()
+    daemons: list[TracedDaemon] = []
     try:
         config = write_config(tmp_path, broker.port, bundle, snapshot_interval_s=1.0)
         first = TracedDaemon(config, tmp_path / "trace.txt")
+        daemons.append(first)
         first.start()
         assert wait_until(lambda: any(e.get("event") == "ready" for e in first.events()), 20)
         with mqtt_client(_local(broker)) as client:
@@ -239,11 +241,13 @@ def test_a_kill_at_any_step_of_a_snapshot_leaves_a_valid_one(
             doomed = TracedDaemon(
                 config, tmp_path / "trace.txt", env={"SENSORD_FAILPOINT": f"snapshot.{step}"}
             )
+            daemons.append(doomed)
             doomed.start()
             for k in range(20, 40):
                 client.publish_json("sensors/f/value", {"value": 20.0 + k % 3, "ts": T0 + k * STEP})
             assert doomed.wait(30) == -9  # killed by the failpoint while snapshotting
         after = TracedDaemon(config, tmp_path / "trace.txt")
+        daemons.append(after)
         after.start()
         assert wait_until(lambda: any(e.get("event") == "ready" for e in after.events()), 20)
         # Whatever the snapshot missed, the journal replays or the broker sends again.
@@ -258,6 +262,8 @@ def test_a_kill_at_any_step_of_a_snapshot_leaves_a_valid_one(
         assert restored and restored[-1]["streams"] == 1
         assert not list((tmp_path / "state").glob(".*.tmp"))  # the temp file was cleaned up
     finally:
+        for daemon in daemons:
+            daemon.close()
         broker.stop()
 
 
@@ -276,3 +282,22 @@ def test_a_publish_while_disconnected_is_queued_not_an_error() -> None:
     states.put("sensord/state/b", lambda: b"2")
     states.flush()
     assert len(states) == 1  # waits for the first one's PUBACK, without an exception
+
+
+def test_readings_the_broker_drops_are_counted(bundle: Bundle, tmp_path: Path) -> None:
+    """Mosquitto drops QoS 1 readings beyond max_queued_messages for a client that is away;
+    sensord cannot see them, but it shows the broker's own count (metrics, log)."""
+    broker = start_mosquitto(extra_config="max_queued_messages 100\nsys_interval 1\n")
+    try:
+        settings = settings_for(broker, bundle, tmp_path)
+        with running(settings):
+            pass  # the session and its subscription exist; sensord is now away
+        with mqtt_client(broker) as client:
+            for k in range(300):
+                client.publish_json("sensors/q/value", {"value": 20.0, "ts": T0 + k * STEP})
+            time.sleep(0.5)
+        with running(settings) as daemon:
+            assert wait_for(lambda: scored(daemon) == 100, 15)
+            assert wait_for(lambda: daemon.stats()["broker_dropped"] == 200, 15)
+    finally:
+        broker.stop()

@@ -162,7 +162,7 @@ def run(scenario: Scenario, bundle: Bundle, log: bool = False, keep: Path | None
         )
         outcome.stepped_twice = sum(1 for n in counts.values() if n > 1)
         outcome.journal_replayed = sum(
-            int(str(e.get("readings", 0)))
+            int(str(e.get("stepped", 0)))
             for e in daemon.events(every_start=True)
             if e.get("event") == "journal replayed"
         )
@@ -276,7 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     kills, broker_kills = args.daemon_kills, args.broker_kills
     runs = {
         "daemon kill -9": Scenario(**base, daemon_kills=kills, seed=args.seed),
-        "broker kill -9": Scenario(**base, broker_kills=broker_kills, seed=args.seed + 1),
+        "broker kill -9": Scenario(
+            **base, daemon_kills=0, broker_kills=broker_kills, seed=args.seed + 1
+        ),
         "both kill -9": Scenario(
             **base, daemon_kills=kills, broker_kills=broker_kills, seed=args.seed + 2
         ),
@@ -287,7 +289,9 @@ def main(argv: list[str] | None = None) -> int:
             broker_graceful=True,
             seed=args.seed + 3,
         ),
-        "network outage": Scenario(**base, outage_s=args.outage_s, seed=args.seed + 4),
+        "network outage": Scenario(
+            **base, daemon_kills=0, outage_s=args.outage_s, seed=args.seed + 4
+        ),
     }
     results = {}
     for name, scenario in runs.items():

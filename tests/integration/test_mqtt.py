@@ -21,7 +21,8 @@ from sensord.broker import (
     start_mosquitto,
 )
 from sensord.config import MqttSettings
-from sensord.mqtt import READ_CHUNK, MqttAdapter
+from sensord.mqtt import MqttAdapter
+from sensord.mqttbuffer import READ_CHUNK
 
 from .conftest import mqtt_client, wait_for
 

@@ -25,7 +25,6 @@ Publish = Callable[[str, bytes], int]  # (topic, payload) -> MQTT packet id
 
 @dataclass
 class DeliveryCounters:
-    alerts_sent: int = 0
     alerts_delivered: int = 0
     alerts_refused: int = 0  # the broker answered with a failure reason code
     alerts_replayed: int = 0
@@ -73,7 +72,6 @@ class AlertDelivery:
             mid = self._publish(topic, payload)
             if seq is not None:
                 self._seq_of_mid[mid] = seq
-        self.counters.alerts_sent += len(alerts)
 
     def published(self, mid: int, accepted: bool) -> None:
         """The broker acknowledged packet ``mid`` (paho's on_publish)."""

@@ -21,7 +21,7 @@ from sensord.journal import Entry, Journal, JournalError
 from sensord.logs import get_logger
 from sensord.outbox import Outbox, OutboxError
 from sensord.sample import FIRST
-from sensord.snapshot import Routed, Snapshots
+from sensord.snapshot import NamedPipeline, Snapshots
 
 log = get_logger(__name__)
 
@@ -56,7 +56,7 @@ class DurableState:
             log.error("outbox unavailable; alerts are not crash-safe", error=str(exc))
             return None
 
-    def restore(self, routes: Sequence[Routed]) -> None:
+    def restore(self, routes: Sequence[NamedPipeline]) -> None:
         """Snapshots in, then the journal since them replayed, publishing nothing."""
         self.snapshots.restore_all(routes)
         journal = self.journal
@@ -103,7 +103,7 @@ class DurableState:
         full = journal is not None and journal.size > self.settings.journal_max_bytes
         return full or self.snapshots.due(now)
 
-    def save(self, routes: Sequence[Routed]) -> None:
+    def save(self, routes: Sequence[NamedPipeline]) -> None:
         """Snapshot every route; once all are saved, the journal starts again empty."""
         if self.snapshots.save_all(routes) and self.journal is not None:
             try:

@@ -12,7 +12,7 @@ the state is exactly what it was at the crash.
 A ``write`` reaches the page cache, which outlives the process (kill -9, OOM, a crash);
 ``sync = true`` also makes each batch reach the disk (``fdatasync``), for power loss.
 
-Record: ``length`` (u32), ``crc32`` (u32) of the body; body: route name length (u16),
+Records are framed by records.py (length, CRC); a body is route name length (u16),
 readings n (u32), features F (u16), the route name, then ``ts[n]``, ``values[n*F]`` and
 ``received[n]`` as little-endian float64, then the stream ids joined by newlines (ids never
 contain one). Routes go by name, so a reordered configuration replays into the right one.
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import struct
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-_HEAD = struct.Struct("<II")
+from sensord.records import frame, intact
+
 _BODY = struct.Struct("<HIH")
 F64 = npt.NDArray[np.float64]
 LE64 = np.dtype("<f8")
@@ -82,18 +82,14 @@ class Journal:
             data = self.path.read_bytes()
         except OSError as exc:
             raise JournalError(f"{self.path}: cannot read ({exc.strerror})") from None
-        pos = 0
-        while pos + _HEAD.size <= len(data):
-            length, crc = _HEAD.unpack_from(data, pos)
-            body = data[pos + _HEAD.size : pos + _HEAD.size + length]
-            if len(body) != length or length < _BODY.size or zlib.crc32(body) != crc:
-                break
-            entry = _entry(body)
+        good = 0
+        for body, end in intact(data):
+            entry = _entry(body) if len(body) >= _BODY.size else None
             if entry is None:
                 break
             yield entry
-            pos += _HEAD.size + length
-        self.torn = len(data) - pos
+            good = end
+        self.torn = len(data) - good
 
     def reset(self) -> None:
         """Everything so far is in a snapshot: start an empty journal."""
@@ -121,7 +117,7 @@ def _record(entry: Entry) -> bytes:
             "\n".join(entry.streams).encode(),
         )
     )
-    return _HEAD.pack(len(body), zlib.crc32(body)) + body
+    return frame(body)
 
 
 def _entry(body: bytes) -> Entry | None:

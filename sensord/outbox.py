@@ -9,10 +9,9 @@ crash, which its stable id lets subscribers drop. Once nothing is outstanding th
 emptied; when it grows past ``compact_bytes`` with some alerts still outstanding (a long
 outage), it is rewritten with those alone. At start, outstanding alerts are published again.
 
-Record: ``length`` (u32, of what follows the CRC), ``crc32`` (u32, of what follows it),
-``kind`` (u8), ``seq`` (u64), ``topic length`` (u16), topic, payload. A crash in the middle
-of an append leaves a torn tail that fails its length or CRC: reading stops there, and what
-came before counts. No pickle, no JSON parsing of payloads: they go out as they were written.
+Records are framed by records.py (length, CRC; a torn tail ends the read); a body is
+``kind`` (u8), ``seq`` (u64), ``topic length`` (u16), topic, payload. No pickle, no JSON
+parsing of payloads: they go out as they were written.
 
 Written by hand: the job is forty lines of ``os.write``/``fdatasync``, and the packages that
 offer durable queues (persist-queue, litequeue) sit on SQLite or pickle with costs and
@@ -23,14 +22,13 @@ from __future__ import annotations
 
 import os
 import struct
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from sensord.files import write_atomic
+from sensord.records import frame, intact
 
-_HEAD = struct.Struct("<II")  # length, crc32
 _BODY = struct.Struct("<BQH")  # kind, seq, topic length
 ALERT, DONE = 1, 2
 COMPACT_BYTES = 8 * 1024 * 1024
@@ -156,26 +154,18 @@ class Outbox:
 
 def _record(kind: int, seq: int, topic: str, payload: bytes) -> bytes:
     encoded = topic.encode()
-    body = _BODY.pack(kind, seq, len(encoded)) + encoded + payload
-    return _HEAD.pack(len(body), zlib.crc32(body)) + body
+    return frame(_BODY.pack(kind, seq, len(encoded)) + encoded + payload)
 
 
 def _records(data: bytes) -> list[tuple[int, int, str, bytes, int]]:
     """Whole, intact records as (kind, seq, topic, payload, end offset); stops at damage."""
     out = []
-    pos = 0
-    while pos + _HEAD.size <= len(data):
-        length, crc = _HEAD.unpack_from(data, pos)
-        start, end = pos + _HEAD.size, pos + _HEAD.size + length
-        if length < _BODY.size or end > len(data):
-            break
-        body = data[start:end]
-        if zlib.crc32(body) != crc:
+    for body, end in intact(data):
+        if len(body) < _BODY.size:
             break
         kind, seq, topic_len = _BODY.unpack_from(body)
-        if kind not in (ALERT, DONE) or _BODY.size + topic_len > length:
+        if kind not in (ALERT, DONE) or _BODY.size + topic_len > len(body):
             break
         topic = body[_BODY.size : _BODY.size + topic_len].decode(errors="replace")
         out.append((kind, seq, topic, body[_BODY.size + topic_len :], end))
-        pos = end
     return out

@@ -134,7 +134,7 @@ def _check_fits(path: Path, header: Any, expected: dict[str, Any]) -> None:
         )
 
 
-class Routed(Protocol):
+class NamedPipeline(Protocol):
     """What Snapshots needs of a route."""
 
     @property
@@ -155,10 +155,10 @@ class Snapshots:
         self.failures = 0
         self._due = self._next_periodic()
 
-    def path(self, route: Routed) -> Path:
+    def path(self, route: NamedPipeline) -> Path:
         return self.folder / f"{route.name}.npz"
 
-    def restore_all(self, routes: Sequence[Routed]) -> None:
+    def restore_all(self, routes: Sequence[NamedPipeline]) -> None:
         if not self.enabled:
             return
         for route in routes:
@@ -176,7 +176,7 @@ class Snapshots:
     def due(self, now: float) -> bool:
         return self.enabled and now >= self._due
 
-    def save_all(self, routes: Sequence[Routed]) -> bool:
+    def save_all(self, routes: Sequence[NamedPipeline]) -> bool:
         """Snapshot every route; True if every one was saved."""
         if not self.enabled:
             return False

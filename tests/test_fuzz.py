@@ -21,7 +21,7 @@ import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -411,15 +411,23 @@ utc_offsets = st.builds(timezone, st.timedeltas(min_value=-DAY, max_value=DAY))
 def iso_texts(draw: st.DrawFn) -> str:
     moment = draw(st.datetimes(timezones=st.one_of(st.none(), st.just(UTC), utc_offsets)))
     text = moment.isoformat(sep=draw(st.sampled_from(["T", " "])))
-    form = draw(st.sampled_from(["as_is", "as_is", "z", "date", "lower_z", "cut"]))
+    form = draw(st.sampled_from(ISO_FORMS))
+    return iso_form(moment, text, form, draw(st.integers(0, len(text))))
+
+
+ISO_FORMS = ("as_is", "as_is", "z", "date", "lower_z", "cut")
+
+
+def iso_form(moment: datetime, text: str, form: str, cut_at: int) -> str:
+    """ISO text in one of the shapes sensors send: a Z added, a date only, cut short."""
     if form == "z" and moment.tzinfo is None:
-        text += "Z"
-    elif form == "lower_z" and moment.tzinfo is None:
-        text += "z"
-    elif form == "date":
-        text = moment.date().isoformat()
-    elif form == "cut":
-        text = text[: draw(st.integers(0, len(text)))]
+        return text + "Z"
+    if form == "lower_z" and moment.tzinfo is None:
+        return text + "z"
+    if form == "date":
+        return moment.date().isoformat()
+    if form == "cut":
+        return text[:cut_at]
     return text
 
 

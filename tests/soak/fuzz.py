@@ -38,6 +38,7 @@ from sensord.logs import configure
 from tests.test_fuzz import (
     FEATURE_SETS,
     FORMATS,
+    ISO_FORMS,
     MAX_DOUBLE,
     NOW,
     OBJECT_KEYS,
@@ -56,6 +57,7 @@ from tests.test_fuzz import (
     deep_nesting,
     encode,
     expected_route,
+    iso_form,
     mutate,
 )
 
@@ -136,16 +138,7 @@ class PayloadGenerator:
             offset = timedelta(minutes=rng.randint(-(23 * 60 + 59), 23 * 60 + 59))
             moment = moment.replace(tzinfo=timezone(offset))
         text = moment.isoformat(sep=rng.choice("T "))
-        form = rng.choice(["as_is", "as_is", "z", "date", "lower_z", "cut"])
-        if form == "z" and moment.tzinfo is None:
-            text += "Z"
-        elif form == "lower_z" and moment.tzinfo is None:
-            text += "z"
-        elif form == "date":
-            text = moment.date().isoformat()
-        elif form == "cut":
-            text = text[: rng.randint(0, len(text))]
-        return text
+        return iso_form(moment, text, rng.choice(ISO_FORMS), rng.randint(0, len(text)))
 
     def text(self, max_size: int) -> str:
         """Short text: ASCII, any code point (lone surrogates too), digits of other scripts."""

@@ -9,7 +9,7 @@ For every series under ``DIR/data`` (NAB layout: ``data/<category>/<file>.csv``,
    to step, the score of a row uses only rows up to it) once per detector;
 3. write NAB result files ``OUT/<detector>/<category>/<file>.csv`` (the data file's rows in
    order, with ``anomaly_score``, and the daemon's own ``alert`` and ``event`` columns);
-4. score them with benchmarks/nabscore.py: per detector and profile, the swept-threshold
+4. score them with sensord/nabscore.py: per detector and profile, the swept-threshold
    score of ``anomaly_score`` and the score of the binary ``alert`` column.
 
 Rows whose timestamp is not after an earlier row's (a clock that jumped back) are dropped as
@@ -33,7 +33,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.nabscore import (
+from sensord.detect import DETECTOR_KINDS, DetectorKind, DetectorSettings
+from sensord.engine import Engine
+from sensord.nabscore import (
     CorpusScore,
     ScoredFile,
     load_profiles,
@@ -42,8 +44,6 @@ from benchmarks.nabscore import (
     probation_rows,
     score_all_profiles,
 )
-from sensord.detect import DETECTOR_KINDS, DetectorKind, DetectorSettings
-from sensord.engine import Engine
 from sensord.pipeline import Pipeline, PipelineSettings
 from sensord.replay import replay
 

@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from sensord import __version__, logs
+from sensord import __version__, climodels, logs
 from sensord.alert import AlertPolicy
 from sensord.bundle import load_bundle
 from sensord.detect import DEFAULT_THRESHOLD, DETECTOR_KINDS, DetectorSettings
@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(commands)
     _add_check_config(commands)
     _add_simulate(commands)
+    climodels.add_commands(commands)  # retrain, promote, models
     return parser
 
 

@@ -144,6 +144,11 @@ class RouteSettings(_Section):
         7 * 86400, gt=0, description="Forget a stream silent this long; none: never."
     )
     detector: DetectorConfig = Field(default_factory=DetectorConfig, description="Detector.")
+    shadow: Path | None = Field(
+        None,
+        description="A second bundle scored on the same readings without publishing "
+        "alerts; its error and alert rate are exposed beside the live model's.",
+    )
 
     @field_validator("topic")
     @classmethod
@@ -232,9 +237,98 @@ class LimitsSettings(_Section):
 
 
 class MetricsSettings(_Section):
-    enabled: bool = Field(True, description="Serve Prometheus metrics over HTTP.")
     host: str = Field("127.0.0.1", min_length=1, description="Address to listen on.")
-    port: int = Field(9464, ge=0, le=65535, description="Port to listen on (0: any free one).")
+    port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Serve Prometheus metrics at http://host:port/metrics (0: any free "
+        "port); unset: no endpoint.",
+    )
+
+
+class RecordSettings(_Section):
+    enabled: bool = Field(
+        False, description="Record the readings of the chosen routes for retraining."
+    )
+    routes: list[str] = Field(
+        default_factory=list, description="Route names to record; empty: every route."
+    )
+    dir: Path | None = Field(None, description="Where recordings go; default: <state.dir>/records.")
+    max_file_bytes: int = Field(
+        64 * 1024 * 1024, ge=4096, le=1 << 40, description="Start a new file past this size."
+    )
+    max_file_age_s: float = Field(
+        86_400.0, gt=0, le=366 * 86_400, description="Start a new file after this long."
+    )
+    keep_bytes: int = Field(
+        1 << 30, ge=4096, le=1 << 50, description="Delete the oldest files past this total."
+    )
+    keep_days: float = Field(
+        90.0, gt=0, le=36_500, description="Delete files whose newest reading is older than this."
+    )
+
+
+class RetrainSettings(_Section):
+    models_dir: Path | None = Field(
+        None,
+        description="Versioned bundles per route (<dir>/<route>/versions/<version>, "
+        "<dir>/<route>/current); default: <state.dir>/models.",
+    )
+    holdout_fraction: float = Field(
+        0.2, ge=0.05, le=0.5, description="Newest fraction of the recording held back to judge."
+    )
+    tolerance: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="A candidate is 'not worse' within this relative margin of the model in "
+        "service (error, alert rate, NAB score).",
+    )
+    exclude_margin_s: float = Field(
+        600.0, ge=0, le=30 * 86_400, description="Also leave out this long around an alert."
+    )
+    min_rows: int = Field(
+        500, ge=100, le=100_000_000, description="Fewest recorded rows per stream to retrain on."
+    )
+    max_rows: int = Field(
+        500_000, ge=1000, le=100_000_000, description="Train on at most the newest rows."
+    )
+    epochs: int = Field(60, ge=1, le=10_000, description="Most epochs per candidate.")
+
+
+class NodataSettings(_Section):
+    enabled: bool = Field(True, description="Raise a nodata event when a stream falls silent.")
+    multiple: float = Field(
+        10.0, ge=1.5, le=1_000_000, description="Silent for this many usual periods: nodata."
+    )
+    min_silence_s: float = Field(
+        30.0, ge=0, le=365 * 86_400, description="Never call a silence shorter than this nodata."
+    )
+    min_intervals: int = Field(
+        5, ge=1, le=1_000_000, description="Intervals seen before a stream's period is known."
+    )
+
+
+class FeedbackSettings(_Section):
+    enabled: bool = Field(
+        True, description="Take operators' verdicts on <prefix>/feedback/<stream>."
+    )
+    max_payload_bytes: int = Field(
+        4096, ge=64, le=1_048_576, description="Larger feedback messages are refused."
+    )
+
+
+class HomeAssistantSettings(_Section):
+    enabled: bool = Field(False, description="Publish Home Assistant MQTT discovery.")
+    discovery_prefix: str = Field("homeassistant", description="Home Assistant's discovery prefix.")
+
+    @field_validator("discovery_prefix")
+    @classmethod
+    def _discovery_prefix(cls, value: str) -> str:
+        if not all(safe_topic_level(level) for level in value.split("/")):
+            raise ValueError("each level must be letters, digits, _ . : - (no wildcards)")
+        return value
 
 
 class LoggingSettings(_Section):
@@ -258,6 +352,11 @@ class Settings(BaseSettings):
     batching: BatchingSettings = Field(default_factory=BatchingSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    record: RecordSettings = Field(default_factory=RecordSettings)
+    retrain: RetrainSettings = Field(default_factory=RetrainSettings)
+    nodata: NodataSettings = Field(default_factory=NodataSettings)
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
+    homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @classmethod
@@ -271,6 +370,18 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The TOML file arrives as init arguments; environment variables override it.
         return (env_settings, init_settings)
+
+    @property
+    def records_dir(self) -> Path:
+        return self.record.dir or self.state.dir / "records"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.retrain.models_dir or self.state.dir / "models"
+
+    @property
+    def feedback_file(self) -> Path:
+        return self.state.dir / "feedback.jsonl"
 
     def pipeline_settings(self, route: RouteSettings) -> PipelineSettings:
         """The core's plain settings for one route (the core never sees this object)."""
@@ -293,6 +404,11 @@ class Settings(BaseSettings):
             ),
             max_gap_s=route.max_gap_s,
         )
+
+
+def route_name(index: int, route: RouteSettings, model_name: str) -> str:
+    """A route's name: its own, else ``route<index>-<model name>``."""
+    return route.name or f"route{index}-{model_name}"
 
 
 def config_path(path: Path | None) -> Path | None:
@@ -328,6 +444,9 @@ def cross_check(settings: Settings) -> list[str]:
             f"mqtt.receive_maximum: {mqtt.receive_maximum}: must be at least "
             f"batching.max_batch ({batch}), or batches can never fill"
         )
+    names = [r.name for r in settings.routes if r.name]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"routes.name: {name!r}: two routes have this name")
     return problems
 
 

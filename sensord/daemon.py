@@ -10,6 +10,11 @@ progress), snapshots state when due (snapshot.py), reloads bundles on SIGHUP and
 streams. SIGTERM/SIGINT stop it: score what was read, publish, say ``offline``, disconnect,
 snapshot.
 
+Around that: shadow bundles scored beside the live ones (live.py), nodata alarms
+(nodata.py), recording for retraining (record.py), operators' feedback (desk.py), Home
+Assistant discovery (publisher.py), and reloading a route when its bundle path moves
+(``sensord retrain`` switching ``current``).
+
 What a crash (kill -9, OOM) costs: nothing. Unacknowledged readings come again from the
 broker's session (the core does not score a repeat twice), alerts come again from the
 outbox, and stream state is the last snapshot with the readings journal since it replayed
@@ -22,56 +27,44 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from sensord.bundle import load_bundle
 from sensord.config import RouteSettings, Settings
 from sensord.delivery import AlertDelivery
+from sensord.desk import open_desk
 from sensord.durable import DurableState
-from sensord.engine import Engine
-from sensord.errors import SensordError
+from sensord.histogram import LoopTimings
+from sensord.homeassistant import node_id
 from sensord.ingest import Ingest, Message, RateLimitedLog, Routed, RouteRule
 from sensord.journal import Entry
+from sensord.live import Route, ShadowView, open_route, reload_route
 from sensord.logs import get_logger
 from sensord.metrics import MetricsServer
 from sensord.mqtt import MqttAdapter
+from sensord.nodata import NodataPolicy, Silence, returned, silent, usual_period
 from sensord.notify import Notifier
-from sensord.pipeline import Pipeline
+from sensord.publisher import Discovery, Publisher
+from sensord.record import open_recorder
 from sensord.retained import RetainedStates
 from sensord.route import TopicFilter
 from sensord.sample import FIRST, Scored
-from sensord.wire import alert_payload, alert_topic, state_payload, state_topic
+from sensord.stats import daemon_stats
+from sensord.wire import feedback_filter
 
 log = get_logger(__name__)
 HOUSEKEEPING_S = 1.0
 STATS_LOG_S = 60.0
 IDLE_WAIT_S = 0.5
-# Codes of the published_status state column; 0 means nothing published yet.
-STATUS_CODES = {"warming_up": 1, "normal": 2, "alert": 3}
-STATUS_NAMES = {code: name for name, code in STATUS_CODES.items()}
-
-
-@dataclass
-class Route:
-    """A route at run time: its settings, its core, and what was last published per stream."""
-
-    name: str
-    settings: RouteSettings
-    pipeline: Pipeline
-
-    @property
-    def features(self) -> tuple[str, ...]:
-        return self.pipeline.bundle.features
+F64 = npt.NDArray[np.float64]
+SHADOW = "@shadow"  # a shadow's name: its route's, then this (not allowed in route names)
 
 
 @dataclass
 class DaemonCounters:
     batches: int = 0
-    alerts_published: int = 0
-    states_published: int = 0
     stream_cap: int = 0
     evicted: int = 0
     reloads: int = 0
@@ -85,6 +78,7 @@ class Daemon:
         self.settings = settings
         self.notifier = notifier or Notifier()
         self.prefix = settings.alerts.prefix
+        self.timings = LoopTimings()
         # Bundles load (hash and shapes verified) before anything connects: fail fast.
         self.routes = [self._open_route(i, r) for i, r in enumerate(settings.routes)]
         self.counters = DaemonCounters()
@@ -103,6 +97,7 @@ class Daemon:
             self.prefix,
             list(dict.fromkeys(r.settings.topic for r in self.routes)),
             read_limit=settings.batching.max_batch,
+            requests=feedback_filter(self.prefix) if settings.feedback.enabled else None,
         )
         self.states = RetainedStates(
             lambda topic, payload: self.mqtt.publish(topic, payload, qos=1, retain=True)
@@ -113,11 +108,35 @@ class Daemon:
             self.durable.outbox,
         )
         self.mqtt.on_published = self.delivery.published
+        self.recorder, self.recorded = open_recorder(settings, [r.name for r in self.routes])
+        ha = settings.homeassistant
+        self.publisher = Publisher(
+            self.prefix,
+            self.delivery,
+            self.states,
+            publish_state=settings.alerts.publish_state,
+            recorder=self.recorder,
+            discovery=Discovery(ha.discovery_prefix, node_id(settings.mqtt.client_id))
+            if ha.enabled
+            else None,
+        )
+        self.desk = open_desk(settings, self.publisher, self._reply)
+        self.nodata = NodataPolicy(
+            settings.nodata.multiple, settings.nodata.min_silence_s, settings.nodata.min_intervals
+        )
         self._stop = threading.Event()
         self._reload = threading.Event()
         self.ready = threading.Event()
         self.metrics: MetricsServer | None = None
-        self.durable.restore(self.routes)
+        self.durable.restore(self._pipelines())
+
+    def _reply(self, topic: str, payload: bytes, correlation: bytes | None) -> None:
+        self.mqtt.publish(topic, payload, qos=1, correlation=correlation)
+
+    def _pipelines(self) -> list[Route | ShadowView]:
+        """Every pipeline by the name its snapshot and journal entries go by."""
+        shadows = [ShadowView(r.name + SHADOW, r.shadow) for r in self.routes if r.shadow]
+        return [*self.routes, *shadows]
 
     # lifecycle
 
@@ -130,17 +149,21 @@ class Daemon:
     def run(self) -> None:
         """Run until a stop is requested; then shut down cleanly."""
         metrics = self.settings.metrics
-        if metrics.enabled:
-            self.metrics = MetricsServer(self.stats, metrics.host, metrics.port)
+        if metrics.port is not None:
+            self.metrics = MetricsServer(
+                self.stats, metrics.host, metrics.port, self.timings.histograms
+            )
             log.info("metrics", url=f"http://{metrics.host}:{self.metrics.port}/metrics")
         self.mqtt.start()
         self.delivery.replay()
+        self.publisher.announce_all(self.routes)
         next_housekeeping = next_stats = time.monotonic()
         try:
             while not self._stop.is_set():
                 batch = self._collect()
                 if batch:
                     self.process(batch)
+                self._take_requests()
                 self.states.flush()
                 self.mqtt.write()  # alerts leave now, not after the next batch
                 now = time.monotonic()
@@ -148,7 +171,7 @@ class Daemon:
                 if self.mqtt.making_progress(now):  # and this loop is: it is here
                     self.notifier.watchdog(now)
                 if self.durable.due(now):
-                    self.durable.save(self.routes)
+                    self.durable.save(self._pipelines())
                 if self._reload.is_set():
                     self._reload.clear()
                     self.reload()
@@ -175,8 +198,12 @@ class Daemon:
         self.states.flush(everything=True)  # before "offline", which paho sends after them
         self.mqtt.stop()
         self._drain()  # whatever arrived while we said goodbye is still scored and saved
-        self.durable.save(self.routes)
+        self.durable.save(self._pipelines())
         self.durable.close()
+        if self.recorder is not None:
+            self.recorder.close()
+        if self.desk is not None:
+            self.desk.close()
         if self.metrics is not None:
             self.metrics.stop()
         log.info("stopped", **self.stats())
@@ -184,6 +211,7 @@ class Daemon:
     def _drain(self) -> None:
         while self.mqtt.inbox:
             self.process(self.mqtt.take(self.settings.batching.max_batch))
+        self._take_requests()
 
     # the micro-batch
 
@@ -211,20 +239,48 @@ class Daemon:
         """Score a micro-batch, hand its alerts to the outbox and publish them, publish
         state changes, and then acknowledge the batch's readings (rejected ones too)."""
         self.counters.batches += 1
-        alerts: list[tuple[str, bytes]] = []
         journal: list[Entry] = []
         for route, routed in zip(self.routes, self.ingest.route_batch(batch), strict=True):
+            route.received += len(routed)
             part = self._within_stream_cap(route, routed)
             if not part:
                 continue
             ts, values, received = part.arrays()
             scored = route.pipeline.process_batch(part.streams, ts, values, received)
+            route.figures.add(scored, values)
+            if route.shadow is not None:  # scored alike, its alerts only counted
+                shadow = route.shadow.process_batch(part.streams, ts, values, received)
+                route.shadow_figures.add(shadow, values)
             journal.append(Entry(route.name, part.streams, ts, values, received))
-            self._publish(route, part, scored, alerts)
-        if alerts:
-            self.delivery.send(alerts)
+            self.publisher.scored(route, part, scored)
+            self._after_scoring(route, part, scored, ts, values)
+        self.publisher.flush()
         self.durable.record(journal)
         self.mqtt.ack(batch)
+        now = time.time()
+        self.timings.lag_s.observe([now - message.received for message in batch])
+
+    def _after_scoring(
+        self, route: Route, part: Routed, scored: Scored, ts: F64, values: F64
+    ) -> None:
+        stepped = scored.status <= FIRST
+        if self.desk is not None:
+            for _, event in scored.events:
+                if event.event == "raised":
+                    self.desk.raised(event.alert_id, event.stream)
+        table = route.pipeline.table
+        for slot in returned(table, scored.slots[stepped]):
+            stream = table.stream_of[slot] or ""
+            last = float(table["last_received"][slot])
+            back = Silence(stream, slot, last, usual_period(table, slot))
+            self.publisher.data_returned(route, back, time.time())
+        if self.recorder is not None and route.name in self.recorded:
+            self.recorder.readings(route.name, route.features, part.streams, ts, values)
+        timings = self.timings
+        timings.wave_size.observe(scored.waves)
+        timings.step_s.observe(timings.steps)
+        timings.steps.clear()
+        timings.age_s.observe(time.time() - ts[stepped])
 
     def _within_stream_cap(self, route: Route, part: Routed) -> Routed:
         table = route.pipeline.table
@@ -246,153 +302,67 @@ class Daemon:
                 )
         return part.keep(keep)
 
-    def _publish(
-        self, route: Route, part: Routed, scored: Scored, alerts: list[tuple[str, bytes]]
-    ) -> None:
-        now = time.time()
-        raised_ids: dict[int, str] = {}
-        for index, event in scored.events:
-            payload = alert_payload(
-                event,
-                topic=part.topics[index],
-                route=route.name,
-                features=route.features,
-                received=part.received[index],
-                published=now,
-            )
-            alerts.append((alert_topic(self.prefix, event.stream), payload))
-            self.counters.alerts_published += 1
-            if event.event == "raised":
-                raised_ids[index] = event.alert_id
-            log.info(
-                "alert",
-                kind=event.event,
-                stream=event.stream,
-                score=round(event.score, 4),
-                alert_id=event.alert_id,
-            )
-        if self.settings.alerts.publish_state:
-            self._publish_state_changes(route, part, scored, raised_ids)
+    def _take_requests(self) -> None:
+        """Operators' feedback: stored and answered, then acknowledged."""
+        requests = self.mqtt.requests
+        if not requests:
+            return
+        self.mqtt.requests = []
+        if self.desk is not None:
+            self.desk.take(requests, self.routes)
+            self.publisher.flush()
+        self.mqtt.ack(requests)
 
-    def _publish_state_changes(
-        self, route: Route, part: Routed, scored: Scored, raised_ids: dict[int, str]
-    ) -> None:
-        """Publish each stream's status where it changed; the comparison is vectorised so
-        only the few readings that change a status cost Python work."""
-        table = route.pipeline.table
-        codes = np.where(
-            scored.alert,
-            STATUS_CODES["alert"],
-            np.where(scored.warming_up, STATUS_CODES["warming_up"], STATUS_CODES["normal"]),
-        )
-        stepped = scored.status <= FIRST  # late and duplicate readings change nothing
-        published = table["published_status"]
-        candidates = stepped & (codes != published[scored.slots])
-        if len(part) > 1 and candidates.any():
-            # A stream with several readings in the batch: its later readings compare with
-            # what its earlier ones publish, so check those in order below.
-            _, which, counts = np.unique(scored.slots, return_inverse=True, return_counts=True)
-            candidates |= stepped & (counts[which] > 1)
-        manifest = route.pipeline.bundle.manifest
-        for i in np.flatnonzero(candidates):
-            slot, code = scored.slots[i], int(codes[i])
-            if published[slot] == code:
-                continue
-            published[slot] = code
-            render = partial(
-                state_payload,
-                stream=part.streams[i],
-                status=STATUS_NAMES[code],
-                since=part.ts[i],
-                route=route.name,
-                model=manifest.name,
-                model_version=manifest.version,
-                alert_id=raised_ids.get(int(i)),
-            )
-            self.states.put(state_topic(self.prefix, part.streams[i]), render)
-            self.counters.states_published += 1
-
-    # housekeeping, reload, snapshots
+    # housekeeping, reload
 
     def _housekeeping(self) -> None:
         now = time.time()
         for route in self.routes:
-            ttl = route.settings.idle_ttl_s
-            if ttl is None:
-                continue
-            for stream in route.pipeline.evict_idle(now, ttl):
-                self.counters.evicted += 1
-                if self.settings.alerts.publish_state:
-                    manifest = route.pipeline.bundle.manifest
-                    self.states.put(
-                        state_topic(self.prefix, stream),
-                        partial(
-                            state_payload,
-                            stream=stream,
-                            status="evicted",
-                            since=now,
-                            route=route.name,
-                            model=manifest.name,
-                            model_version=manifest.version,
-                        ),
-                    )
+            self._evict_idle(route, now)
+            if self.settings.nodata.enabled and self.mqtt.connected.is_set():
+                for silence in silent(
+                    route.pipeline.table, self.nodata, now, self.mqtt.connected_at
+                ):
+                    self.publisher.nodata(route, silence, now)
+            live, shadow = route.moved()
+            if live or shadow:
+                self._reload_route(route, live, shadow)
+        self.publisher.flush()
+        if self.recorder is not None:
+            self.recorder.maintain(now)
         self.notifier.status(self._status_line())
 
+    def _evict_idle(self, route: Route, now: float) -> None:
+        ttl = route.settings.idle_ttl_s
+        if ttl is None:
+            return
+        for stream in route.pipeline.evict_idle(now, ttl):
+            self.counters.evicted += 1
+            self.publisher.evicted(route, stream, now)
+        if route.shadow is not None:
+            route.shadow.evict_idle(now, ttl)
+
     def reload(self) -> None:
-        """Reload every route's bundle; keep stream state where the shapes match."""
+        """Reload every route's bundles (SIGHUP); keep stream state where shapes match."""
         self.notifier.reloading()
         for route in self.routes:
-            try:
-                engine = Engine(load_bundle(route.settings.bundle))
-            except SensordError as exc:
-                self.counters.reload_failures += 1
-                log.error(
-                    "reload failed; keeping the loaded bundle", route=route.name, error=str(exc)
-                )
-                continue
-            kept = route.pipeline.replace_engine(engine)
-            log.info(
-                "bundle reloaded",
-                route=route.name,
-                model=engine.bundle.name,
-                version=engine.bundle.manifest.version,
-                state_kept=kept,
-            )
+            self._reload_route(route, True, route.settings.shadow is not None)
         self.counters.reloads += 1
         self.notifier.ready(self._status_line())
 
+    def _reload_route(self, route: Route, live: bool, shadow: bool) -> None:
+        self.counters.reload_failures += reload_route(route, live=live, shadow=shadow)
+        route.pipeline.engine.timings = self.timings.steps
+
     def _open_route(self, index: int, settings: RouteSettings) -> Route:
-        engine = Engine(load_bundle(settings.bundle))
-        name = settings.name or f"route{index}-{engine.bundle.name}"
-        return Route(name, settings, Pipeline(engine, self.settings.pipeline_settings(settings)))
+        route = open_route(index, settings, self.settings.pipeline_settings(settings))
+        route.pipeline.engine.timings = self.timings.steps
+        return route
 
     # what is going on
 
     def stats(self) -> dict[str, Any]:
-        core: dict[str, int] = {}
-        for route in self.routes:
-            for key, value in vars(route.pipeline.counters).items():
-                core[key] = core.get(key, 0) + value
-        return {
-            "received": self.mqtt.counters.received,
-            **core,
-            "rejected": dict(self.ingest.rejected),
-            "streams": sum(len(r.pipeline.table) for r in self.routes),
-            **vars(self.counters),
-            "connects": self.mqtt.counters.connects,
-            "disconnects": self.mqtt.counters.disconnects,
-            "inbox": len(self.mqtt.inbox),
-            "states_pending": len(self.states),
-            "states_superseded": self.states.superseded,
-            "acked": self.mqtt.counters.acked,
-            "broker_dropped": self.mqtt.counters.broker_dropped,
-            "ack_stale": self.mqtt.counters.ack_stale,
-            **vars(self.delivery.counters),
-            "outbox_pending": len(self.delivery.outbox or ()),
-            "snapshots_saved": self.durable.snapshots.saved,
-            "snapshot_failures": self.durable.snapshots.failures,
-            "journal_errors": self.durable.journal_errors,
-        }
+        return daemon_stats(self)
 
     def _status_line(self) -> str:
         s = self.stats()

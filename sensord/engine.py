@@ -7,6 +7,7 @@ declares, so a graph and manifest that disagree fail at load, not at the first m
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,6 +37,8 @@ class Engine:
         self.inputs = self.features + len(bundle.manifest.time_features)
         self.layers = bundle.manifest.layers
         self.hidden = bundle.manifest.hidden
+        # When a list is given (the daemon's), how long each step took is appended to it.
+        self.timings: list[float] | None = None
         options = ort.SessionOptions()
         # One intra-op thread: the step is a few small matrix products, and the daemon
         # batches streams instead; more threads cost more in hand-off than they save.
@@ -88,7 +91,12 @@ class Engine:
 
     def step(self, x: F32, h: F32, c: F32) -> StepResult:
         """One LSTM step for a batch of streams: ``x[B, F+T]`` in, prediction ``[B, F]`` out."""
-        y, h_out, c_out = self._session.run(OUTPUT_NAMES, {"x": x, "h": h, "c": c})
+        if self.timings is None:
+            y, h_out, c_out = self._session.run(OUTPUT_NAMES, {"x": x, "h": h, "c": c})
+        else:
+            started = time.perf_counter()
+            y, h_out, c_out = self._session.run(OUTPUT_NAMES, {"x": x, "h": h, "c": c})
+            self.timings.append(time.perf_counter() - started)
         return StepResult(prediction=y, h=h_out, c=c_out)
 
 

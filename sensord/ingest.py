@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -67,6 +67,28 @@ class RouteRule:
         return len(self.features) == 1 and self.format in ("auto", "json", "number")
 
 
+class Request(NamedTuple):
+    """A message to sensord itself (operator feedback), with its MQTT 5 reply properties."""
+
+    topic: str
+    payload: bytes
+    received: float
+    qos: int
+    mid: int
+    session: int
+    response_topic: str | None = None
+    correlation: bytes | None = None
+
+
+class Ackable(Protocol):
+    @property
+    def qos(self) -> int: ...
+    @property
+    def mid(self) -> int: ...
+    @property
+    def session(self) -> int: ...
+
+
 @dataclass
 class Routed:
     """One route's share of a micro-batch, as columns in arrival order."""
@@ -114,8 +136,9 @@ class Routed:
 class RateLimitedLog:
     """At most one warning per reason per interval, saying how many were not logged."""
 
-    def __init__(self, interval_s: float) -> None:
+    def __init__(self, interval_s: float, event: str = "reading rejected") -> None:
         self.interval_s = interval_s
+        self.event = event
         self._last: dict[str, float] = {}
         self._suppressed: Counter[str] = Counter()
 
@@ -127,7 +150,7 @@ class RateLimitedLog:
         self._last[reason] = now
         suppressed = self._suppressed.pop(reason, 0)
         log.warning(
-            "reading rejected",
+            self.event,
             reason=reason,
             topic=topic[:200],
             detail=detail[:200],

@@ -142,7 +142,7 @@ class LiveDemo:
         config.write_text(
             f'[mqtt]\nhost = "{host}"\nport = {port}\nprotocol = "{protocol}"\n'
             f'client_id = "sensord-demo"\n\n[alerts]\nprefix = "{PREFIX}"\n\n'
-            f'[state]\ndir = "{state.resolve()}"\n\n[metrics]\nenabled = false\n\n'
+            f'[state]\ndir = "{state.resolve()}"\n\n'
             f'[[routes]]\ntopic = "{SENSOR_TOPIC.format(stream="+")}"\n'
             f'bundle = "{bundle.resolve()}"\n'
         )

@@ -13,10 +13,8 @@ network thread. Two measured reasons (benchmarks/README.md):
   back; one thread owning both the socket and the state has no such hand-offs, and a reading
   can be acknowledged by the same thread once it is scored.
 
-Backpressure is TCP's and MQTT's: while the loop scores a batch it does not read, the socket
-fills, and the broker keeps the rest in the session up to ``max_queued_messages``. Nothing is
-queued, and so nothing dropped, inside sensord. What one ``poll`` takes off the socket is
-bounded by the read buffer.
+Backpressure is TCP's and MQTT's: while the loop scores a batch it does not read, and the
+broker keeps the rest in the session (``max_queued_messages``). Nothing is dropped inside.
 
 Readings are acknowledged by the loop (paho's ``manual_ack``), after they are scored and
 their alerts are in the outbox, in arrival order (``ack``). A reading read but not
@@ -48,7 +46,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from sensord.config import MqttSettings
-from sensord.ingest import Message
+from sensord.ingest import Ackable, Message, Request
 from sensord.logs import get_logger
 from sensord.mqttbuffer import BufferedClient, writes_are_polled
 from sensord.wire import OFFLINE, ONLINE, status_topic
@@ -77,12 +75,21 @@ class MqttAdapter:
     """One paho client: sensor subscriptions in, sensord's topics out; driven by ``poll``."""
 
     def __init__(
-        self, settings: MqttSettings, prefix: str, filters: Sequence[str], read_limit: int = 256
+        self,
+        settings: MqttSettings,
+        prefix: str,
+        filters: Sequence[str],
+        read_limit: int = 256,
+        requests: str | None = None,
     ) -> None:
         self.settings = settings
         self.prefix = prefix
         self.filters = list(filters)
         self.inbox: list[Message] = []  # read, not yet taken by the loop
+        # Messages to sensord itself (a filter under its own prefix), and those read.
+        self.requests_filter = requests
+        self.requests: list[Request] = []
+        self.connected_at = 0.0  # wall time of the last connection
         # Parsing stops once this many readings wait (the rest stays buffered): a reading
         # is then never parsed more than one batch ahead of being scored.
         self.read_limit = read_limit
@@ -194,16 +201,25 @@ class MqttAdapter:
             self.client.flush_writes()
 
     def publish(
-        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        retain: bool = False,
+        correlation: bytes | None = None,
     ) -> paho.MQTTMessageInfo:
-        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        properties = None
+        if correlation is not None and self.settings.protocol == "5":
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.CorrelationData = correlation
+        info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
         if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0:
             # Made while disconnected: paho keeps it and sends it after the reconnect, but
             # its is_published() would raise from now on. It is queued, so say so.
             info.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
         return info
 
-    def ack(self, messages: Sequence[Message]) -> None:
+    def ack(self, messages: Sequence[Ackable]) -> None:
         """Acknowledge these readings, in order; those that came by a connection since lost
         are left to the broker, which sends them again on this one."""
         session = self._session
@@ -289,6 +305,9 @@ class MqttAdapter:
             for topic in self.filters:
                 client.subscribe(topic, qos=self.settings.qos)
             client.subscribe(BROKER_DROPPED_TOPIC, qos=0)
+            if self.requests_filter is not None:
+                client.subscribe(self.requests_filter, qos=1)
+            self.connected_at = time.time()
             client.publish(status_topic(self.prefix), ONLINE, qos=1, retain=True)
             self.connected.set()
             self.ever_connected.set()
@@ -316,6 +335,9 @@ class MqttAdapter:
     def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
         try:
             topic = message.topic
+            if self.requests_filter and paho.topic_matches_sub(self.requests_filter, topic):
+                self.requests.append(self._request(message))
+                return
             if topic.startswith(self._own):
                 self.counters.own_topics += 1  # a route filter that also matches our output
                 client.ack(message.mid, message.qos)
@@ -339,6 +361,21 @@ class MqttAdapter:
         except Exception as exc:  # never into paho; counted and logged instead
             self.counters.callback_errors += 1
             log.exception("on_message failed", error=str(exc))
+
+    def _request(self, message: paho.MQTTMessage) -> Request:
+        props = getattr(message, "properties", None)
+        response = getattr(props, "ResponseTopic", None)
+        correlation = getattr(props, "CorrelationData", None)
+        return Request(
+            message.topic,
+            bytes(message.payload),
+            time.time(),
+            message.qos,
+            message.mid,
+            self._session,
+            response if isinstance(response, str) else None,
+            bytes(correlation) if isinstance(correlation, bytes | bytearray) else None,
+        )
 
     def _broker_dropped(self, payload: bytes | bytearray) -> None:
         try:

@@ -32,6 +32,7 @@ from sensord.bundle import Bundle
 from sensord.detect import Detector, DetectorSettings, make_detector
 from sensord.detect.range import out_of_range, range_columns, widen
 from sensord.engine import Engine
+from sensord.nodata import NODATA_COLUMNS, learn_period
 from sensord.sample import (
     DUPLICATE,
     FIRST,
@@ -50,11 +51,12 @@ from sensord.wave import split_waves
 
 F64 = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
-# Kept for the edges: when the daemon last heard from a stream (idle eviction), and the
-# status it last published for it (so only changes are published).
+# Kept for the edges: when the daemon last heard from a stream (idle eviction), the status
+# it last published for it (so only changes are published), and its usual period (nodata).
 EDGE_COLUMNS = {
     "last_received": ColumnSpec(np.float64, (), -np.inf),
     "published_status": ColumnSpec(np.int8, (), 0),
+    **NODATA_COLUMNS,
 }
 
 
@@ -155,6 +157,7 @@ class Pipeline:
             self._start_streams(streams, slots, new)
         out = Scored.empty(n, self.engine.features, slots)
         for wave in split_waves(slots):
+            out.waves.append(len(wave))
             self._step_wave(
                 out,
                 wave,
@@ -252,7 +255,9 @@ class Pipeline:
         table["prediction"][slots] = result.prediction
         table["steps"][slots] = steps + 1
         table["last_ts"][slots] = ts
-        table["last_received"][slots] = np.where(np.isnan(received), ts, received)
+        arrived = np.where(np.isnan(received), ts, received)
+        learn_period(table, slots, table["last_received"][slots], arrived)
+        table["last_received"][slots] = arrived
 
         scores = np.full(len(slots), np.nan)
         scored = np.flatnonzero(has_prediction)

@@ -7,7 +7,7 @@ the same for one sample, for replay and the tests.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
@@ -74,6 +74,7 @@ class Scored:
     warming_up: Bools
     reset: Bools
     events: list[tuple[int, AlertEvent]]
+    waves: list[int] = field(default_factory=list)  # readings per engine step, for metrics
 
     @classmethod
     def empty(cls, n: int, features: int, slots: Slots) -> Scored:

@@ -106,7 +106,8 @@ def _read(path: Path, pipeline: Pipeline) -> StateTable:
         with np.load(path, allow_pickle=False) as archive:
             header = json.loads(str(archive["header"]))
             _check_fits(path, header, header_of(pipeline))
-            names = list(header["columns"])
+            # Columns added since the file was written start empty; gone ones are ignored.
+            names = [name for name in header["columns"] if name in pipeline.table.specs]
             streams = archive["streams"]
             columns = {name: archive[f"column_{name}"] for name in names}
     except SnapshotError:
@@ -127,7 +128,10 @@ def _check_fits(path: Path, header: Any, expected: dict[str, Any]) -> None:
     if not isinstance(header, dict) or header.get("version") not in READABLE_VERSIONS:
         found = header.get("version") if isinstance(header, dict) else None
         raise SnapshotError(f"{path}: snapshot format version {found!r} is not one this reads")
-    changed = sorted(k for k in expected if k != "version" and header.get(k) != expected[k])
+    fixed = (k for k in expected if k not in ("version", "columns"))
+    changed = sorted(k for k in fixed if header.get(k) != expected[k])
+    theirs, ours = header.get("columns") or {}, expected["columns"]
+    changed += sorted(f"column {n}" for n in theirs if n in ours and theirs[n] != ours[n])
     if changed:
         raise SnapshotError(
             f"{path}: does not fit the current bundle/detector ({', '.join(changed)} differ)"

@@ -97,7 +97,10 @@ class StateTable:
         """Replace the whole table: ``streams[slot]`` is each slot's id ("" for a free slot)."""
         self.capacity = len(streams)
         self.columns = {
-            name: np.array(columns[name], dtype=self.specs[name].dtype) for name in self.specs
+            name: np.array(columns[name], dtype=spec.dtype)
+            if name in columns
+            else _empty(spec, self.capacity)  # a column newer than the snapshot
+            for name, spec in self.specs.items()
         }
         self.stream_of = [s or None for s in streams]
         self.slot_of = {s: slot for slot, s in enumerate(self.stream_of) if s is not None}

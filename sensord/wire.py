@@ -4,6 +4,9 @@
   not retained;
 - ``<prefix>/state/<stream>``: the stream's current status, retained, published when the
   status changes (``warming_up``, ``normal``, ``alert``, ``evicted``);
+- ``<prefix>/nodata/<stream>``: ``raised`` / ``cleared`` data-quality events (a stream went
+  silent, or came back), QoS 1, not retained;
+- ``<prefix>/feedback/<stream>/response``: the answer to an operator's feedback (feedback.py);
 - ``<prefix>/status``: ``online`` (retained, on every connect) or ``offline`` (at a clean
   stop, and as the Last Will when the connection dies).
 """
@@ -33,6 +36,60 @@ def alert_topic(prefix: str, stream: str) -> str:
 
 def state_topic(prefix: str, stream: str) -> str:
     return f"{prefix}/state/{stream}"
+
+
+def nodata_topic(prefix: str, stream: str) -> str:
+    return f"{prefix}/nodata/{stream}"
+
+
+def feedback_filter(prefix: str) -> str:
+    return f"{prefix}/feedback/+"
+
+
+def feedback_response_topic(prefix: str, stream: str) -> str:
+    return f"{prefix}/feedback/{stream}/response"
+
+
+def nodata_payload(
+    *, event: str, stream: str, route: str, last: float, period_s: float, now: float
+) -> bytes:
+    """The JSON of a ``nodata`` raised/cleared event."""
+    return orjson.dumps(
+        {
+            "schema": SCHEMA_VERSION,
+            "kind": "nodata",
+            "event": event,
+            "stream": stream,
+            "route": route,
+            "time": format_timestamp(now),
+            "last_reading_at": format_timestamp(last),
+            "silent_s": round(now - last, 3),
+            "usual_period_s": _finite_or_none(round(period_s, 6)),
+        }
+    )
+
+
+def feedback_response(
+    *,
+    stream: str,
+    alert_id: str | None,
+    verdict: str | None,
+    accepted: bool,
+    reason: str | None,
+    now: float,
+) -> bytes:
+    """The JSON answer to one feedback message."""
+    return orjson.dumps(
+        {
+            "schema": SCHEMA_VERSION,
+            "stream": stream,
+            "alert_id": alert_id,
+            "verdict": verdict,
+            "accepted": accepted,
+            "reason": reason,
+            "time": format_timestamp(now),
+        }
+    )
 
 
 def alert_payload(
@@ -79,8 +136,9 @@ def state_payload(
     model: str,
     model_version: str,
     alert_id: str | None = None,
+    feedback: dict[str, object] | None = None,
 ) -> bytes:
-    """The JSON of a stream's retained state."""
+    """The JSON of a stream's retained state (with the operator's feedback on its alert)."""
     return orjson.dumps(
         {
             "schema": SCHEMA_VERSION,
@@ -89,6 +147,7 @@ def state_payload(
             "since": format_timestamp(since),
             "route": route,
             "alert_id": alert_id,
+            "feedback": feedback,
             "model": {"name": model, "version": model_version},
         }
     )

@@ -305,7 +305,7 @@ def write_config(folder: Path, port: int, bundle: Bundle, snapshot_interval_s: f
         f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\nclient_id = "crash-{time.monotonic_ns()}"\n'
         "reconnect_min_s = 0.2\nreconnect_max_s = 1\nkeepalive = 5\n"
         f'[state]\ndir = "{folder / "state"}"\nsnapshot_interval_s = {snapshot_interval_s}\n'
-        "[metrics]\nenabled = false\n[limits]\nlog_interval_s = 0\n"
+        "[limits]\nlog_interval_s = 0\n"
         f'[[routes]]\ntopic = "sensors/+/value"\nbundle = "{bundle.path}"\n'
     )
     return config

@@ -45,6 +45,10 @@ class Profile:
     fn: float
 
 
+# NAB's standard application profile (its profiles.json), for scoring without NAB's files.
+STANDARD = Profile("standard", tp=1.0, fp=0.11, fn=1.0)
+
+
 def load_profiles(path: Path) -> dict[str, Profile]:
     raw = json.loads(path.read_text())
     return {
@@ -90,9 +94,14 @@ class ScoredFile:
 
 
 def prepare(
-    name: str, timestamps: F64, scores: F64, windows: Sequence[tuple[float, float]]
+    name: str,
+    timestamps: F64,
+    scores: F64,
+    windows: Sequence[tuple[float, float]],
+    probation: int | None = None,
 ) -> ScoredFile:
-    """Window membership and position of every row of one file."""
+    """Window membership and position of every row of one file. ``probation``: rows left
+    unscored at the start (default: NAB's rule; 0 when the detector was warmed up before)."""
     n = len(timestamps)
     window = np.full(n, -1, dtype=np.intp)
     position = np.full(n, 3.0)
@@ -113,7 +122,7 @@ def prepare(
         previous_end, previous_width = last, width
     if previous_end is not None:
         _after_window(position, previous_end, previous_width, previous_end + 1, n)
-    keep = np.arange(n) >= probation_rows(n)
+    keep = np.arange(n) >= (probation_rows(n) if probation is None else probation)
     kept_windows = window[keep]
     return ScoredFile(
         name=name,

@@ -1,0 +1,410 @@
+"""``sensord retrain``: fit a candidate on a route's recording, judge it against the model in
+service on the newest data, and promote it only if it is not worse.
+
+The recording is cut once by time: everything before the cut may train, the newest
+``holdout_fraction`` judges. Training leaves out the rows around every alert span unless an
+operator called that alert a false positive (then the model should learn that it was
+normal). Both models are judged by the daemon's own core (``Pipeline.process_batch``, the
+route's detector settings), each warmed up on the rows just before the cut, on three
+figures: the error of the expected values in raw units away from alert spans, the alert
+rate, and a NAB score against the alerts operators confirmed. Every outcome, including
+"skipped", is appended to the route's decision log.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from sensord.bundle import Bundle, Manifest, load_bundle
+from sensord.config import Settings, route_name
+from sensord.engine import Engine
+from sensord.feedback import read_verdicts
+from sensord.logs import get_logger
+from sensord.models import (
+    CANDIDATES,
+    TRAINING_CSV,
+    DataFigures,
+    Decision,
+    Figures,
+    Outcome,
+    install,
+    log_decision,
+    managed_route_dir,
+    route_lock,
+    switch,
+)
+from sensord.nabscore import STANDARD, prepare, score_corpus
+from sensord.pipeline import Pipeline, PipelineSettings
+from sensord.record import AlertSpan, Recording, load_alert_spans, load_readings, write_training_csv
+from sensord.sample import SCORED
+from sensord.training.data import MIN_ROWS_PER_STREAM
+from sensord.training.fit import FitOptions
+from sensord.training.train import TrainOptions, train_bundle
+
+log = get_logger(__name__)
+F64 = npt.NDArray[np.float64]
+Bools = npt.NDArray[np.bool_]
+KEEP_CANDIDATES = 5  # refused candidates kept per route for inspection, newest first
+Windows = dict[str, list[tuple[float, float]]]
+
+
+@dataclass(frozen=True)
+class RetrainOptions:
+    epochs: int | None = None  # default: settings.retrain.epochs
+    seed: int = 0  # fixed: the same recording gives the same candidate
+    warmup_rows: int = 200  # per stream, fed before the cut and not judged
+    batch: int = 256
+
+
+@dataclass(frozen=True)
+class _Split:
+    """Row masks over the recording, and the figures of the split."""
+
+    train: Bools
+    warm: Bools
+    holdout: Bools
+    excluded: Bools
+    windows: Windows
+    data: DataFigures
+
+
+def retrain_route(
+    settings: Settings, index: int, options: RetrainOptions | None = None
+) -> Decision:
+    """Retrain route ``index`` from its recording; promote, refuse or skip, and log it."""
+    options = options or RetrainOptions()
+    route = settings.routes[index]
+    name = route_name(index, route, load_bundle(route.bundle).manifest.name)
+    route_dir = managed_route_dir(settings.models_dir, name, route.bundle)
+    with route_lock(route_dir):
+        started, now = time.perf_counter(), time.time()
+        live = load_bundle(route.bundle.resolve())  # this version, even if current moves
+        decision = _decide(
+            settings, index, name=name, route_dir=route_dir, live=live, options=options
+        )
+        decision = replace(decision, time=now, seconds=time.perf_counter() - started)
+        log_decision(route_dir, decision.record())
+    _log(decision)
+    return decision
+
+
+def _decide(
+    settings: Settings,
+    index: int,
+    *,
+    name: str,
+    route_dir: Path,
+    live: Bundle,
+    options: RetrainOptions,
+) -> Decision:
+    records = settings.records_dir / name
+    recording = load_readings(records, live.features)
+    if not recording.streams:
+        return _skipped(name, f"no recording in {records}", _recorded(recording))
+    split = _split(settings, recording, load_alert_spans(records), options.warmup_rows)
+    if isinstance(split, str):
+        return _skipped(name, split, _recorded(recording))
+    epochs = options.epochs or settings.retrain.epochs
+    candidate_dir = _train_candidate(
+        route_dir, live.manifest, recording, split, epochs=epochs, seed=options.seed
+    )
+    candidate = load_bundle(candidate_dir)
+    if candidate.manifest.graph.sha256 == live.manifest.graph.sha256:
+        shutil.rmtree(candidate_dir)
+        return _skipped(name, "the candidate is the model in service", split.data)
+    pipeline_settings = settings.pipeline_settings(settings.routes[index])
+    live_figures, candidate_figures = (
+        _judge(bundle, pipeline_settings, recording, split, options.batch)
+        for bundle in (live, candidate)
+    )
+    if min(live_figures.mae_rows, candidate_figures.mae_rows) == 0:
+        shutil.rmtree(candidate_dir, ignore_errors=True)
+        reason = "the holdout has no scored readings away from alert spans to judge on"
+        return _skipped(name, reason, split.data)
+    reasons = failed_rules(live_figures, candidate_figures, settings.retrain.tolerance)
+    if reasons:
+        _prune_candidates(route_dir / CANDIDATES)
+        outcome: Outcome = "refused"
+    else:
+        install(route_dir, candidate_dir)
+        switch(route_dir, candidate.manifest.version)
+        shutil.rmtree(candidate_dir)  # its bundle and training.csv now live in versions/
+        outcome = "promoted"
+    kept = candidate_dir if outcome == "refused" else None
+    return Decision(
+        name, outcome, tuple(reasons), live_figures, candidate_figures, split.data, kept, 0, 0
+    )
+
+
+def _skipped(name: str, reason: str, data: DataFigures) -> Decision:
+    return Decision(name, "skipped", (reason,), None, None, data, None, 0, 0)
+
+
+def _recorded(recording: Recording) -> DataFigures:
+    return DataFigures(
+        recorded_rows=len(recording.streams),
+        files=recording.files,
+        torn=recording.torn,
+        duplicates=recording.duplicates,
+        streams=len(set(recording.streams)),
+    )
+
+
+def _stream_ranges(recording: Recording) -> dict[str, tuple[int, int]]:
+    """Each stream's rows ``[lo, hi)``: the recording is sorted by (stream, ts)."""
+    ranges: dict[str, tuple[int, int]] = {}
+    for i, stream in enumerate(recording.streams):
+        lo, _ = ranges.get(stream, (i, i))
+        ranges[stream] = (lo, i + 1)
+    return ranges
+
+
+def _split(
+    settings: Settings, recording: Recording, spans: list[AlertSpan], warmup_rows: int
+) -> _Split | str:
+    """The masks for training, warm-up and holdout, or why there is too little to retrain."""
+    retrain, ts = settings.retrain, recording.timestamps
+    ranges = _stream_ranges(recording)
+    keep = np.zeros(len(ts), dtype=bool)
+    keep[np.argsort(ts, kind="stable")[-retrain.max_rows :]] = True  # the newest rows
+    counts = {s: int(keep[lo:hi].sum()) for s, (lo, hi) in ranges.items()}
+    for stream, (lo, hi) in ranges.items():
+        if counts[stream] < retrain.min_rows:
+            keep[lo:hi] = False  # too little of it to learn from or judge on
+    if not keep.any():
+        most = max(counts.items(), key=lambda item: item[1], default=("(none)", 0))
+        return (
+            f"too little data: no stream has {retrain.min_rows} recorded rows "
+            f"(most: {most[1]}, stream {most[0]})"
+        )
+    kept_ts = np.sort(ts[keep])
+    cut = float(kept_ts[int(len(kept_ts) * 0.5)])
+    before, holdout = keep & (ts < cut), keep & (ts >= cut)
+    excluded, windows, counted = _exclusions(
+        settings, recording, ranges, spans, before=before, holdout=holdout
+    )
+    train = before & ~excluded
+    warm = np.zeros(len(ts), dtype=bool)
+    for lo, hi in ranges.values():
+        rows = lo + np.flatnonzero(before[lo:hi])
+        warm[rows[max(len(rows) - warmup_rows, 0) :]] = True
+        if int(train[lo:hi].sum()) < MIN_ROWS_PER_STREAM:
+            train[lo:hi] = False  # train would refuse the stream; it is still judged
+    if not train.any():
+        return (
+            f"too little data: after leaving out {int((before & excluded).sum())} rows around "
+            f"alerts, no stream has {MIN_ROWS_PER_STREAM} rows to train on"
+        )
+    data = DataFigures(
+        **{
+            **asdict(_recorded(recording)),
+            "holdout_start": cut,
+            "holdout_end": float(kept_ts[-1]),
+            "holdout_rows": int(holdout.sum()),
+            "training_rows": int(train.sum()),
+            "excluded_rows": int((before & excluded).sum()),
+            **counted,
+        }
+    )
+    return _Split(train, warm, holdout, excluded, windows, data)
+
+
+def _exclusions(
+    settings: Settings,
+    recording: Recording,
+    ranges: dict[str, tuple[int, int]],
+    spans: list[AlertSpan],
+    *,
+    before: Bools,
+    holdout: Bools,
+) -> tuple[Bools, Windows, dict[str, int]]:
+    """Rows around alerts not called false positives; NAB windows of confirmed alerts."""
+    verdicts = read_verdicts(settings.feedback_file)
+    margin, ts = settings.retrain.exclude_margin_s, recording.timestamps
+    excluded = np.zeros(len(ts), dtype=bool)
+    windows: Windows = {}
+    counted = {"excluded_alerts": 0, "false_positives_relearnt": 0, "labelled_windows": 0}
+    for span in spans:
+        lo, hi = ranges.get(span.stream, (0, 0))
+        a = lo + int(np.searchsorted(ts[lo:hi], span.start - margin, side="left"))
+        b = lo + int(np.searchsorted(ts[lo:hi], span.end + margin, side="right"))
+        verdict = verdicts.get(span.alert_id)
+        if verdict == "false_positive":
+            counted["false_positives_relearnt"] += int(before[a:b].any())
+            continue
+        counted["excluded_alerts"] += int(before[a:b].any())
+        excluded[a:b] = True
+        if verdict == "confirmed" and holdout[a:b].any():
+            # The alert's span widened as training leaves it out: a candidate that sees
+            # the anomaly a little earlier than the live model did is not punished.
+            windows.setdefault(span.stream, []).append((float(ts[a]), float(ts[b - 1])))
+            counted["labelled_windows"] += 1
+    return excluded, windows, counted
+
+
+def _train_candidate(
+    route_dir: Path,
+    live: Manifest,
+    recording: Recording,
+    split: _Split,
+    *,
+    epochs: int,
+    seed: int,
+) -> Path:
+    """Train into a fresh directory, then name it by the candidate's version."""
+    candidates = route_dir / CANDIDATES
+    work = candidates / f".work-{uuid.uuid4().hex}"
+    work.mkdir(parents=True)
+    threads = torch.get_num_threads()
+    # One thread: retraining runs beside the daemon and must not take its core (and with
+    # one thread the candidate does not depend on how many cores the machine has).
+    torch.set_num_threads(1)
+    try:
+        write_training_csv(work / TRAINING_CSV, recording, split.train)
+        report = train_bundle(work / TRAINING_CSV, work, _train_options(live, epochs, seed))
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    finally:
+        torch.set_num_threads(threads)
+    target = candidates / report.bundle.manifest.version
+    if target.exists():  # the same candidate trained before: this one replaces it
+        shutil.rmtree(target)
+    work.rename(target)
+    return target
+
+
+def _train_options(live: Manifest, epochs: int, seed: int) -> TrainOptions:
+    """The live model's architecture and training options; the epochs and seed given."""
+    given = live.training.hyperparameters
+    values: dict[str, Any] = {}
+    for field in fields(FitOptions):
+        default = getattr(FitOptions(), field.name)
+        value = given.get(field.name, default)
+        values[field.name] = type(default)(value)  # the manifest keeps them as JSON numbers
+    values.update(epochs=epochs, layers=live.layers, hidden=live.hidden, seed=seed)
+    return TrainOptions(
+        name=live.name,
+        features=live.features,
+        out_of_order="drop",
+        time_of_day="on" if live.time_features else "off",
+        transform=live.transform,
+        validation_fraction=float(given.get("validation_fraction", 0.2)),
+        fit=FitOptions(**values),
+    )
+
+
+def _judge(
+    bundle: Bundle, settings: PipelineSettings, recording: Recording, split: _Split, batch: int
+) -> Figures:
+    """Run the warm-up rows, then the holdout, through a fresh core; figures of the holdout."""
+    pipeline = Pipeline(Engine(bundle), settings)
+    _feed(pipeline, recording, np.flatnonzero(split.warm), batch)
+    rows, status, expected, raised = _feed(
+        pipeline, recording, np.flatnonzero(split.holdout), batch
+    )
+    scored = status == SCORED
+    clean = scored & ~split.excluded[rows]
+    errors = np.abs(recording.values[rows[clean]] - expected[clean]).mean(axis=1)
+    count = int(scored.sum())
+    return Figures(
+        version=bundle.manifest.version,
+        scored=count,
+        mae=float(errors.mean()) if errors.size else float("nan"),
+        mae_rows=int(errors.size),
+        alerts=int(raised.sum()),
+        alert_rate=1000.0 * float(raised.sum()) / count if count else float("nan"),
+        nab=_nab(recording, rows, raised, split.windows),
+    )
+
+
+def _feed(
+    pipeline: Pipeline, recording: Recording, rows: npt.NDArray[np.intp], batch: int
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int8], F64, Bools]:
+    """Feed rows in time order, as the daemon receives them; per row fed: its index,
+    status, expected values and whether it raised an alert."""
+    ts = recording.timestamps
+    rows = rows[np.argsort(ts[rows], kind="stable")]
+    status = np.empty(len(rows), dtype=np.int8)
+    expected = np.empty((len(rows), recording.values.shape[1]))
+    raised = np.zeros(len(rows), dtype=bool)
+    for start in range(0, len(rows), batch):
+        chunk = rows[start : start + batch]
+        out = pipeline.process_batch(
+            [recording.streams[i] for i in chunk], ts[chunk], recording.values[chunk]
+        )
+        status[start : start + len(chunk)] = out.status
+        expected[start : start + len(chunk)] = out.expected
+        for i, event in out.events:
+            raised[start + i] = event.event == "raised"
+    return rows, status, expected, raised
+
+
+def _nab(
+    recording: Recording, rows: npt.NDArray[np.intp], raised: Bools, windows: Windows
+) -> float | None:
+    """NAB (standard profile) of the alerts raised, one file per stream, the confirmed
+    alerts as windows; None when no alert on the holdout was confirmed."""
+    if not windows:
+        return None
+    streams = np.asarray([recording.streams[i] for i in rows], dtype=object)
+    files = []
+    for stream in dict.fromkeys(streams.tolist()):
+        mine = streams == stream
+        stamps = recording.timestamps[rows[mine]]
+        # Warmed up before the holdout: no probation rows.
+        onsets = raised[mine].astype(np.float64)
+        files.append(prepare(stream, stamps, onsets, windows.get(stream, []), probation=0))
+    return float(score_corpus(files, STANDARD, threshold=1.0).normalized)
+
+
+def failed_rules(live: Figures, candidate: Figures, tolerance: float) -> list[str]:
+    """Every rule the candidate breaks, each naming the figures."""
+    reasons = []
+    if not candidate.mae <= live.mae * (1 + tolerance):
+        reasons.append(
+            f"error: candidate MAE {candidate.mae:.6g} > live {live.mae:.6g} x {1 + tolerance:g}"
+        )
+    one_alert = 1000.0 / candidate.scored if candidate.scored else 0.0
+    rate_limit = live.alert_rate * (1 + tolerance) + one_alert
+    if not candidate.alert_rate <= rate_limit:
+        reasons.append(
+            f"alert rate: candidate {candidate.alert_rate:.3g}/1000 > live "
+            f"{live.alert_rate:.3g}/1000 x {1 + tolerance:g} + one alert = {rate_limit:.3g}"
+        )
+    if live.nab is not None and candidate.nab is not None:
+        nab_limit = live.nab - tolerance * abs(live.nab)
+        if not candidate.nab >= nab_limit:
+            reasons.append(
+                f"NAB: candidate {candidate.nab:.4g} < live {live.nab:.4g} - "
+                f"{tolerance:g} x |live| = {nab_limit:.4g}"
+            )
+    return reasons
+
+
+def _prune_candidates(folder: Path) -> None:
+    """Keep the newest KEEP_CANDIDATES refused candidates: they are for inspection only."""
+    kept = sorted(
+        (p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    for old in kept[KEEP_CANDIDATES:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _log(decision: Decision) -> None:
+    record = decision.record()
+    for side in ("live", "candidate"):
+        figures = record.pop(side) or {}
+        record.update({f"{side}_{key}": value for key, value in figures.items()})
+    log.info("retrain decision", **record)

@@ -69,6 +69,7 @@ class DataFigures:
     files: int = 0
     torn: int = 0
     duplicates: int = 0
+    skipped_files: int = 0  # recorded with other features (before a model change)
     streams: int = 0
     holdout_start: float | None = None
     holdout_end: float | None = None
@@ -225,12 +226,15 @@ def managed_route_dir(models_dir: Path, route: str, bundle_setting: Path) -> Pat
     else ConfigError telling how to put the route under sensord's management."""
     route_dir = models_dir / route
     expected = route_dir / CURRENT
-    managed = (
-        bundle_setting.name == CURRENT
-        and bundle_setting.is_symlink()
-        and bundle_setting.parent.resolve() == route_dir.resolve()
+    follows = bundle_setting.name == CURRENT and (
+        bundle_setting.parent.resolve() == route_dir.resolve()
     )
-    if not managed:
+    if follows and not bundle_setting.is_symlink():
+        raise ConfigError(
+            f"route {route}: {str(expected)!r} does not exist yet; install the first model "
+            f"with 'sensord promote BUNDLE --route {route}'"
+        )
+    if not follows:
         raise ConfigError(
             f"route {route}: its bundle {str(bundle_setting)!r} is not {str(expected)!r}; "
             f"run 'sensord promote {bundle_setting} --route {route}' first and set the "

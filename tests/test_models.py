@@ -175,6 +175,12 @@ def test_route_lock_is_exclusive(tmp_path: Path) -> None:
 def test_a_route_not_on_current_is_not_managed(tmp_path: Path, small_bundle: Bundle) -> None:
     with pytest.raises(ConfigError, match=r"run 'sensord promote .* --route boiler' first"):
         managed_route_dir(tmp_path / "models", "boiler", small_bundle.path)
+    link = tmp_path / "models" / "boiler" / CURRENT
+    with pytest.raises(ConfigError, match=r"does not exist yet; .*'sensord promote BUNDLE"):
+        managed_route_dir(tmp_path / "models", "boiler", link)
+    install(link.parent, small_bundle.path)
+    switch(link.parent, small_bundle.manifest.version)
+    assert managed_route_dir(tmp_path / "models", "boiler", link) == link.parent
 
 
 def write_config(tmp_path: Path, bundle: Path) -> Path:

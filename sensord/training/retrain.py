@@ -44,7 +44,13 @@ from sensord.models import (
 )
 from sensord.nabscore import STANDARD, prepare, score_corpus
 from sensord.pipeline import Pipeline, PipelineSettings
-from sensord.record import AlertSpan, Recording, load_alert_spans, load_readings, write_training_csv
+from sensord.recorded import (
+    AlertSpan,
+    Recording,
+    load_alert_spans,
+    load_readings,
+    write_training_csv,
+)
 from sensord.sample import SCORED
 from sensord.training.data import MIN_ROWS_PER_STREAM
 from sensord.training.fit import FitOptions
@@ -83,7 +89,9 @@ def retrain_route(
     """Retrain route ``index`` from its recording; promote, refuse or skip, and log it."""
     options = options or RetrainOptions()
     route = settings.routes[index]
-    name = route_name(index, route, load_bundle(route.bundle).manifest.name)
+    # A named route is checked before its bundle is read: a route not yet promoted is told
+    # how to fix that, not that its current link does not exist.
+    name = route.name or route_name(index, route, load_bundle(route.bundle).manifest.name)
     route_dir = managed_route_dir(settings.models_dir, name, route.bundle)
     with route_lock(route_dir):
         started, now = time.perf_counter(), time.time()
@@ -155,6 +163,7 @@ def _recorded(recording: Recording) -> DataFigures:
         files=recording.files,
         torn=recording.torn,
         duplicates=recording.duplicates,
+        skipped_files=recording.skipped_files,
         streams=len(set(recording.streams)),
     )
 
@@ -187,7 +196,7 @@ def _split(
             f"(most: {most[1]}, stream {most[0]})"
         )
     kept_ts = np.sort(ts[keep])
-    cut = float(kept_ts[int(len(kept_ts) * 0.5)])
+    cut = float(kept_ts[int(len(kept_ts) * (1.0 - retrain.holdout_fraction))])
     before, holdout = keep & (ts < cut), keep & (ts >= cut)
     excluded, windows, counted = _exclusions(
         settings, recording, ranges, spans, before=before, holdout=holdout
@@ -262,6 +271,8 @@ def _train_candidate(
 ) -> Path:
     """Train into a fresh directory, then name it by the candidate's version."""
     candidates = route_dir / CANDIDATES
+    for stale in candidates.glob(".work-*"):  # left by a crash: the route lock is ours
+        shutil.rmtree(stale, ignore_errors=True)
     work = candidates / f".work-{uuid.uuid4().hex}"
     work.mkdir(parents=True)
     threads = torch.get_num_threads()

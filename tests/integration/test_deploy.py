@@ -174,3 +174,41 @@ def test_systemd_unit_exposure_is_ok() -> None:
     found = re.search(r"Overall exposure level for sensord\.service: ([0-9.]+)", done.stdout)
     assert found, done.stdout[-2000:] + done.stderr
     assert float(found.group(1)) <= 2.5
+
+
+def _setting(unit: str, key: str) -> list[str]:
+    return [line.split("=", 1)[1] for line in unit.splitlines() if line.startswith(f"{key}=")]
+
+
+def test_retrain_service_and_timer_share_the_daemons_state_and_verify() -> None:
+    daemon = (DEPLOY / "sensord.service").read_text()
+    retrain = (DEPLOY / "sensord-retrain.service").read_text()
+    timer = (DEPLOY / "sensord-retrain.timer").read_text()
+    # The same dynamic user and state directory: it reads recordings and feedback there and
+    # writes the versions and the `current` switch the daemon watches.
+    for key in ("User", "StateDirectory", "DynamicUser"):
+        assert _setting(retrain, key) == _setting(daemon, key) != []
+    assert _setting(retrain, "Type") == ["oneshot"]
+    assert "sensord retrain --config /etc/sensord/sensord.toml" in _setting(retrain, "ExecStart")[0]
+    assert _setting(retrain, "IOSchedulingClass") == ["idle"]  # never starves the daemon
+    assert _setting(timer, "Persistent") == ["true"] and _setting(timer, "OnCalendar")
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs systemd-analyze (scripts/bootstrap.sh installs systemd)")
+        pytest.skip("systemd-analyze is not installed")
+    units = [str(DEPLOY / name) for name in ("sensord-retrain.service", "sensord-retrain.timer")]
+    done = subprocess.run([analyze, "verify", *units], capture_output=True, text=True, check=False)
+    problems = [line for line in done.stderr.splitlines() if "/opt/sensord/bin/sensord" not in line]
+    assert problems == []
+    done = subprocess.run(
+        [analyze, "security", "--offline=yes", units[0]],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found = re.search(
+        r"Overall exposure level for sensord-retrain\.service: ([0-9.]+)", done.stdout
+    )
+    assert found, done.stdout[-2000:] + done.stderr
+    assert float(found.group(1)) <= 2.5

@@ -18,7 +18,7 @@ from sensord.alert import AlertPolicy
 from sensord.bundle import load_bundle
 from sensord.detect import DEFAULT_THRESHOLD, DETECTOR_KINDS, DetectorSettings
 from sensord.engine import Engine
-from sensord.errors import BundleError, ConfigError, SensordError
+from sensord.errors import BundleError, ConfigError, SensordError, missing_train_extra
 from sensord.pipeline import PipelineSettings
 from sensord.report import describe_bundle, describe_events, describe_replay
 
@@ -253,10 +253,7 @@ def _train(args: argparse.Namespace) -> int:
         from sensord.training.progress import train_with_progress
         from sensord.training.train import TrainOptions
     except ImportError as exc:
-        raise SensordError(
-            f"sensord train needs the train extra ({exc.name} is missing): "
-            "pip install torch==2.13.0 && pip install 'sensord[train]'"
-        ) from None
+        raise missing_train_extra("train", exc.name) from None
 
     options = TrainOptions(
         name=args.name,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sensord import logs
-from sensord.errors import BundleError, ConfigError, SensordError
+from sensord.errors import BundleError, ConfigError, SensordError, missing_train_extra
 
 if TYPE_CHECKING:
     from sensord.config import Settings
@@ -138,10 +138,7 @@ def _retrain(args: argparse.Namespace) -> int:
     try:
         from sensord.training.retrain import RetrainOptions, retrain_route
     except ImportError as exc:
-        raise SensordError(
-            f"sensord retrain needs the train extra ({exc.name} is missing): "
-            "pip install torch==2.13.0 && pip install 'sensord[train]'"
-        ) from None
+        raise missing_train_extra("retrain", exc.name) from None
     settings = _settings(args)
     failures: list[SensordError] = []
     for route in _select(_routes(settings), args.routes):

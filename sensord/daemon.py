@@ -116,6 +116,7 @@ class Daemon:
             self.states,
             publish_state=settings.alerts.publish_state,
             recorder=self.recorder,
+            recorded=self.recorded,
             discovery=Discovery(ha.discovery_prefix, node_id(settings.mqtt.client_id))
             if ha.enabled
             else None,
@@ -240,6 +241,7 @@ class Daemon:
         state changes, and then acknowledge the batch's readings (rejected ones too)."""
         self.counters.batches += 1
         journal: list[Entry] = []
+        arrived: list[F64] = []
         for route, routed in zip(self.routes, self.ingest.route_batch(batch), strict=True):
             route.received += len(routed)
             part = self._within_stream_cap(route, routed)
@@ -252,13 +254,14 @@ class Daemon:
                 shadow = route.shadow.process_batch(part.streams, ts, values, received)
                 route.shadow_figures.add(shadow, values)
             journal.append(Entry(route.name, part.streams, ts, values, received))
+            arrived.append(received)
             self.publisher.scored(route, part, scored)
             self._after_scoring(route, part, scored, ts, values)
         self.publisher.flush()
         self.durable.record(journal)
         self.mqtt.ack(batch)
-        now = time.time()
-        self.timings.lag_s.observe([now - message.received for message in batch])
+        if arrived:  # received → scored, published and acknowledged
+            self.timings.lag_s.observe(time.time() - np.concatenate(arrived))
 
     def _after_scoring(
         self, route: Route, part: Routed, scored: Scored, ts: F64, values: F64
@@ -347,10 +350,10 @@ class Daemon:
         self.notifier.reloading()
         for route in self.routes:
             self._reload_route(route, True, route.settings.shadow is not None)
-        self.counters.reloads += 1
         self.notifier.ready(self._status_line())
 
     def _reload_route(self, route: Route, live: bool, shadow: bool) -> None:
+        self.counters.reloads += 1
         self.counters.reload_failures += reload_route(route, live=live, shadow=shadow)
         route.pipeline.engine.timings = self.timings.steps
 

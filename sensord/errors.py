@@ -36,3 +36,11 @@ class TrainingError(SensordError):
 
 class ParityError(TrainingError):
     """The exported ONNX step does not reproduce the torch model within tolerance."""
+
+
+def missing_train_extra(command: str, module: str | None) -> SensordError:
+    """The error for a torch-side command run where the train extra is not installed."""
+    return SensordError(
+        f"sensord {command} needs the train extra ({module} is missing): "
+        "pip install torch==2.13.0 && pip install 'sensord[train]'"
+    )

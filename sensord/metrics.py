@@ -43,7 +43,7 @@ ROUTE_GAUGES = (
 HISTOGRAMS = (
     ("wave_size", "sensord_wave_size", "Readings per batched engine step (wave)."),
     ("step_s", "sensord_step_seconds", "Time of one batched LSTM step in onnxruntime."),
-    ("lag_s", "sensord_lag_seconds", "Reading received to scored, published and acknowledged."),
+    ("lag_s", "sensord_lag_seconds", "Routed reading received to scored, published, acknowledged."),
     (
         "age_s",
         "sensord_reading_age_seconds",
@@ -103,7 +103,7 @@ COUNTERS = (
     ("discovery_published", "sensord_discovery_published", "Home Assistant configs sent."),
     ("recorded_rows", "sensord_recorded_rows", "Readings recorded for retraining."),
     ("record_errors", "sensord_record_errors", "Recording writes that failed."),
-    ("reloads", "sensord_reloads", "Bundle reloads (SIGHUP)."),
+    ("reloads", "sensord_reloads", "Route reloads (SIGHUP, or its bundle path moved)."),
     ("reload_failures", "sensord_reload_failures", "Route bundles that failed to reload."),
 )
 GAUGES = (

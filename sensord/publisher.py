@@ -68,6 +68,7 @@ class Publisher:
         *,
         publish_state: bool = True,
         recorder: Recorder | None = None,
+        recorded: frozenset[str] = frozenset(),
         discovery: Discovery | None = None,
     ) -> None:
         self.prefix = prefix
@@ -75,6 +76,7 @@ class Publisher:
         self.states = states
         self.publish_state = publish_state
         self.recorder = recorder
+        self.recorded = recorded  # the routes whose alerts are recorded with their readings
         self.discovery = discovery
         self.counters = PublisherCounters()
         self._pending: list[tuple[str, bytes]] = []
@@ -104,7 +106,7 @@ class Publisher:
             self.counters.alerts_published += 1
             if event.event == "raised":
                 raised_ids[index] = event.alert_id
-            if self.recorder is not None:
+            if self.recorder is not None and route.name in self.recorded:
                 self.recorder.alert(
                     route.name,
                     alert_id=event.alert_id,

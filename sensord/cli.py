@@ -13,9 +13,10 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from sensord import __version__, climodels, logs
+from sensord import __version__, clidemo, climodels, logs
 from sensord.alert import AlertPolicy
 from sensord.bundle import load_bundle
+from sensord.climodels import positive_int
 from sensord.detect import DEFAULT_THRESHOLD, DETECTOR_KINDS, DetectorSettings
 from sensord.engine import Engine
 from sensord.errors import BundleError, ConfigError, SensordError, missing_train_extra
@@ -80,10 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands)
     _add_inspect(commands)
     _add_replay(commands)
-    _add_demo(commands)
+    clidemo.add_commands(commands)  # demo, simulate
     _add_run(commands)
     _add_check_config(commands)
-    _add_simulate(commands)
     climodels.add_commands(commands)  # retrain, promote, models
     return parser
 
@@ -104,16 +104,16 @@ def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="comma-separated feature columns (default: all but timestamp, stream)",
     )
-    p.add_argument("--epochs", type=_positive_int, default=150, help="most epochs to run")
+    p.add_argument("--epochs", type=positive_int, default=150, help="most epochs to run")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bundle)")
-    p.add_argument("--hidden", type=_positive_int, default=64, help="LSTM hidden size")
-    p.add_argument("--layers", type=_positive_int, default=2, help="LSTM layers")
+    p.add_argument("--hidden", type=positive_int, default=64, help="LSTM hidden size")
+    p.add_argument("--layers", type=positive_int, default=2, help="LSTM layers")
     p.add_argument("--dropout", type=float, default=0.1, help="dropout between layers")
     p.add_argument("--learning-rate", type=float, default=3e-3, help="Adam learning rate")
-    p.add_argument("--window", type=_positive_int, default=64, help="training window, rows")
+    p.add_argument("--window", type=positive_int, default=64, help="training window, rows")
     p.add_argument(
         "--patience",
-        type=_positive_int,
+        type=positive_int,
         default=15,
         help="stop after this many epochs without a better validation loss",
     )
@@ -160,13 +160,13 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     p.add_argument(
         "--raise-after",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="consecutive anomalous samples that raise an alert",
     )
     p.add_argument(
         "--clear-after",
-        type=_positive_int,
+        type=positive_int,
         default=5,
         help="consecutive normal samples that clear it",
     )
@@ -182,28 +182,6 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--quiet", action="store_true", help="do not list the alerts")
     _add_out_of_order(p)
     p.set_defaults(command=_replay)
-
-
-def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = commands.add_parser("demo", help="live demo: broker, simulated sensors, daemon, alerts")
-    p.add_argument("--out", type=Path, default=Path("sensord-demo"), help="working directory")
-    p.add_argument(
-        "--host",
-        default=None,
-        help="broker to use (default: 127.0.0.1:1883 if it answers, else start one)",
-    )
-    p.add_argument("--port", type=int, default=1883)
-    p.add_argument("--streams", type=_positive_int, default=20, help="simulated sensors")
-    p.add_argument("--rate", type=float, default=100.0, help="messages per second, in all")
-    p.add_argument("--duration", type=float, default=30.0, help="seconds of traffic")
-    p.add_argument("--anomalies", type=int, default=4, help="anomalies to inject")
-    p.add_argument(
-        "--offline",
-        action="store_true",
-        help="no MQTT: train on a generated series and replay it with anomalies",
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(command=_demo)
 
 
 def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -224,27 +202,6 @@ def _add_check_config(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help="TOML settings (default: $SENSORD_CONFIG)",
     )
     p.set_defaults(command=_check_config)
-
-
-def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = commands.add_parser("simulate", help="publish synthetic sensor streams to a broker")
-    p.add_argument("--host", default="localhost")
-    p.add_argument("--port", type=int, default=1883)
-    p.add_argument("--protocol", choices=("5", "3.1.1"), default="5")
-    p.add_argument("--topic", default="sensors/{stream}/value", help="topic template with {stream}")
-    p.add_argument("--streams", type=_positive_int, default=10)
-    p.add_argument("--rate", type=float, default=100.0, help="messages per second, in all")
-    p.add_argument("--duration", type=float, default=30.0, help="seconds")
-    p.add_argument("--anomalies", type=int, default=3, help="spikes/dips to inject")
-    p.add_argument(
-        "--min-index",
-        type=int,
-        default=40,
-        help="no anomaly in a stream's first N samples (its warm-up)",
-    )
-    p.add_argument("--qos", type=int, choices=(0, 1, 2), default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(command=_simulate)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -316,25 +273,6 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    if args.offline:
-        from sensord.demo import run_offline_demo
-
-        return run_offline_demo(args.out, rows=1500, seed=args.seed)
-    from sensord.livedemo import LiveDemo
-
-    return LiveDemo(
-        args.out,
-        host=args.host,
-        port=args.port,
-        streams=args.streams,
-        rate=args.rate,
-        duration_s=args.duration,
-        anomalies=args.anomalies,
-        seed=args.seed,
-    ).run()
-
-
 def _run(args: argparse.Namespace) -> int:
     import signal
 
@@ -360,44 +298,17 @@ def _check_config(args: argparse.Namespace) -> int:
     settings = load_settings(path)
     problems = []
     for i, route in enumerate(settings.routes):
-        try:
-            Engine(load_bundle(route.bundle))
-        except SensordError as exc:
-            problems.append(f"routes[{i}].bundle: {str(route.bundle)!r}: {exc}")
+        for key, bundle in (("bundle", route.bundle), ("shadow", route.shadow)):
+            if bundle is None:
+                continue
+            try:
+                Engine(load_bundle(bundle))
+            except SensordError as exc:
+                problems.append(f"routes[{i}].{key}: {str(bundle)!r}: {exc}")
     if problems:
         raise ConfigError(f"{path or 'settings'}: invalid configuration\n" + "\n".join(problems))
     print(json.dumps(effective_config(settings), indent=2))
     print(f"configuration ok: {len(settings.routes)} route(s), bundles verified", file=sys.stderr)
-    return 0
-
-
-def _simulate(args: argparse.Namespace) -> int:
-    from sensord.simulate import Injected, SimulationPlan, simulate
-    from sensord.timestamps import format_timestamp
-
-    plan = SimulationPlan(
-        streams=args.streams,
-        rate=args.rate,
-        duration_s=args.duration,
-        anomalies=args.anomalies,
-        min_index=args.min_index,
-        topic=args.topic,
-        seed=args.seed,
-        qos=args.qos,
-    )
-
-    def show(event: Injected) -> None:
-        print(
-            f"{format_timestamp(event.ts)} injected {event.kind} on {event.stream} "
-            f"(sample {event.index}, value {event.value:.3f})",
-            flush=True,
-        )
-
-    report = simulate(plan, args.host, args.port, args.protocol, on_anomaly=show)
-    print(
-        f"sent {report.sent} messages in {report.seconds:.1f} s "
-        f"({report.sent / max(report.seconds, 1e-9):.0f}/s), {len(report.injected)} anomalies"
-    )
     return 0
 
 
@@ -409,13 +320,6 @@ def _add_out_of_order(parser: argparse.ArgumentParser) -> None:
         help="a row not after its stream's previous one: an error (default), or dropped and "
         "counted as the daemon drops a late reading",
     )
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
 
 
 if __name__ == "__main__":

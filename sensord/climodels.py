@@ -53,7 +53,7 @@ def _add_retrain(commands: SubParsers) -> None:
         help="route to retrain (repeatable; default: every route)",
     )
     p.add_argument(
-        "--epochs", type=_positive_int, default=None, help="most epochs (default: the config's)"
+        "--epochs", type=positive_int, default=None, help="most epochs (default: the config's)"
     )
     p.set_defaults(command=_retrain)
 
@@ -75,7 +75,7 @@ def _add_models(commands: SubParsers) -> None:
     p.set_defaults(command=_models)
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not >= 1")

@@ -156,6 +156,13 @@ class RouteSettings(_Section):
         check_topic_filter(value)
         return value
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and value.strip(".") == "":
+            raise ValueError("a route name names files and directories: not only dots")
+        return value
+
     @field_validator("stream")
     @classmethod
     def _stream(cls, value: str) -> str:

@@ -27,7 +27,9 @@ class Histogram:
     def observe(self, values: npt.ArrayLike) -> None:
         """Add every finite value."""
         array = np.asarray(values, dtype=np.float64).ravel()
-        array = array[np.isfinite(array)]
+        finite = np.isfinite(array)
+        if not finite.all():
+            array = array[finite]
         if array.size == 0:
             return
         where = np.searchsorted(self.bounds, array, side="left")

@@ -44,10 +44,13 @@ class ModelFigures:
     def add(self, scored: Scored, values: F64) -> None:
         ok = scored.status == SCORED
         count = int(np.count_nonzero(ok))
-        if count:
-            errors = np.abs(values[ok] - scored.expected[ok]).mean(axis=1)
-            self.abs_error_sum += float(np.nansum(errors))
-            self.scored += count
+        if count == len(ok):  # the usual batch: every reading scored, no masking needed
+            self.abs_error_sum += float(np.abs(values - scored.expected).sum()) / values.shape[1]
+        elif count:
+            self.abs_error_sum += (
+                float(np.abs(values[ok] - scored.expected[ok]).sum()) / values.shape[1]
+            )
+        self.scored += count
         self.raised += sum(1 for _, event in scored.events if event.event == "raised")
 
     @property

@@ -88,7 +88,10 @@ def silent(
 
 def returned(table: StateTable, slots: Slots) -> list[int]:
     """Of these streams that just sent a reading, the slots that were silent (now cleared)."""
-    back = np.unique(slots[table["nodata"][slots]])
+    flags = table["nodata"][slots]
+    if not flags.any():  # the usual case, kept cheap: it runs for every batch
+        return []
+    back = np.unique(slots[flags])
     table["nodata"][back] = False
     return [int(slot) for slot in back]
 

@@ -57,6 +57,28 @@ def test_every_error_is_listed_with_key_value_reason(tmp_path: Path) -> None:
     assert "batching.max_delay_ms: -1: Input should be greater than or equal to 0" in lines
 
 
+def test_route_names_that_would_name_files_badly_or_twice_are_refused(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[[routes]]\ntopic = "a/+"\nbundle = "x"\nname = ".."\n'
+        '[[routes]]\ntopic = "b/+"\nbundle = "x"\nname = "t"\n'
+        '[[routes]]\ntopic = "c/+"\nbundle = "x"\nname = "t"\n'
+        '[homeassistant]\ndiscovery_prefix = "home/#"\n',
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    lines = str(info.value).splitlines()
+    assert "routes[0].name: '..': a route name names files and directories: not only dots" in lines
+    assert "homeassistant.discovery_prefix: 'home/#': each level must be letters, digits, " in (
+        str(info.value)
+    )
+    fixed = path.read_text().replace('name = ".."', 'name = "a"').replace("home/#", "home")
+    path.write_text(fixed)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert "routes.name: 't': two routes have this name" in str(info.value).splitlines()
+
+
 def test_there_is_no_way_to_skip_tls_verification(tmp_path: Path) -> None:
     path = write(tmp_path, "[mqtt.tls]\nenabled = true\ninsecure = true\n" + route(tmp_path))
     with pytest.raises(ConfigError) as info:

@@ -84,6 +84,22 @@ def csv_text(rows: Iterable[Sequence[object]]) -> str:
     return buffer.getvalue()
 
 
+def _rows_text(ts: F64, streams: Sequence[str], values: F64) -> str:
+    """The CSV lines of a batch. Stream ids are safe topic levels (no comma, quote or line
+    break), so no quoting is needed, and plain f-strings take a fifth of the csv module's
+    time (measured: recording cost the loop 28 % more CPU per reading with it,
+    benchmarks/operating.py); ``repr`` is the shortest text that reads back exactly."""
+    if values.shape[1] == 1:
+        return "".join(
+            f"{t!r},{s},{v!r}\n"
+            for t, s, v in zip(ts.tolist(), streams, values[:, 0].tolist(), strict=True)
+        )
+    return "".join(
+        f"{t!r},{s},{','.join(map(repr, v))}\n"
+        for t, s, v in zip(ts.tolist(), streams, values.tolist(), strict=True)
+    )
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -116,8 +132,7 @@ class Recorder:
         if n == 0:
             return
         state = self._route(route)
-        rows = zip(ts.tolist(), streams, values.tolist(), strict=True)
-        data = csv_text([t, s, *v] for t, s, v in rows).encode()
+        data = _rows_text(ts, streams, values).encode()
         now = self.clock()
         current = state.current
         if current is None or self._must_rotate(current, names, len(data), now):

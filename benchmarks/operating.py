@@ -1,0 +1,151 @@
+"""What running it for months costs the scoring loop: recording, a shadow bundle, Home
+Assistant discovery, beside a daemon with none of them.
+
+In-process and without a network (the daemon's ``process`` on prepared batches of JSON
+readings, acknowledgements going nowhere), so the figure is the loop's own CPU time per
+reading; the configurations take turns, round after round, and each is reported as its
+median and as a ratio to the plain daemon measured in the same rounds (these machines are
+shared and noisy: only same-run ratios mean something).
+
+    python benchmarks/operating.py [--bundle DIR] [--streams 1000] [--rounds 5] [--json F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import orjson
+
+from sensord import logs
+from sensord.config import Settings
+from sensord.daemon import Daemon
+from sensord.ingest import Message
+
+BATCH = 256
+WARM_BATCHES = 20
+CONFIGS: dict[str, dict[str, Any]] = {
+    "plain": {"nodata": {"enabled": False}, "feedback": {"enabled": False}},
+    "defaults": {},  # nodata and feedback on, as shipped
+    "+record": {"record": {"enabled": True}},
+    "+shadow": {"shadow": True},
+    "+homeassistant": {"homeassistant": {"enabled": True}},
+    "all": {"record": {"enabled": True}, "shadow": True, "homeassistant": {"enabled": True}},
+}
+
+
+def settings_for(bundle: Path, state: Path, options: dict[str, Any]) -> Settings:
+    route: dict[str, Any] = {"topic": "sensors/+/value", "bundle": str(bundle), "name": "bench"}
+    if options.get("shadow"):
+        route["shadow"] = str(bundle)
+    sections = {k: v for k, v in options.items() if k != "shadow"}
+    return Settings(
+        mqtt={"host": "127.0.0.1", "port": 1},  # never connected: process() needs no broker
+        routes=[route],
+        state={"dir": str(state), "snapshot_interval_s": 0},
+        **sections,
+    )
+
+
+def batches(streams: int, readings: int, seed: int = 0) -> list[list[Message]]:
+    rng = np.random.default_rng(seed)
+    values = 20.0 + rng.standard_normal(readings)
+    now = time.time()
+    made = [
+        Message(
+            f"sensors/s{i % streams}/value",
+            orjson.dumps({"value": float(values[i]), "ts": 1.7e9 + i // streams}),
+            now,
+            1,
+            i % 65_535 + 1,
+            -1,  # a session that is not the current one: acknowledgements go nowhere
+        )
+        for i in range(readings)
+    ]
+    return [made[i : i + BATCH] for i in range(0, readings, BATCH)]
+
+
+def cpu_per_reading(bundle: Path, options: dict[str, Any], work: list[list[Message]]) -> float:
+    """Microseconds of this process's CPU per reading after a warm-up, for one daemon."""
+    with tempfile.TemporaryDirectory() as state:
+        daemon = Daemon(settings_for(bundle, Path(state), options))
+        for batch in work[:WARM_BATCHES]:
+            daemon.process(batch)
+        measured = work[WARM_BATCHES:]
+        started = time.process_time()
+        for batch in measured:
+            daemon.process(batch)
+        seconds = time.process_time() - started
+        daemon.durable.close()
+        if daemon.recorder is not None:
+            daemon.recorder.close()
+    return seconds / sum(len(b) for b in measured) * 1e6
+
+
+def train(work: Path) -> Path:
+    from sensord.synthetic import generate, write_csv
+    from sensord.training.fit import FitOptions
+    from sensord.training.train import TrainOptions, train_bundle
+
+    history = work / "history.csv"
+    write_csv(history, generate(1200, seed=1))
+    options = TrainOptions(name="bench", fit=FitOptions(epochs=3, hidden=64, layers=2))
+    return train_bundle(history, work / "bundle", options).bundle.path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bundle", type=Path, help="bundle to score with (default: train one)")
+    parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--readings", type=int, default=60_000, help="per configuration and round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args(argv)
+    logs.configure("warning", "console")  # an alert line per alert would be measured too
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = args.bundle or train(Path(tmp))
+        work = batches(args.streams, args.readings)
+        figures: dict[str, list[float]] = {name: [] for name in CONFIGS}
+        for _ in range(args.rounds):
+            for name, options in CONFIGS.items():
+                figures[name].append(cpu_per_reading(bundle, options, work))
+    report(figures, args)
+    return 0
+
+
+def report(figures: dict[str, list[float]], args: argparse.Namespace) -> None:
+    plain = figures["plain"]
+    rows = []
+    print(f"{args.streams} streams, batches of {BATCH}, {args.rounds} rounds (CPU us/reading)")
+    print(f"{'configuration':<16}{'median':>9}{'min':>9}{'vs plain':>10}")
+    for name, values in figures.items():
+        # Same-round ratios: each round's figure over the plain daemon's in that round.
+        ratio = statistics.median(v / p for v, p in zip(values, plain, strict=True))
+        rows.append(
+            {
+                "configuration": name,
+                "median_us": round(statistics.median(values), 3),
+                "min_us": round(min(values), 3),
+                "ratio_to_plain": round(ratio, 3),
+                "rounds_us": [round(v, 3) for v in values],
+            }
+        )
+        print(f"{name:<16}{statistics.median(values):>9.2f}{min(values):>9.2f}{ratio:>10.3f}")
+    if args.json:
+        result = {"streams": args.streams, "readings": args.readings, "rows": rows}
+        args.json.write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -45,6 +45,7 @@ from sensord.sample import (
     Status,
 )
 from sensord.state import ColumnSpec, Slots, StateTable
+from sensord.swap import carry_over, recent_columns, remember
 from sensord.timefeatures import time_features
 from sensord.transform import forward, inverse
 from sensord.wave import split_waves
@@ -111,6 +112,7 @@ class Pipeline:
                 **ALERT_COLUMNS,
                 **EDGE_COLUMNS,
                 **range_columns(self.engine.features),
+                **recent_columns(self.engine.features),
             },
         )
 
@@ -254,6 +256,7 @@ class Pipeline:
         table["c"][slots] = result.c.transpose(1, 0, 2)
         table["prediction"][slots] = result.prediction
         table["steps"][slots] = steps + 1
+        remember(table, slots, steps, ts, values)  # for a new bundle to start from (swap.py)
         table["last_ts"][slots] = ts
         arrived = np.where(np.isnan(received), ts, received)
         learn_period(table, slots, table["last_received"][slots], arrived)
@@ -319,18 +322,23 @@ class Pipeline:
     def replace_engine(self, engine: Engine) -> bool:
         """Swap in a new bundle's engine; keep stream state if the shapes match.
 
-        Returns True if state was kept. With other shapes the state cannot carry over, so
-        every stream starts afresh (and warms up again).
+        Returns True if state was kept: then each stream takes the new bundle's scaling and
+        its LSTM state is rebuilt by the new graph from its recent readings (swap.py), while
+        its step count, detector statistics and alert state go on. With other shapes the
+        state cannot carry over, so every stream starts afresh (and warms up again).
         """
         same = (engine.features, engine.layers, engine.hidden) == (
             self.engine.features,
             self.engine.layers,
             self.engine.hidden,
         )
+        old = self.bundle.manifest
         self.engine, self.bundle = engine, engine.bundle
         self._transform = self.bundle.manifest.transform
         self.detector = make_detector(self.bundle.manifest.calibration, self.settings.detector)
-        if not same:
+        if same:
+            carry_over(self.table, old, engine)
+        else:
             self.table = self.new_table()
         return same
 
@@ -340,7 +348,9 @@ class Pipeline:
         last = self.table["last_ts"][slots]
         reset: npt.NDArray[np.bool_] = np.isfinite(last) & (ts - last > self.settings.max_gap_s)
         if reset.any():
-            self.table.clear(slots[reset], ("h", "c", "prediction", "steps"))
+            self.table.clear(
+                slots[reset], ("h", "c", "prediction", "steps", "recent_values", "recent_ts")
+            )
             self.detector.restart(self.table, slots[reset])
         return reset
 

@@ -136,3 +136,7 @@ def test_record_feedback_retrain_promote_reload_keeps_stream_state(
     assert "promoted" in printed
     with capsys.disabled():  # the decision, for a reader running with -s
         print("\n" + printed + json.dumps(decision, indent=1))
+        print(
+            f"daemon MAE: old model over the run {live_error:.4f}, "
+            f"new model after the swap {figures['mean_abs_error']:.4f}"
+        )

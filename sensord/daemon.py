@@ -122,6 +122,8 @@ class Daemon:
             else None,
         )
         self.desk = open_desk(settings, self.publisher, self._reply)
+        if self.desk is not None:  # feedback may name alerts raised before this start
+            self.desk.remember_recorded(settings.records_dir, self.recorded)
         self.nodata = NodataPolicy(
             settings.nodata.multiple, settings.nodata.min_silence_s, settings.nodata.min_intervals
         )

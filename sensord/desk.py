@@ -2,12 +2,13 @@
 
 A verdict is accepted only for an alert this daemon raised on that stream: the stream's
 latest alert (its id follows from the model, the stream and when it was raised, alert.py),
-one raised since start, or one that already has feedback. It is appended to the feedback
-file and synced *before* the answer goes out and before the message is acknowledged, so an
-operator who saw ``accepted`` can rely on retraining seeing it too. When the verdict is on
-the stream's active alert, the stream's retained state is published again with it, so every
-dashboard shows that someone has looked. Refusals are answered with the reason, counted by
-reason, and logged at most once per reason per interval.
+one raised since start or in the recordings' alert logs, or one that already has feedback.
+It is appended to the feedback file and synced *before* the answer goes out and before the
+message is acknowledged, so an operator who saw ``accepted`` can rely on retraining seeing
+it too. When the verdict is on the stream's active alert, the stream's retained state is
+published again with it, so every dashboard shows that someone has looked. Refusals are
+answered with the reason, counted by reason, and logged at most once per reason per
+interval.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
+from pathlib import Path
 
 from sensord.alert import alert_id
 from sensord.config import Settings
@@ -25,6 +27,7 @@ from sensord.ingest import RateLimitedLog, Request
 from sensord.live import Route
 from sensord.logs import get_logger
 from sensord.publisher import Publisher
+from sensord.recorded import load_alert_spans
 from sensord.route import safe_topic_level
 from sensord.wire import feedback_response, feedback_response_topic
 
@@ -67,6 +70,13 @@ class FeedbackDesk:
         self._recent[alert] = stream
         if len(self._recent) > RECENT_ALERTS:
             self._recent.popitem(last=False)
+
+    def remember_recorded(self, records: Path, routes: Iterable[str]) -> None:
+        """The alerts the recordings of these routes hold (raised before this start), so
+        that feedback on them is taken after a restart too."""
+        for route in routes:
+            for span in load_alert_spans(records / route):
+                self.raised(span.alert_id, span.stream)
 
     def take(self, requests: Sequence[Request], routes: Sequence[Route]) -> None:
         for request in requests:

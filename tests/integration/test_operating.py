@@ -293,3 +293,30 @@ def test_home_assistant_discovery_for_each_stream(
     assert ha_binary_sensor_state(boiler, states[-1].payload) is True  # in alert
     pump = by_state["sensord/state/pump"]
     assert ha_binary_sensor_state(pump, client.on("sensord/state/pump")[-1].payload) is False
+
+
+def test_feedback_on_an_older_alert_is_taken_after_a_restart_when_recorded(
+    broker: LocalBroker, bundle: Bundle, tmp_path: Path
+) -> None:
+    values = spiky_series(n=150)
+    values[130] -= 8.0  # a second alert (a new low) on the same stream, after the first
+    settings = settings_for(broker, bundle, tmp_path, record={"enabled": True})
+    with (
+        running(settings) as daemon,
+        mqtt_client(broker, subscribe="sensord/alerts/#") as client,
+    ):
+        feed(client, "s1", values)
+        assert wait_for(lambda: scored(daemon) == 150, timeout=60)
+        assert wait_for(lambda: len(client.on("sensord/alerts/")) >= 3)
+        raised = [a for a in client.json_on("sensord/alerts/") if a["event"] == "raised"]
+    assert len(raised) == 2
+    first = str(raised[0]["alert_id"])  # no longer the stream's latest alert
+    with (
+        running(settings) as daemon,
+        mqtt_client(broker, subscribe="sensord/feedback/#") as client,
+    ):
+        client.publish_json("sensord/feedback/s1", {"alert_id": first, "verdict": "confirmed"})
+        assert wait_for(lambda: len(client.on("sensord/feedback/s1/response")) == 1)
+        (answer,) = client.json_on("sensord/feedback/s1/response")
+        assert answer["accepted"] is True, answer
+    assert read_verdicts(tmp_path / "feedback.jsonl") == {first: "confirmed"}

@@ -121,11 +121,13 @@ def resolved(path: Path) -> str:
 
 def open_route(index: int, settings: RouteSettings, core: PipelineSettings) -> Route:
     """Load a route's bundle (and shadow), verified; raise BundleError/ConfigError."""
-    engine = Engine(load_bundle(settings.bundle))
+    bundle_dir = resolved(settings.bundle)
+    engine = Engine(load_bundle(Path(bundle_dir)))
     name = route_name(index, settings, engine.bundle.name)
-    route = Route(name, settings, Pipeline(engine, core), bundle_dir=resolved(settings.bundle))
+    route = Route(name, settings, Pipeline(engine, core), bundle_dir=bundle_dir)
     if settings.shadow is not None:
-        shadow = Engine(load_bundle(settings.shadow))
+        shadow_dir = resolved(settings.shadow)
+        shadow = Engine(load_bundle(Path(shadow_dir)))
         if shadow.bundle.features != engine.bundle.features:
             raise ConfigError(
                 f"routes[{index}].shadow: {str(settings.shadow)!r}: features "
@@ -133,7 +135,7 @@ def open_route(index: int, settings: RouteSettings, core: PipelineSettings) -> R
                 f"{list(engine.bundle.features)}"
             )
         route.shadow = Pipeline(shadow, core)
-        route.shadow_dir = resolved(settings.shadow)
+        route.shadow_dir = shadow_dir
     return route
 
 
@@ -142,8 +144,10 @@ def reload_route(route: Route, *, live: bool, shadow: bool) -> int:
     the shapes match; return how many failed (those keep their loaded bundle)."""
     failures = 0
     if live:
-        route.bundle_dir = resolved(route.settings.bundle)  # not retried until it moves
-        engine = _load(route, route.settings.bundle)
+        # Loaded from the directory the path leads to now, not through the link: a switch
+        # during the load cannot mix two versions' files. Not retried until it moves again.
+        route.bundle_dir = resolved(route.settings.bundle)
+        engine = _load(route, Path(route.bundle_dir))
         if engine is None:
             failures += 1
         else:
@@ -152,7 +156,7 @@ def reload_route(route: Route, *, live: bool, shadow: bool) -> int:
     path = route.settings.shadow
     if shadow and path is not None and route.shadow is not None:
         route.shadow_dir = resolved(path)
-        engine = _load(route, path)
+        engine = _load(route, Path(route.shadow_dir))
         if engine is None:
             failures += 1
         else:

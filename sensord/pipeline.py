@@ -336,10 +336,10 @@ class Pipeline:
         self.engine, self.bundle = engine, engine.bundle
         self._transform = self.bundle.manifest.transform
         self.detector = make_detector(self.bundle.manifest.calibration, self.settings.detector)
-        if same:
-            carry_over(self.table, old, engine)
-        else:
+        if not same:
             self.table = self.new_table()
+        elif self.bundle.manifest != old:  # (the same bundle again: nothing to refit)
+            carry_over(self.table, old, engine)
         return same
 
     def _reset_after_gap(self, slots: Slots, ts: F64) -> npt.NDArray[np.bool_]:

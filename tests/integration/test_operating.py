@@ -235,6 +235,8 @@ def test_metrics_endpoint_scraped_and_parsed(
         feed(client, "b", [20.0 + k for k in range(10)])
         client.publish("sensors/c/value", b"not a number")
         assert wait_for(lambda: scored(daemon) == 160, timeout=60)
+        # The lag is observed last in a batch, once it is acknowledged: wait for that too.
+        assert wait_for(lambda: daemon.timings.lag_s.count == 160)
         assert daemon.metrics is not None
         samples = scrape(daemon.metrics.port)
 
@@ -276,6 +278,13 @@ def test_home_assistant_discovery_for_each_stream(
         feed(client, "pump", [20.0 + k * 0.01 for k in range(20)])
         assert wait_for(lambda: scored(daemon) == 124, timeout=60)
         assert wait_for(lambda: len(client.on("homeassistant/")) == 2)
+
+        def last_status(stream: str) -> object:
+            states = client.json_on(f"sensord/state/{stream}")
+            return states[-1]["status"] if states else None
+
+        assert wait_for(lambda: last_status("boiler.t1") == "alert")
+        assert wait_for(lambda: last_status("pump") == "normal")
         configs = {m.topic: m for m in client.on("homeassistant/")}
     node = settings.mqtt.client_id.replace(".", "_")
     for topic, message in configs.items():

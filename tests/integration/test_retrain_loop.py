@@ -90,6 +90,8 @@ def test_record_feedback_retrain_promote_reload_keeps_stream_state(
                 {"alert_id": alert["alert_id"], "verdict": "false_positive", "by": "test"},
             )
         assert wait_for(lambda: daemon.stats()["feedback_accepted"] == len(raised))
+        # Recorded after scoring, in the same batch: wait for the last batch's rows too.
+        assert wait_for(lambda: daemon.stats()["recorded_rows"] == ROWS * len(STREAMS))
         recording = load_readings(state / "records" / "temp", live.features)
         assert len(recording.streams) == ROWS * len(STREAMS)  # every reading, once
 
@@ -126,8 +128,13 @@ def test_record_feedback_retrain_promote_reload_keeps_stream_state(
                 )
         total = (ROWS + more) * len(STREAMS)
         assert wait_for(lambda: scored(daemon) == total, timeout=60)
-        figures = daemon.stats()["routes"]["temp"]["live"]
-        assert figures["scored"] == more * len(STREAMS)  # counted afresh for the new model
+
+        def live_figures() -> dict[str, float]:
+            return dict(daemon.stats()["routes"]["temp"]["live"])
+
+        # Counted afresh for the new model (just after the core, so wait for the last batch).
+        assert wait_for(lambda: live_figures()["scored"] == more * len(STREAMS))
+        figures = live_figures()
         assert figures["mean_abs_error"] < live_error
         later = [orjson.loads(m.payload) for m in client.on("sensord/state/")[states_before:]]
         assert all(s["status"] != "warming_up" for s in later)

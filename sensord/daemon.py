@@ -35,7 +35,7 @@ import numpy.typing as npt
 from sensord.config import RouteSettings, Settings
 from sensord.delivery import AlertDelivery
 from sensord.desk import open_desk
-from sensord.durable import DurableState
+from sensord.durable import SHADOW, DurableState
 from sensord.histogram import LoopTimings
 from sensord.homeassistant import node_id
 from sensord.ingest import Ingest, Message, RateLimitedLog, Routed, RouteRule
@@ -59,7 +59,6 @@ HOUSEKEEPING_S = 1.0
 STATS_LOG_S = 60.0
 IDLE_WAIT_S = 0.5
 F64 = npt.NDArray[np.float64]
-SHADOW = "@shadow"  # a shadow's name: its route's, then this (not allowed in route names)
 
 
 @dataclass

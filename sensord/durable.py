@@ -24,6 +24,7 @@ from sensord.sample import FIRST
 from sensord.snapshot import NamedPipeline, Snapshots
 
 log = get_logger(__name__)
+SHADOW = "@shadow"  # a shadow pipeline's name: its route's, then this (never a route name)
 
 
 class DurableState:
@@ -73,6 +74,11 @@ class DurableState:
                 out = route.pipeline.process_batch(
                     entry.streams, entry.ts, entry.values, entry.received
                 )
+                shadow = by_name.get(entry.route + SHADOW)  # a shadow gets what its route got
+                if shadow is not None:
+                    shadow.pipeline.process_batch(
+                        entry.streams, entry.ts, entry.values, entry.received
+                    )
                 replayed += len(entry.streams)
                 # Readings the snapshot already holds come back as duplicates: not stepped.
                 stepped += int(np.count_nonzero(out.status <= FIRST))

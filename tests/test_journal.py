@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from sensord.bundle import Bundle
+from sensord.config import StateSettings
+from sensord.durable import SHADOW, DurableState
+from sensord.engine import Engine
 from sensord.journal import Entry, Journal
+from sensord.pipeline import Pipeline
+
+
+@dataclass(frozen=True)
+class Named:
+    name: str
+    pipeline: Pipeline
 
 
 def entry(route: str, n: int, features: int = 1, start: float = 0.0) -> Entry:
@@ -64,3 +76,34 @@ def test_reset_empties_it(tmp_path: Path) -> None:
     (read,) = list(journal.entries())
     assert same(read, entry("r", 2, start=10.0))
     assert journal.size == (tmp_path / "journal.log").stat().st_size
+
+
+def test_a_routes_shadow_is_replayed_the_readings_of_its_route(
+    tmp_path: Path, small_bundle: Bundle
+) -> None:
+    """After a crash the shadow goes on where it was too, not from its last snapshot."""
+    settings = StateSettings(dir=tmp_path, snapshot_interval_s=0)
+    durable = DurableState(settings)
+    live = Named("temp", Pipeline(Engine(small_bundle)))
+    shadow = Named("temp" + SHADOW, Pipeline(Engine(small_bundle)))
+    durable.restore([live, shadow])
+    readings = entry("temp", 20)
+    for pipeline in (live.pipeline, shadow.pipeline):
+        pipeline.process_batch(readings.streams, readings.ts, readings.values, readings.received)
+    durable.record([readings])  # then the process dies: no snapshot since
+    durable.close()
+
+    again = DurableState(settings)
+    live2 = Named("temp", Pipeline(Engine(small_bundle)))
+    shadow2 = Named("temp" + SHADOW, Pipeline(Engine(small_bundle)))
+    again.restore([live2, shadow2])
+    for before, after in ((live, live2), (shadow, shadow2)):
+        assert len(after.pipeline.table) == 20, after.name
+        for stream in readings.streams:
+            slot, slot2 = (
+                before.pipeline.table.slot_of[stream],
+                after.pipeline.table.slot_of[stream],
+            )
+            np.testing.assert_array_equal(
+                before.pipeline.table["h"][slot], after.pipeline.table["h"][slot2]
+            )

@@ -44,7 +44,7 @@ from sensord.live import Route, ShadowView, open_route, reload_route
 from sensord.logs import get_logger
 from sensord.metrics import MetricsServer
 from sensord.mqtt import MqttAdapter
-from sensord.nodata import NodataPolicy, Silence, returned, silent, usual_period
+from sensord.nodata import NodataPolicy, returned, silent
 from sensord.notify import Notifier
 from sensord.publisher import Discovery, Publisher
 from sensord.record import open_recorder
@@ -272,11 +272,7 @@ class Daemon:
             for _, event in scored.events:
                 if event.event == "raised":
                     self.desk.raised(event.alert_id, event.stream)
-        table = route.pipeline.table
-        for slot in returned(table, scored.slots[stepped]):
-            stream = table.stream_of[slot] or ""
-            last = float(table["last_received"][slot])
-            back = Silence(stream, slot, last, usual_period(table, slot))
+        for back in returned(route.pipeline.table, scored.slots[stepped]):
             self.publisher.data_returned(route, back, time.time())
         if self.recorder is not None and route.name in self.recorded:
             self.recorder.readings(route.name, route.features, part.streams, ts, values)

@@ -23,6 +23,7 @@ from typing import Literal, get_args
 
 import orjson
 
+from sensord.files import read_json_lines
 from sensord.logs import get_logger
 
 log = get_logger(__name__)
@@ -115,17 +116,14 @@ class FeedbackStore:
 
 def read_feedback(path: Path) -> list[Feedback]:
     """Every feedback in the file, oldest first; a torn or foreign line is skipped."""
-    try:
-        lines = path.read_bytes().splitlines()
-    except FileNotFoundError:
-        return []
     taken = []
-    for number, line in enumerate(lines, start=1):
+    for data in read_json_lines(path):
         try:
-            data = orjson.loads(line)
+            if not isinstance(data, dict):
+                raise TypeError("not an object")
             taken.append(Feedback(**data))
-        except (orjson.JSONDecodeError, TypeError):
-            log.warning("feedback line skipped", file=str(path), line=number)
+        except TypeError:
+            log.warning("feedback line skipped: not a feedback", file=str(path))
     return taken
 
 

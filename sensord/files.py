@@ -1,4 +1,4 @@
-"""Files that are never seen half-written."""
+"""Files that are never seen half-written, and append-only JSON-lines files read back."""
 
 from __future__ import annotations
 
@@ -6,7 +6,12 @@ import os
 import tempfile
 from pathlib import Path
 
+import orjson
+
 from sensord.failpoint import reached
+from sensord.logs import get_logger
+
+log = get_logger(__name__)
 
 # The steps of write_atomic, in order: where a crash test may kill the process.
 WRITE_STEPS = ("created", "written", "synced", "renamed", "dir_synced")
@@ -35,12 +40,33 @@ def write_atomic(target: Path, data: bytes, failpoint: str = "") -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(target.parent)
     _step(failpoint, "dir_synced")
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new entry in ``folder`` survive a power cut."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_json_lines(path: Path) -> list[object]:
+    """Every line of an append-only JSON-lines file, parsed, oldest first; a line that is
+    not JSON (torn by a crash mid-append) is skipped and logged. No file: none."""
+    try:
+        lines = path.read_bytes().splitlines()
+    except FileNotFoundError:
+        return []
+    parsed: list[object] = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            parsed.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            log.warning("line skipped: not JSON", file=str(path), line=number)
+    return parsed
 
 
 def _step(failpoint: str, step: str) -> None:

@@ -81,18 +81,14 @@ def discovery_topic(discovery_prefix: str, node: str, stream: str) -> str:
     return f"{discovery_prefix}/{COMPONENT}/{node}/{object_id(stream)}/config"
 
 
-def discovery_payload(
-    *, prefix: str, node: str, stream: str, route: str, model: str, sw_version: str
-) -> bytes:
+def discovery_payload(*, prefix: str, node: str, stream: str, sw_version: str) -> bytes:
     """The retained discovery config of ``stream``'s anomaly binary sensor (JSON bytes).
 
-    ``prefix`` is sensord's own topic prefix and ``node`` comes from :func:`node_id`.
-    ``route`` and ``model`` are deliberately not published: the device block must be the
-    same for every stream of the instance (Home Assistant keeps one device and would take
-    whichever stream's model it read last), and the entity's attributes already carry the
-    route and the model from the state JSON.
+    ``prefix`` is sensord's own topic prefix and ``node`` comes from :func:`node_id`. The
+    stream's route and model are not in it: the device block must be the same for every
+    stream of the instance (Home Assistant keeps one device and would take whichever
+    stream's model it read last), and the entity's attributes carry both from the state.
     """
-    del route, model  # see the docstring
     _check_prefix(prefix, "prefix")
     _check_node(node)
     obj = object_id(stream)

@@ -33,6 +33,7 @@ import orjson
 from sensord.bundle import MANIFEST_FILE, Bundle, load_bundle
 from sensord.engine import Engine
 from sensord.errors import BundleError, ConfigError, SensordError
+from sensord.files import fsync_dir, read_json_lines
 from sensord.logs import get_logger
 from sensord.timestamps import format_timestamp
 
@@ -158,7 +159,7 @@ def switch(route_dir: Path, version: str) -> None:
     except OSError as exc:
         temp.unlink(missing_ok=True)
         raise SensordError(f"{link}: cannot switch to {version} ({exc.strerror})") from None
-    _fsync_dir(route_dir)
+    fsync_dir(route_dir)
     log.info("model switched", route_dir=str(route_dir), version=version)
 
 
@@ -203,22 +204,7 @@ def log_decision(route_dir: Path, decision: Mapping[str, Any]) -> None:
 
 def read_decisions(route_dir: Path) -> list[dict[str, Any]]:
     """Every decision logged, oldest first; a torn or foreign line is skipped."""
-    path = route_dir / DECISIONS
-    try:
-        lines = path.read_bytes().splitlines()
-    except FileNotFoundError:
-        return []
-    decisions = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            data = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            data = None
-        if isinstance(data, dict):
-            decisions.append(data)
-        else:
-            log.warning("decision line skipped", file=str(path), line=number)
-    return decisions
+    return [d for d in read_json_lines(route_dir / DECISIONS) if isinstance(d, dict)]
 
 
 def managed_route_dir(models_dir: Path, route: str, bundle_setting: Path) -> Path:
@@ -295,25 +281,17 @@ def _copy_in(bundle: Bundle, target: Path) -> None:
         for name in names:
             if (bundle.path / name).is_file():
                 _copy_synced(bundle.path / name, temp / name)
-        _fsync_dir(temp)
+        fsync_dir(temp)
         os.rename(temp, target)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def _copy_synced(source: Path, target: Path) -> None:
     shutil.copyfile(source, target)
     fd = os.open(target, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

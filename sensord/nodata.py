@@ -86,14 +86,22 @@ def silent(
     return found
 
 
-def returned(table: StateTable, slots: Slots) -> list[int]:
-    """Of these streams that just sent a reading, the slots that were silent (now cleared)."""
+def returned(table: StateTable, slots: Slots) -> list[Silence]:
+    """Of these streams that just sent a reading, those that were silent (now cleared)."""
     flags = table["nodata"][slots]
     if not flags.any():  # the usual case, kept cheap: it runs for every batch
         return []
     back = np.unique(slots[flags])
     table["nodata"][back] = False
-    return [int(slot) for slot in back]
+    return [
+        Silence(
+            table.stream_of[slot] or "",
+            slot,
+            float(table["last_received"][slot]),
+            usual_period(table, slot),
+        )
+        for slot in back.tolist()
+    ]
 
 
 def usual_period(table: StateTable, slot: int) -> float:

@@ -150,7 +150,7 @@ class Publisher:
             if published[slot] == code:
                 continue
             if published[slot] == 0:
-                self.announce(route, part.streams[i])  # first status: a new stream
+                self.announce(part.streams[i])  # first status: a new stream
             published[slot] = code
             self.state(
                 route,
@@ -220,7 +220,7 @@ class Publisher:
 
     # Home Assistant
 
-    def announce(self, route: Route, stream: str) -> None:
+    def announce(self, stream: str) -> None:
         """Home Assistant discovery for one stream (retained, so once is enough)."""
         if self.discovery is None:
             return
@@ -230,8 +230,6 @@ class Publisher:
             prefix=self.prefix,
             node=self.discovery.node,
             stream=stream,
-            route=route.name,
-            model=route.pipeline.bundle.manifest.name,
             sw_version=sensord.__version__,
         )
         self.states.put(topic, render)
@@ -241,4 +239,4 @@ class Publisher:
         """Discovery for every stream with state (restored ones too), at start."""
         for route in routes:
             for stream in route.pipeline.table.slot_of:
-                self.announce(route, stream)
+                self.announce(stream)

@@ -19,14 +19,15 @@ def daemon_stats(daemon: Daemon) -> dict[str, Any]:
             core[key] = core.get(key, 0) + value
     mqtt = daemon.mqtt.counters
     desk, recorder = daemon.desk, daemon.recorder
+    routes = {route.name: route_stats(route) for route in daemon.routes}
     return {
         "received": mqtt.received,
         **core,
         "rejected": dict(daemon.ingest.rejected),
-        "streams": sum(len(r.pipeline.table) for r in daemon.routes),
+        "streams": sum(r["streams"] for r in routes.values()),
         **vars(daemon.counters),
         **vars(daemon.publisher.counters),
-        "nodata_active": sum(_nodata_active(r) for r in daemon.routes),
+        "nodata_active": sum(r["nodata_active"] for r in routes.values()),
         "connects": mqtt.connects,
         "reconnects": max(mqtt.connects - 1, 0),
         "disconnects": mqtt.disconnects,
@@ -45,7 +46,7 @@ def daemon_stats(daemon: Daemon) -> dict[str, Any]:
         "feedback_refused": dict(desk.refused) if desk is not None else {},
         "recorded_rows": recorder.rows if recorder is not None else 0,
         "record_errors": recorder.errors if recorder is not None else 0,
-        "routes": {route.name: route_stats(route) for route in daemon.routes},
+        "routes": routes,
     }
 
 

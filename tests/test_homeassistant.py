@@ -318,9 +318,7 @@ STATUSES = ("warming_up", "normal", "alert", "evicted")
 def payload(
     *, prefix: str = PREFIX, node: str = NODE, stream: str = STREAM, sw: str = "0.1.0"
 ) -> bytes:
-    return discovery_payload(
-        prefix=prefix, node=node, stream=stream, route="temp", model="temp", sw_version=sw
-    )
+    return discovery_payload(prefix=prefix, node=node, stream=stream, sw_version=sw)
 
 
 def config(**kwargs: Any) -> dict[str, Any]:

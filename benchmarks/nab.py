@@ -1,16 +1,21 @@
 """NAB with the daemon's own code: ``python benchmarks/nab.py --nab-root DIR``.
 
 For every series under ``DIR/data`` (NAB layout: ``data/<category>/<file>.csv``,
-``labels/combined_windows.json``, ``profiles.json``):
+``labels/combined_windows.json``, ``profiles.json``) and every training seed:
 
 1. train a bundle with sensord's trainer on the probationary rows only (the first
-   ``min(floor(0.15 n), 750)`` rows; NAB's rule), one configuration for every file;
+   ``min(floor(0.15 n), 750)`` rows; NAB's rule), one configuration for every file (bundles
+   are kept in ``OUT/bundles/seed<N>`` and reused with ``--reuse``);
 2. replay the whole series through the daemon's core (``sensord replay``: state carried step
-   to step, the score of a row uses only rows up to it) once per detector;
-3. write NAB result files ``OUT/<detector>/<category>/<file>.csv`` (the data file's rows in
-   order, with ``anomaly_score``, and the daemon's own ``alert`` and ``event`` columns);
-4. score them with sensord/nabscore.py: per detector and profile, the swept-threshold
-   score of ``anomaly_score`` and the score of the binary ``alert`` column.
+   to step, the score of a row uses only rows up to it) once per variant: each detector of
+   ``--detectors`` at its defaults, and each ``--variant`` (benchmarks/variants.py: channel
+   ablations, neighbouring settings, "repeat the last value" in place of the network);
+3. write NAB result files ``OUT/seed<N>/<variant>/<category>/<file>.csv`` (the data file's
+   rows, ``anomaly_score``, and the daemon's own ``alert``, ``raised`` and ``onset``
+   columns: 1 while an alert is up; on the row an alert is raised; on the row of a raised
+   or an updated event, a new onset inside an alert, which an operator receives too);
+4. score them with sensord/nabscore.py: per variant and profile, the swept-threshold score of
+   ``anomaly_score``, and the score of each binary column as it is (no threshold chosen).
 
 Rows whose timestamp is not after an earlier row's (a clock that jumped back) are dropped as
 the daemon drops a late reading: no score (0 in the result file), and counted.
@@ -33,8 +38,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sensord.detect import DETECTOR_KINDS, DetectorKind, DetectorSettings
-from sensord.engine import Engine
+from benchmarks.variants import Variant, parse_variant
+from sensord.bundle import Bundle, load_bundle
+from sensord.detect import DETECTOR_KINDS, DetectorSettings
+from sensord.engine import Engine, PersistenceEngine, StepEngine
+from sensord.errors import BundleError
 from sensord.nabscore import (
     CorpusScore,
     ScoredFile,
@@ -48,206 +56,192 @@ from sensord.pipeline import Pipeline, PipelineSettings
 from sensord.replay import replay
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "nab"
-DEFAULT_DETECTOR = PipelineSettings().detector.kind
+COLUMNS = ("score", "onset", "raised", "alert")
+Results = dict[str, dict[str, dict[str, CorpusScore]]]  # variant -> column -> profile
 
 
 @dataclass(frozen=True)
 class FileRun:
     name: str  # category/file.csv
+    seed: int
     rows: int
     probation: int
     dropped: int
     train_seconds: float
     replay_seconds: dict[str, float]
     timestamps: list[float]
-    scores: dict[str, list[float]]
-    alerts: dict[str, list[int]]
-    onsets: dict[str, list[int]]
+    columns: dict[str, dict[str, list[float]]]  # variant -> column -> values
 
 
-def run_file(
-    path: Path, root: Path, out: Path, detectors: list[DetectorKind], seed: int
-) -> FileRun:
-    """Train on the probationary rows, replay with each detector, write the result files."""
-    import torch
-
+def bundle_for(path: Path, name: str, out: Path, seed: int, reuse: bool) -> tuple[Bundle, float]:
+    """Train on the probationary rows (or reuse the bundle a previous run left)."""
+    target = out / "bundles" / f"seed{seed}" / name.removesuffix(".csv")
+    if reuse:
+        try:
+            return load_bundle(target), 0.0
+        except BundleError:
+            pass
     from sensord.training.fit import FitOptions
     from sensord.training.train import TrainOptions, train_bundle
 
-    torch.set_num_threads(1)  # one file per core
-    name = path.relative_to(root / "data").as_posix()
     lines = path.read_text().splitlines()
-    rows = len(lines) - 1
-    probation = probation_rows(rows)
     probation_csv = out / "probation" / name
     probation_csv.parent.mkdir(parents=True, exist_ok=True)
-    probation_csv.write_text("\n".join(lines[: probation + 1]) + "\n")
-    bundle_dir = out / "bundles" / name.removesuffix(".csv")
+    probation_csv.write_text("\n".join(lines[: probation_rows(len(lines) - 1) + 1]) + "\n")
     stem = Path(name).stem.replace(" ", "_")
     started = time.perf_counter()
-    report = train_bundle(
-        probation_csv,
-        bundle_dir,
-        TrainOptions(name=stem[:128], out_of_order="drop", fit=FitOptions(seed=seed)),
-    )
-    train_seconds = time.perf_counter() - started
+    options = TrainOptions(name=stem[:128], out_of_order="drop", fit=FitOptions(seed=seed))
+    report = train_bundle(probation_csv, target, options)  # one torch thread: one file a core
+    return report.bundle, time.perf_counter() - started
 
-    scores: dict[str, list[float]] = {}
-    alerts: dict[str, list[int]] = {}
-    onsets: dict[str, list[int]] = {}
-    replay_seconds: dict[str, float] = {}
+
+def engine_of(model: str, bundle: Bundle) -> StepEngine:
+    return PersistenceEngine(bundle) if model == "persistence" else Engine(bundle)
+
+
+def run_file(
+    path: Path, root: Path, out: Path, *, variants: Sequence[Variant], seed: int, reuse: bool
+) -> FileRun:
+    name = path.relative_to(root / "data").as_posix()
+    bundle, train_seconds = bundle_for(path, name, out, seed, reuse)
+    columns: dict[str, dict[str, list[float]]] = {}
+    seconds: dict[str, float] = {}
     timestamps: list[float] = []
-    dropped = 0
-    for kind in detectors:
-        settings = PipelineSettings(detector=DetectorSettings(kind=kind))
-        pipeline = Pipeline(Engine(report.bundle), settings)
+    dropped = rows = 0
+    for variant in variants:
+        pipeline = Pipeline(engine_of(variant.model, bundle), variant.settings)
         result = replay(path, pipeline, out_of_order="drop")
-        replay_seconds[kind] = result.seconds
-        outcomes = result.outcomes
-        score = [0.0 if o is None or np.isnan(o.score) else float(o.score) for o in outcomes]
-        alert = _alert_column(outcomes)
-        onset = [
-            1 if o is not None and o.event is not None and o.event.event == "raised" else 0
-            for o in outcomes
-        ]
-        _write_result(
-            out / kind / name,
-            result.series.header,
-            result.series.rows,
-            scores=score,
-            alerts=alert,
-            onsets=onset,
-        )
-        scores[kind], alerts[kind], onsets[kind] = score, alert, onset
+        seconds[variant.name] = result.seconds
+        columns[variant.name] = _columns(result.outcomes)
+        _write_result(out / f"seed{seed}" / variant.name / name, result, columns[variant.name])
         timestamps = [float(t) for t in result.series.timestamps]
-        dropped = result.series.out_of_order
+        dropped, rows = result.series.out_of_order, len(result.series.rows)
     return FileRun(
         name,
+        seed,
         rows,
-        probation,
+        probation_rows(rows),
         dropped,
         train_seconds,
-        replay_seconds,
+        seconds,
         timestamps,
-        scores,
-        alerts,
-        onsets,
+        columns,
     )
 
 
-def _alert_column(outcomes: tuple[object, ...]) -> list[int]:
+def _columns(outcomes: tuple[object, ...]) -> dict[str, list[float]]:
     from sensord.sample import Outcome
 
-    column, state = [], 0
+    score, alert, raised, onset = [], [], [], []
+    state = 0.0
     for outcome in outcomes:
+        event = None
         if isinstance(outcome, Outcome):
-            state = int(outcome.alert)
-        column.append(state)
-    return column
+            state = float(outcome.alert)
+            event = outcome.event.event if outcome.event is not None else None
+            score.append(0.0 if np.isnan(outcome.score) else float(outcome.score))
+        else:
+            score.append(0.0)
+        alert.append(state)
+        raised.append(float(event == "raised"))
+        onset.append(float(event in ("raised", "updated")))
+    return {"score": score, "onset": onset, "raised": raised, "alert": alert}
 
 
-def _write_result(
-    path: Path,
-    header: tuple[str, ...],
-    rows: tuple[tuple[str, ...], ...],
-    *,
-    scores: list[float],
-    alerts: list[int],
-    onsets: list[int],
-) -> None:
+def _write_result(path: Path, result: object, columns: dict[str, list[float]]) -> None:
+    from sensord.replay import ReplayResult
+
+    assert isinstance(result, ReplayResult)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow([*header, "anomaly_score", "alert", "raised"])
-        for cells, score, alert, onset in zip(rows, scores, alerts, onsets, strict=True):
-            writer.writerow([*cells, f"{score:.6f}", alert, onset])
+        writer.writerow([*result.series.header, "anomaly_score", "alert", "raised", "onset"])
+        for i, cells in enumerate(result.series.rows):
+            writer.writerow(
+                [
+                    *cells,
+                    f"{columns['score'][i]:.6f}",
+                    int(columns["alert"][i]),
+                    int(columns["raised"][i]),
+                    int(columns["onset"][i]),
+                ]
+            )
 
 
-def score_runs(
-    runs: list[FileRun], detectors: Sequence[str], root: Path
-) -> dict[str, dict[str, dict[str, CorpusScore]]]:
-    """detector -> column (score / alert / raised) -> profile -> score."""
+def score_runs(runs: list[FileRun], variants: Sequence[str], root: Path) -> Results:
+    """variant -> column -> profile -> score, for the runs of one seed."""
     windows = load_windows(root / "labels" / "combined_windows.json")
     profiles = load_profiles(root / "profiles.json")
-    results: dict[str, dict[str, dict[str, CorpusScore]]] = {}
-    for kind in detectors:
-        columns: dict[str, list[ScoredFile]] = {"score": [], "alert": [], "raised": []}
+    results: Results = {}
+    for variant in variants:
+        prepared: dict[str, list[ScoredFile]] = {column: [] for column in COLUMNS}
         for run in runs:
-            stamps = np.asarray(run.timestamps)
-            spans = windows.get(run.name, [])
-            columns["score"].append(prepare(run.name, stamps, np.asarray(run.scores[kind]), spans))
-            columns["alert"].append(
-                prepare(run.name, stamps, np.asarray(run.alerts[kind], float), spans)
+            stamps, spans = np.asarray(run.timestamps), windows.get(run.name, [])
+            for column in COLUMNS:
+                values = np.asarray(run.columns[variant][column])
+                prepared[column].append(prepare(run.name, stamps, values, spans))
+        results[variant] = {
+            column: score_all_profiles(
+                prepared[column], profiles, threshold=None if column == "score" else 1.0
             )
-            columns["raised"].append(
-                prepare(run.name, stamps, np.asarray(run.onsets[kind], float), spans)
-            )
-        results[kind] = {
-            "score": score_all_profiles(columns["score"], profiles),
-            "alert": score_all_profiles(columns["alert"], profiles, threshold=1.0),
-            "raised": score_all_profiles(columns["raised"], profiles, threshold=1.0),
+            for column in COLUMNS
         }
     return results
 
 
-def print_tables(
-    results: dict[str, dict[str, dict[str, CorpusScore]]], runs: list[FileRun], default: str
-) -> None:
-    profiles = list(next(iter(results.values()))["score"])
-    short = {"standard": "std", "reward_low_FP_rate": "lowFP", "reward_low_FN_rate": "lowFN"}
-    heads = [
-        f"{column} {short.get(p, p)}" for column in ("score", "raised", "alert") for p in profiles
-    ]
-    print(f"\n{'detector':<11}" + "".join(f"{h:>13}" for h in heads))
-    for kind, columns in results.items():
+SHORT = {"standard": "std", "reward_low_FP_rate": "lowFP", "reward_low_FN_rate": "lowFN"}
+
+
+def print_tables(by_seed: dict[int, Results]) -> None:
+    """Per variant: the mean over seeds of every column and profile, and the per-seed
+    standard score of the onsets (what an operator receives)."""
+    first = next(iter(by_seed.values()))
+    profiles = list(next(iter(first.values()))["score"])
+    heads = [f"{c} {SHORT.get(p, p)}" for c in COLUMNS for p in profiles]
+    seeds = sorted(by_seed)
+    print(
+        f"\nmean of seeds {','.join(map(str, seeds))}\n{'variant':<28}"
+        + "".join(f"{h:>12}" for h in heads)
+        + "   onset std by seed"
+    )
+    for variant in first:
         cells = [
-            columns[column][p].normalized
-            for column in ("score", "raised", "alert")
+            np.mean([by_seed[s][variant][c][p].normalized for s in seeds])
+            for c in COLUMNS
             for p in profiles
         ]
-        print(f"{kind:<11}" + "".join(f"{c:>13.1f}" for c in cells))
-    best = results[default]["score"]["standard"]
-    print(
-        f"\nper file, {default}, standard profile at threshold {best.threshold:.3f} "
-        "(raw score; null = -windows)"
-    )
-    for run in runs:
-        print(
-            f"  {run.name:<58} {best.per_file[run.name]:>8.3f}  rows {run.rows:>6}  "
-            f"train {run.train_seconds:5.1f} s  dropped {run.dropped}"
+        per_seed = " / ".join(
+            f"{by_seed[s][variant]['onset']['standard'].normalized:.1f}" for s in seeds
         )
+        print(f"{variant:<28}" + "".join(f"{x:>12.1f}" for x in cells) + f"   {per_seed}")
 
 
-def to_json(
-    results: dict[str, dict[str, dict[str, CorpusScore]]],
-    runs: list[FileRun],
-    seconds: float,
-    default: str,
-) -> dict[str, object]:
+def to_json(by_seed: dict[int, Results], runs: list[FileRun], seconds: float) -> dict[str, object]:
     return {
-        "default_detector": default,
         "seconds": seconds,
-        "files": len(runs),
-        "results": {
-            kind: {
-                column: {
-                    profile: {
-                        "normalized": s.normalized,
-                        "threshold": s.threshold,
-                        "raw": s.raw,
-                        "null": s.null,
-                        "perfect": s.perfect,
-                        "per_file": s.per_file,
+        "files": len({r.name for r in runs}),
+        "seeds": {
+            str(seed): {
+                variant: {
+                    column: {
+                        profile: {
+                            "normalized": s.normalized,
+                            "threshold": s.threshold,
+                            "raw": s.raw,
+                            "per_file": s.per_file,
+                        }
+                        for profile, s in by_profile.items()
                     }
-                    for profile, s in by_profile.items()
+                    for column, by_profile in columns.items()
                 }
-                for column, by_profile in columns.items()
+                for variant, columns in results.items()
             }
-            for kind, columns in results.items()
+            for seed, results in by_seed.items()
         },
         "runs": [
             {
                 "file": r.name,
+                "seed": r.seed,
                 "rows": r.rows,
                 "probation": r.probation,
                 "dropped_out_of_order": r.dropped,
@@ -259,6 +253,23 @@ def to_json(
     }
 
 
+def variants_of(detectors: str, extra: Sequence[str]) -> list[Variant]:
+    asked = [d.strip() for d in detectors.split(",") if d.strip()]
+    unknown = sorted(set(asked) - set(DETECTOR_KINDS))
+    if unknown:
+        raise ValueError(f"unknown detector(s): {', '.join(unknown)}")
+    chosen = [
+        Variant(kind, PipelineSettings(detector=DetectorSettings(kind=kind)))
+        for kind in DETECTOR_KINDS
+        if kind in asked
+    ]
+    chosen += [parse_variant(text) for text in extra]
+    names = [v.name for v in chosen]
+    if len(set(names)) != len(names):
+        raise ValueError(f"variant names repeat: {names}")
+    return chosen
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
@@ -267,18 +278,23 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_ROOT,
         help="NAB layout: data/, labels/combined_windows.json, profiles.json",
     )
-    parser.add_argument(
-        "--out", type=Path, default=Path("nab-results"), help="where result files and bundles go"
-    )
+    parser.add_argument("--out", type=Path, default=Path("nab-results"))
     parser.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
     parser.add_argument(
         "--detectors",
-        default=",".join(DETECTOR_KINDS),
-        help=f"comma-separated, from {', '.join(DETECTOR_KINDS)}",
+        default=DetectorSettings().kind,
+        help=f"comma-separated, from {', '.join(DETECTOR_KINDS)} (each at its defaults)",
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME[:key=value,...] (benchmarks/variants.py); repeatable",
+    )
+    parser.add_argument("--seeds", default="0", help="training seeds, comma-separated")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--only", default=None, help="only files whose path contains this")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reuse", action="store_true", help="reuse bundles left in --out")
     args = parser.parse_args(argv)
     root = args.nab_root.resolve()
     files = sorted((root / "data").glob("*/*.csv"))
@@ -287,33 +303,36 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print(f"no NAB data under {root / 'data'}", file=sys.stderr)
         return 1
-    asked = [d.strip() for d in args.detectors.split(",") if d.strip()]
-    unknown = sorted(set(asked) - set(DETECTOR_KINDS))
-    if unknown:
-        print(f"unknown detector(s): {', '.join(unknown)}", file=sys.stderr)
+    try:
+        variants = variants_of(args.detectors, args.variant)
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError as exc:
+        print(f"nab.py: {exc}", file=sys.stderr)
         return 1
-    detectors = [kind for kind in DETECTOR_KINDS if kind in asked]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = [pool.submit(run_file, f, root, args.out, detectors, args.seed) for f in files]
+        futures = [
+            pool.submit(run_file, f, root, args.out, variants=variants, seed=seed, reuse=args.reuse)
+            for seed in seeds
+            for f in files
+        ]
         runs = []
         for future in futures:
             run = future.result()
             runs.append(run)
             print(
-                f"{run.name}: {run.rows} rows, trained on {run.probation} in "
-                f"{run.train_seconds:.1f} s, replayed "
-                + ", ".join(f"{k} {s:.1f} s" for k, s in run.replay_seconds.items()),
+                f"seed {run.seed} {run.name}: {run.rows} rows, trained on {run.probation} in "
+                f"{run.train_seconds:.1f} s, replayed {sum(run.replay_seconds.values()):.1f} s",
                 flush=True,
             )
-    results = score_runs(runs, detectors, root)
+    names = [v.name for v in variants]
+    by_seed = {seed: score_runs([r for r in runs if r.seed == seed], names, root) for seed in seeds}
     seconds = time.perf_counter() - started
-    default = DEFAULT_DETECTOR if DEFAULT_DETECTOR in detectors else detectors[0]
-    print_tables(results, runs, default)
-    print(f"\n{len(runs)} files in {seconds:.0f} s with {args.jobs} jobs")
+    print_tables(by_seed)
+    print(f"\n{len(files)} files x {len(seeds)} seeds in {seconds:.0f} s with {args.jobs} jobs")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(to_json(results, runs, seconds, default), indent=2))
+        args.json.write_text(json.dumps(to_json(by_seed, runs, seconds), indent=2))
     return 0
 
 

@@ -1,5 +1,6 @@
 """What running it for months costs the scoring loop: recording, a shadow bundle, Home
-Assistant discovery, beside a daemon with none of them.
+Assistant discovery, beside a daemon with none of them; and what the channels detector (the
+default) costs beside the likelihood detector it replaced.
 
 In-process and without a network (the daemon's ``process`` on prepared batches of JSON
 readings, acknowledgements going nowhere), so the figure is the loop's own CPU time per
@@ -41,6 +42,12 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "+shadow": {"shadow": True},
     "+homeassistant": {"homeassistant": {"enabled": True}},
     "all": {"record": {"enabled": True}, "shadow": True, "homeassistant": {"enabled": True}},
+    # The detector before the channels (plain otherwise): the cost of the detector itself.
+    "likelihood": {
+        "nodata": {"enabled": False},
+        "feedback": {"enabled": False},
+        "detector": {"kind": "likelihood", "threshold": 0.45},
+    },
 }
 
 
@@ -48,7 +55,9 @@ def settings_for(bundle: Path, state: Path, options: dict[str, Any]) -> Settings
     route: dict[str, Any] = {"topic": "sensors/+/value", "bundle": str(bundle), "name": "bench"}
     if options.get("shadow"):
         route["shadow"] = str(bundle)
-    sections = {k: v for k, v in options.items() if k != "shadow"}
+    if "detector" in options:
+        route["detector"] = options["detector"]
+    sections = {k: v for k, v in options.items() if k not in ("shadow", "detector")}
     return Settings(
         mqtt={"host": "127.0.0.1", "port": 1},  # never connected: process() needs no broker
         routes=[route],

@@ -1,10 +1,12 @@
 """Model bundles: the one thing that crosses from training to the daemon.
 
-A bundle is a directory with ``model.onnx`` (ONE LSTM step: inputs ``x[B,F]``, ``h[L,B,H]``,
-``c[L,B,H]``; outputs ``y[B,F]``, ``h_out``, ``c_out``; B dynamic) and ``bundle.json``, the
-manifest below. Loading checks the format version, every field, and the graph's sha256; the
-graph's shapes are checked against the manifest when the engine opens it (engine.py). This
-module imports neither torch nor onnx.
+A bundle is a directory with ``model.onnx`` (ONE recurrent step: inputs ``x[B,F]``,
+``h[L,B,H]``, ``c[L,B,H]``; outputs ``y[B,F]``, ``h_out``, ``c_out``; B dynamic) and
+``bundle.json``, the manifest below. The step is an LSTM's or a GRU's (``cell``); a GRU has no
+cell state and passes ``c`` through unchanged, so the signature, and the daemon's state per
+stream, are the same for both. Loading checks the format version, every field, and the graph's
+sha256; the graph's shapes are checked against the manifest when the engine opens it
+(engine.py). This module imports neither torch nor onnx.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ GRAPH_FILE = "model.onnx"
 INPUT_NAMES = ("x", "h", "c")
 OUTPUT_NAMES = ("y", "h_out", "c_out")
 
+Cell = Literal["lstm", "gru"]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -122,8 +125,13 @@ class Manifest(_Strict):
         default_factory=list,
         description="Inputs made from the timestamp, after the features in x (x is [B, F+T]).",
     )
-    layers: int = Field(ge=1, le=8, description="LSTM layers (L).")
-    hidden: int = Field(ge=1, le=4096, description="LSTM hidden size (H).")
+    cell: Cell = Field(
+        "lstm",
+        description="Recurrent cell. A gru step passes c through unchanged (it stays zero); "
+        "bundles from before this field are lstm.",
+    )
+    layers: int = Field(ge=1, le=8, description="Recurrent layers (L).")
+    hidden: int = Field(ge=1, le=4096, description="Recurrent hidden size (H).")
     scaling: Scaling = Field(description="Scaling for streams training did not see.")
     stream_scaling: dict[str, Scaling] = Field(
         default_factory=dict, description="Scaling per stream seen in training."

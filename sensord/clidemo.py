@@ -49,12 +49,17 @@ def _add_simulate(commands: SubParsers) -> None:
     p.add_argument("--streams", type=positive_int, default=10)
     p.add_argument("--rate", type=float, default=100.0, help="messages per second, in all")
     p.add_argument("--duration", type=float, default=30.0, help="seconds")
-    p.add_argument("--anomalies", type=int, default=3, help="spikes/dips to inject")
+    p.add_argument(
+        "--anomalies",
+        type=int,
+        default=4,
+        help="one-sample anomalies to inject, in turn: spike, dip, in-range spike, in-range dip",
+    )
     p.add_argument(
         "--min-index",
         type=int,
-        default=40,
-        help="no anomaly in a stream's first N samples (its warm-up)",
+        default=110,
+        help="no anomaly in a stream's first N samples (the detector's own warm-up is 100)",
     )
     p.add_argument("--qos", type=int, choices=(0, 1, 2), default=1)
     p.add_argument("--seed", type=int, default=0)

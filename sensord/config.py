@@ -25,6 +25,8 @@ from sensord.pipeline import PipelineSettings
 from sensord.route import check_stream_template, check_topic_filter, safe_topic_level
 
 CONFIG_ENV = "SENSORD_CONFIG"
+ChannelName = Literal["point", "sustained", "contextual", "shift", "extremes"]
+CHANNEL_NAMES: tuple[ChannelName, ...] = ("point", "sustained", "contextual", "shift", "extremes")
 SECRET_MASK = "**********"
 
 
@@ -81,17 +83,51 @@ class MqttSettings(_Section):
 
 class DetectorConfig(_Section):
     kind: DetectorKind = Field(
-        "likelihood",
-        description="How errors are scored: adaptive, fixed, likelihood, telemanom or spot.",
+        "channels",
+        description="How surprises are scored: channels (point, sustained, contextual, shift "
+        "and extremes channels on calibrated tails), or the single-error detectors "
+        "likelihood, adaptive, fixed, telemanom, spot.",
     )
     threshold: float = Field(
-        DEFAULT_THRESHOLD, gt=0, lt=1, description="Score at or above which a sample is anomalous."
+        DEFAULT_THRESHOLD,
+        gt=0,
+        lt=1,
+        description="Score at or above which a sample is anomalous. For channels, a score s "
+        "means a tail probability of 10^(-5 s / (1 - s)) on the stream's normal data: 0.5 is "
+        "one sample in 100,000, 0.45 one in 12,000, 0.55 one in 1.3 million.",
+    )
+    channels: list[ChannelName] = Field(
+        default_factory=lambda: list(CHANNEL_NAMES),
+        min_length=1,
+        description="The channels the channels detector listens to (extremes is the range "
+        "rule, also governed by range_rule).",
+    )
+    error_horizon: int = Field(
+        2000, ge=2, le=10_000_000, description="Samples the error scale remembers."
+    )
+    sustained_span: float = Field(
+        10.0, ge=1, le=100_000, description="Samples the sustained channel averages errors over."
+    )
+    context_span: float = Field(
+        6.0, ge=1, le=100_000, description="Samples the contextual channel's level spans."
+    )
+    context_days: float = Field(
+        20.0, gt=0, le=3650, description="Days the time-of-day profile remembers."
+    )
+    shift_span: float = Field(
+        30.0, ge=1, le=100_000, description="Samples the shift channel accumulates over."
+    )
+    min_samples: int = Field(
+        100, ge=1, le=10_000_000, description="Samples a channel sees before it may speak."
     )
     smoothing: float | None = Field(
         None, gt=0, le=1, description="EWMA weight of the newest error; default: the bundle's."
     )
     window: int = Field(
-        8640, ge=2, le=10_000_000, description="Adaptive statistics horizon, samples."
+        8640,
+        ge=2,
+        le=10_000_000,
+        description="The single-error detectors' statistics horizon, samples.",
     )
     range_rule: bool = Field(True, description="Score 1 for a value beyond the range seen.")
     range_margin: float = Field(
@@ -111,6 +147,19 @@ class DetectorConfig(_Section):
     )
     warmup: int = Field(
         10, ge=0, le=1_000_000, description="Samples after a stream (re)starts before it may alert."
+    )
+    repeat_window: int = Field(
+        20,
+        ge=0,
+        le=1_000_000,
+        description="A new alert within this many samples of a higher score is the same event.",
+    )
+    adopt_after_s: float | None = Field(
+        None,
+        gt=0,
+        description="After an alert has lasted this long, the stream's state becomes its new "
+        "normal and the alert clears (reason 'adopted'); none: only an operator's new_normal "
+        "verdict or a retrained bundle does that.",
     )
 
 
@@ -401,6 +450,13 @@ class Settings(BaseSettings):
                 window=d.window,
                 range_margin=d.range_margin if d.range_rule else None,
                 range_min_samples=d.range_min_samples,
+                channels=frozenset(d.channels),
+                error_horizon=d.error_horizon,
+                sustained_span=d.sustained_span,
+                context_span=d.context_span,
+                context_days=d.context_days,
+                shift_span=d.shift_span,
+                min_samples=d.min_samples,
             ),
             alerts=AlertPolicy(
                 raise_after=d.raise_after,
@@ -408,6 +464,8 @@ class Settings(BaseSettings):
                 hysteresis=self.alerts.hysteresis,
                 cooldown_s=self.alerts.cooldown_s,
                 warmup=d.warmup,
+                repeat_window=d.repeat_window,
+                adopt_after_s=d.adopt_after_s,
             ),
             max_gap_s=route.max_gap_s,
         )

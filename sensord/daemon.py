@@ -311,6 +311,9 @@ class Daemon:
         if self.desk is not None:
             self.desk.take(requests, self.routes)
             self.publisher.flush()
+            if self.desk.changed_state:  # a new_normal verdict: no journal entry carries it
+                self.desk.changed_state = False
+                self.durable.save(self._pipelines())
         self.mqtt.ack(requests)
 
     # housekeeping, reload

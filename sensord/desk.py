@@ -6,7 +6,9 @@ one raised since start or in the recordings' alert logs, or one that already has
 It is appended to the feedback file and synced *before* the answer goes out and before the
 message is acknowledged, so an operator who saw ``accepted`` can rely on retraining seeing
 it too. When the verdict is on the stream's active alert, the stream's retained state is
-published again with it, so every dashboard shows that someone has looked. Refusals are
+published again with it, so every dashboard shows that someone has looked; a ``new_normal``
+verdict on it clears the alert (reason ``accepted``) and the detector learns the stream's
+normal again from there. Refusals are
 answered with the reason, counted by reason, and logged at most once per reason per
 interval.
 """
@@ -63,6 +65,9 @@ class FeedbackDesk:
         self.accepted = 0
         self.refused: Counter[str] = Counter()
         self._limiter = RateLimitedLog(log_interval_s, event="feedback refused")
+        # A new_normal verdict changed stream state that no journaled reading carries: the
+        # daemon snapshots soon after, so that a crash cannot undo it.
+        self.changed_state = False
         self._recent: OrderedDict[str, str] = OrderedDict()  # alert id -> stream
 
     def raised(self, alert: str, stream: str) -> None:
@@ -109,8 +114,19 @@ class FeedbackDesk:
         self._answer(
             request, stream=stream, alert=feedback.alert_id, verdict=feedback.verdict, now=now
         )
-        if route is not None:
+        if route is not None and feedback.verdict == "new_normal":
+            self._accept(route, feedback)
+        elif route is not None:
             self._show_on_state(route, feedback)
+
+    def _accept(self, route: Route, feedback: Feedback) -> None:
+        """The operator says the stream's active alert is its new normal."""
+        event = route.pipeline.accept(feedback.stream, feedback.at)
+        if event is None:
+            return  # cleared already; the verdict is stored for retraining all the same
+        self.changed_state = True
+        log.info("new normal accepted", stream=feedback.stream, alert_id=event.alert_id)
+        self.publisher.accepted(route, event)
 
     def _route_of(self, feedback: Feedback, routes: Sequence[Route]) -> Route | None:
         """The route whose latest alert on the stream this is (None: an older alert), or

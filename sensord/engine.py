@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +27,20 @@ class StepResult:
     prediction: F32
     h: F32
     c: F32
+
+
+class StepEngine(Protocol):
+    """What the core needs of an engine: a bundle's shapes and one batched step."""
+
+    bundle: Bundle
+    features: int
+    layers: int
+    hidden: int
+    timings: list[float] | None
+
+    def zero_state(self, batch: int) -> tuple[F32, F32]: ...
+
+    def step(self, x: F32, h: F32, c: F32) -> StepResult: ...
 
 
 class Engine:
@@ -102,3 +117,23 @@ class Engine:
 
 def _show(shape: Sequence[object]) -> str:
     return "[" + ",".join("B" if d is None or isinstance(d, str) else str(d) for d in shape) + "]"
+
+
+class PersistenceEngine:
+    """ "Repeat the last value" in place of a bundle's network: its prediction of the next
+    sample is this one, and its state stays zero. Benchmarks run every detector with it to
+    measure what the model adds; it keeps the bundle's scaling, time features and shapes."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        self.bundle = bundle
+        self.features = len(bundle.manifest.features)
+        self.layers = bundle.manifest.layers
+        self.hidden = bundle.manifest.hidden
+        self.timings: list[float] | None = None
+
+    def zero_state(self, batch: int) -> tuple[F32, F32]:
+        shape = (self.layers, batch, self.hidden)
+        return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+
+    def step(self, x: F32, h: F32, c: F32) -> StepResult:
+        return StepResult(prediction=np.array(x[:, : self.features], dtype=np.float32), h=h, c=c)

@@ -5,8 +5,11 @@ An operator (or a dashboard button) publishes to ``<prefix>/feedback/<stream>``:
     {"alert_id": "…", "verdict": "false_positive", "by": "ana", "note": "valve test"}
 
 ``verdict`` is ``false_positive`` (retraining may learn from the alert's span),
-``confirmed`` (a real anomaly: retraining leaves it out, and judges candidates on it) or
-``acknowledged`` (seen, no verdict). The daemon checks the message (size before decoding,
+``confirmed`` (a real anomaly: retraining leaves it out, and judges candidates on it),
+``new_normal`` (the plant changed for good: on the stream's active alert, the alert clears
+with reason ``accepted`` and the detector learns the stream's normal again from here; the
+alert's span stays out of retraining, what follows it is normal) or ``acknowledged`` (seen,
+no verdict). The daemon checks the message (size before decoding,
 JSON, fields, the alert is one this daemon raised on that stream), appends it to
 ``<state.dir>/feedback.jsonl`` (one JSON object per line, ``fdatasync``ed before the answer
 goes out), and answers on the request's MQTT 5 Response Topic, else on
@@ -27,7 +30,7 @@ from sensord.files import read_json_lines
 from sensord.logs import get_logger
 
 log = get_logger(__name__)
-Verdict = Literal["false_positive", "confirmed", "acknowledged"]
+Verdict = Literal["false_positive", "confirmed", "new_normal", "acknowledged"]
 VERDICTS: tuple[str, ...] = get_args(Verdict)
 JUDGEMENTS = ("false_positive", "confirmed")  # the verdicts retraining acts on
 MAX_TEXT = 200  # ``by`` and ``note``: names and short reasons, not documents

@@ -27,8 +27,9 @@ PREFIX = "sensord-demo"
 SENSOR_TOPIC = "demo-sensors/{stream}/value"
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
-# An alert catches an injected anomaly if it is raised on the same stream within this time.
-CATCH_WITHIN_S = 5.0
+# An alert catches an injected anomaly if it is raised on the same stream within this many
+# of its samples (sample time, which the simulator sends).
+CATCH_WITHIN_SAMPLES = 2
 
 
 @dataclass
@@ -215,7 +216,7 @@ class LiveDemo:
 
         def injected(event: Injected) -> None:
             print(
-                f"  inject {event.kind:<6}  {event.stream:<9} at {format_timestamp(event.ts)} "
+                f"  inject {event.kind:<14}  {event.stream:<9} at {format_timestamp(event.ts)} "
                 f"value {event.value:.2f}",
                 flush=True,
             )
@@ -236,10 +237,11 @@ class LiveDemo:
                 f"alerts raised, {stats.get('cleared')} cleared, "
                 f"rejected {stats.get('rejected')}"
             )
-        caught = [_caught(event, watcher.alerts) for event in report.injected]
+        within_s = CATCH_WITHIN_SAMPLES * self.plan.interval_s
+        caught = [_caught(event, watcher.alerts, within_s) for event in report.injected]
         for event, hit in zip(report.injected, caught, strict=True):
             print(
-                f"  {event.kind:<5} on {event.stream} sample {event.index}: "
+                f"  {event.kind:<14} on {event.stream} sample {event.index}: "
                 + ("caught" if hit else "MISSED")
             )
         ok = code == 0 and went_offline and all(caught)
@@ -253,14 +255,14 @@ def _clear_retained(client: paho.Client, watcher: Watcher) -> None:
         client.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
 
 
-def _caught(event: Injected, alerts: list[dict[str, object]]) -> bool:
+def _caught(event: Injected, alerts: list[dict[str, object]], within_s: float) -> bool:
     for alert in alerts:
         ts = alert.get("ts")
         if (
             alert.get("event") == "raised"
             and alert.get("stream") == event.stream
             and isinstance(ts, float)
-            and event.ts - 0.5 <= ts <= event.ts + CATCH_WITHIN_S
+            and event.ts - 0.5 <= ts <= event.ts + within_s
         ):
             return True
     return False

@@ -33,6 +33,7 @@ ROUTE_COUNTERS = (
     ("received", "sensord_route_readings_received", "Readings routed here."),
     ("scored", "sensord_route_readings_scored", "Readings of this route scored."),
     ("raised", "sensord_route_alerts_raised", "Alerts raised on this route."),
+    ("updated", "sensord_route_alerts_updated", "New onsets inside alerts of this route."),
     ("cleared", "sensord_route_alerts_cleared", "Alerts cleared on this route."),
 )
 ROUTE_GAUGES = (
@@ -67,6 +68,7 @@ COUNTERS = (
     ),
     ("late", "sensord_readings_late", "Readings dropped: older than the stream's last."),
     ("raised", "sensord_alerts_raised", "Alerts raised."),
+    ("updated", "sensord_alerts_updated", "New onsets inside alerts (updated events)."),
     ("cleared", "sensord_alerts_cleared", "Alerts cleared."),
     ("alerts_published", "sensord_alert_messages_published", "Alert messages handed to MQTT."),
     ("resets", "sensord_stream_resets", "Streams reset after a gap longer than max_gap_s."),

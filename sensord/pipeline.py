@@ -14,24 +14,33 @@ predict the next sample; score the error; advance the alert lifecycle.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
 
 from sensord.alert import (
     ALERT_COLUMNS,
+    EVENT_NAMES,
     AlertEvent,
     AlertPolicy,
     Transition,
     advance,
     alert_id,
     severity,
+    trust,
 )
 from sensord.bundle import Bundle
-from sensord.detect import Detector, DetectorSettings, make_detector
-from sensord.detect.range import out_of_range, range_columns, widen
-from sensord.engine import Engine
+from sensord.detect import (
+    CHANNELS,
+    Detector,
+    DetectorContext,
+    DetectorSettings,
+    Observation,
+    make_detector,
+)
+from sensord.detect.range import range_columns
+from sensord.engine import StepEngine
 from sensord.nodata import NODATA_COLUMNS, learn_period
 from sensord.sample import (
     DUPLICATE,
@@ -45,7 +54,7 @@ from sensord.sample import (
     Status,
 )
 from sensord.state import ColumnSpec, Slots, StateTable
-from sensord.swap import carry_over, recent_columns, remember
+from sensord.swap import RECENT, carry_over, recent_columns, remember
 from sensord.timefeatures import time_features
 from sensord.transform import forward, inverse
 from sensord.wave import split_waves
@@ -84,18 +93,19 @@ class Counters:
     late: int = 0
     resets: int = 0
     raised: int = 0
+    updated: int = 0
     cleared: int = 0
 
 
 class Pipeline:
     """The core for one bundle: per-stream state, detector and alert lifecycle."""
 
-    def __init__(self, engine: Engine, settings: PipelineSettings | None = None) -> None:
+    def __init__(self, engine: StepEngine, settings: PipelineSettings | None = None) -> None:
         self.engine = engine
         self.bundle: Bundle = engine.bundle
         self.settings = settings or PipelineSettings()
         self.detector: Detector = make_detector(
-            self.bundle.manifest.calibration, self.settings.detector
+            DetectorContext.of(self.bundle.manifest), self.settings.detector
         )
         self.table = self.new_table()
         self.counters = Counters()
@@ -246,7 +256,8 @@ class Pipeline:
         steps = table["steps"][slots]
         has_prediction = steps > 0
         predicted = table["prediction"][slots].astype(np.float64)
-        errors = np.sqrt(np.mean((x - predicted) ** 2, axis=1))
+        deviations = scaled - predicted
+        errors = np.sqrt(np.mean(deviations**2, axis=1))
         errors[~has_prediction] = np.nan
 
         h = np.ascontiguousarray(table["h"][slots].transpose(1, 0, 2))
@@ -262,29 +273,38 @@ class Pipeline:
         learn_period(table, slots, table["last_received"][slots], arrived)
         table["last_received"][slots] = arrived
 
-        scores = np.full(len(slots), np.nan)
+        n = len(slots)
+        scores, surprise = np.full(n, np.nan), np.full(n, np.nan)
+        channel = np.full(n, -1, dtype=np.int8)
         scored = np.flatnonzero(has_prediction)
         if scored.size:
-            scores[scored] = self.detector.score(table, slots[scored], errors[scored])
-            self.detector.learn(table, slots[scored], errors[scored], scores[scored])
-        margin = self.settings.detector.range_margin
-        if margin is not None:
-            novel = out_of_range(
-                table, slots, scaled, margin, self.settings.detector.range_min_samples
-            )
-            scores = np.where(novel & has_prediction, 1.0, scores)
-        widen(table, slots, scaled)
+            obs = Observation(values=scaled[scored], errors=deviations[scored], ts=ts[scored])
+            assessment = self.detector.assess(table, slots[scored], obs)
+            scores[scored], surprise[scored] = assessment.score, assessment.surprise
+            channel[scored] = assessment.channel
         warm = steps >= self.settings.alerts.warmup
-        anomalous = self.detector.classify(scores) & warm
         transitions = advance(
             table,
             self.settings.alerts,
             slots,
             ts=ts,
             scores=scores,
-            anomalous=anomalous,
+            surprise=surprise,
+            warm=warm,
             threshold=self.detector.threshold,
         )
+        # Which features drove it: only for the samples that make an event (most make none).
+        shares = np.zeros((n, self.engine.features))
+        eventful = np.flatnonzero((transitions != 0) & has_prediction)
+        if eventful.size:
+            shares[eventful] = assessment.shares(np.searchsorted(scored, eventful))
+        if scored.size:
+            calm_below = self.detector.threshold - self.settings.alerts.hysteresis
+            trusted = trust(table, slots[scored], scores[scored], calm_below)
+            self.detector.learn(table, slots[scored], obs, assessment, trusted)
+        adopted = transitions == int(Transition.ADOPTED)
+        if adopted.any():
+            self.detector.forget_normal(table, slots[adopted])
         expected = inverse(self._transform, predicted) * scale + center
         self._count(has_prediction, reset, transitions)
         out.status[index] = np.where(has_prediction, SCORED, FIRST)
@@ -307,9 +327,40 @@ class Pipeline:
                         error=float(errors[i]),
                         score=float(scores[i]),
                         transition=Transition(transitions[i]),
+                        channel=int(channel[i]),
+                        shares=shares[i],
                     ),
                 )
             )
+
+    def accept(self, stream: str, now: float) -> AlertEvent | None:
+        """An operator's verdict that the stream's active alert is its new normal: clear
+        the alert (reason ``accepted``) and have the detector learn the stream's normal again
+        from here. None when the stream has no active alert."""
+        slot = self.table.slot_of.get(stream)
+        if slot is None or not self.table["alert_active"][slot]:
+            return None
+        table, slots = self.table, np.asarray([slot], dtype=np.intp)
+        ts = float(table["last_ts"][slot])
+        event = self._event(
+            stream,
+            slot,
+            ts=ts,
+            values=table["recent_values"][slot, (int(table["steps"][slot]) - 1) % RECENT],
+            expected=np.full(self.engine.features, np.nan),
+            error=float("nan"),
+            score=float("nan"),
+            transition=Transition.CLEARED,
+            channel=-1,
+            shares=np.zeros(self.engine.features),
+        )
+        table["alert_active"][slot] = False
+        table["anomalous_run"][slot] = 0
+        table["normal_run"][slot] = 0
+        table["cooldown_until"][slot] = ts + self.settings.alerts.cooldown_s
+        self.detector.forget_normal(table, slots)
+        self.counters.cleared += 1
+        return replace(event, reason="accepted")
 
     def evict_idle(self, now: float, ttl_s: float) -> list[str]:
         """Forget streams not heard from since ``now - ttl_s``; return their ids."""
@@ -319,7 +370,7 @@ class Pipeline:
             self.table.release(stream)
         return idle
 
-    def replace_engine(self, engine: Engine) -> bool:
+    def replace_engine(self, engine: StepEngine) -> bool:
         """Swap in a new bundle's engine; keep stream state if the shapes match.
 
         Returns True if state was kept: then each stream takes the new bundle's scaling and
@@ -335,7 +386,9 @@ class Pipeline:
         old = self.bundle.manifest
         self.engine, self.bundle = engine, engine.bundle
         self._transform = self.bundle.manifest.transform
-        self.detector = make_detector(self.bundle.manifest.calibration, self.settings.detector)
+        self.detector = make_detector(
+            DetectorContext.of(self.bundle.manifest), self.settings.detector
+        )
         if not same:
             self.table = self.new_table()
         elif self.bundle.manifest != old:  # (the same bundle again: nothing to refit)
@@ -367,7 +420,13 @@ class Pipeline:
         counters.resets += int(np.count_nonzero(reset))
         if transitions.any():
             counters.raised += int(np.count_nonzero(transitions == int(Transition.RAISED)))
-            counters.cleared += int(np.count_nonzero(transitions == int(Transition.CLEARED)))
+            counters.updated += int(np.count_nonzero(transitions == int(Transition.UPDATED)))
+            counters.cleared += int(
+                np.count_nonzero(
+                    (transitions == int(Transition.CLEARED))
+                    | (transitions == int(Transition.ADOPTED))
+                )
+            )
 
     def _event(
         self,
@@ -380,13 +439,22 @@ class Pipeline:
         error: float,
         score: float,
         transition: Transition,
+        channel: int,
+        shares: F64,
     ) -> AlertEvent:
         table, manifest = self.table, self.bundle.manifest
         raised_ts = float(table["raised_ts"][slot])
         peak = float(table["peak_score"][slot])
         threshold = self.detector.threshold
+        features = manifest.features
+        drivers = tuple(
+            (features[f], round(float(shares[f]), 4))
+            for f in np.argsort(-shares, kind="stable").tolist()
+            if shares[f] > 0
+        )
+        reason = {Transition.CLEARED: "normal", Transition.ADOPTED: "adopted"}.get(transition)
         return AlertEvent(
-            event="raised" if transition is Transition.RAISED else "cleared",
+            event=EVENT_NAMES[transition],
             alert_id=alert_id(manifest.name, stream, raised_ts),
             stream=stream,
             ts=ts,
@@ -400,4 +468,7 @@ class Pipeline:
             severity=severity(peak, threshold),
             model=manifest.name,
             model_version=manifest.version,
+            channel=CHANNELS[channel] if channel >= 0 else "none",
+            drivers=drivers,
+            reason=reason,
         )

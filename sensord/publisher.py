@@ -16,6 +16,7 @@ from functools import partial
 import numpy as np
 
 import sensord
+from sensord.alert import AlertEvent
 from sensord.delivery import AlertDelivery
 from sensord.homeassistant import REMOVAL_PAYLOAD, discovery_payload, discovery_topic
 from sensord.ingest import Routed
@@ -94,28 +95,11 @@ class Publisher:
         now = time.time()
         raised_ids: dict[int, str] = {}
         for index, event in scored.events:
-            payload = alert_payload(
-                event,
-                topic=part.topics[index],
-                route=route.name,
-                features=route.features,
-                received=part.received[index],
-                published=now,
+            self._alert(
+                route, event, topic=part.topics[index], received=part.received[index], now=now
             )
-            self._pending.append((alert_topic(self.prefix, event.stream), payload))
-            self.counters.alerts_published += 1
             if event.event == "raised":
                 raised_ids[index] = event.alert_id
-            if self.recorder is not None and route.name in self.recorded:
-                self.recorder.alert(
-                    route.name,
-                    alert_id=event.alert_id,
-                    stream=event.stream,
-                    event=event.event,
-                    ts=event.ts,
-                    raised_ts=event.raised_ts,
-                    score=event.score,
-                )
             log.info(
                 "alert",
                 kind=event.event,
@@ -125,6 +109,31 @@ class Publisher:
             )
         if self.publish_state:
             self._state_changes(route, part, scored, raised_ids)
+
+    def _alert(
+        self, route: Route, event: AlertEvent, *, topic: str | None, received: float, now: float
+    ) -> None:
+        """Queue one alert event for the outbox and the broker, and record it."""
+        payload = alert_payload(
+            event,
+            topic=topic,
+            route=route.name,
+            features=route.features,
+            received=received,
+            published=now,
+        )
+        self._pending.append((alert_topic(self.prefix, event.stream), payload))
+        self.counters.alerts_published += 1
+        if self.recorder is not None and route.name in self.recorded:
+            self.recorder.alert(
+                route.name,
+                alert_id=event.alert_id,
+                stream=event.stream,
+                event=event.event,
+                ts=event.ts,
+                raised_ts=event.raised_ts,
+                score=event.score,
+            )
 
     def _state_changes(
         self, route: Route, part: Routed, scored: Scored, raised_ids: dict[int, str]
@@ -159,6 +168,18 @@ class Publisher:
                 since=part.ts[i],
                 alert_id=raised_ids.get(int(i)),
             )
+
+    def accepted(self, route: Route, event: AlertEvent) -> None:
+        """An alert an operator cleared as the stream's new normal: the cleared event, the
+        stream's state, and the recording's alert log, as for any clear."""
+        now = time.time()
+        self._alert(route, event, topic=None, received=now, now=now)
+        if self.publish_state:
+            route.pipeline.table["published_status"][route.pipeline.table.slot_of[event.stream]] = (
+                STATUS_CODES["normal"]
+            )
+            self.state(route, event.stream, "normal", since=now)
+        self.flush()
 
     def state(
         self,

@@ -39,7 +39,7 @@ F64 = npt.NDArray[np.float64]
 READINGS_PREFIX = "readings-"
 ALERTS_FILE = "alerts.csv"
 ALERTS_HEADER = ("alert_id", "stream", "event", "ts", "raised_ts", "score")
-EVENTS = ("raised", "cleared")
+EVENTS = ("raised", "updated", "cleared")
 _ROUTE = re.compile(r"[A-Za-z0-9_.-]+")
 _FILE = re.compile(rf"{READINGS_PREFIX}\d{{8}}T\d{{6}}Z-(\d{{6,}})\.csv")
 _LOG_EVERY_S = 60.0
@@ -162,7 +162,7 @@ class Recorder:
         raised_ts: float,
         score: float,
     ) -> None:
-        """Append one alert event (``raised`` or ``cleared``) to the route's alerts.csv."""
+        """Append one alert event (``raised``, ``updated`` or ``cleared``) to alerts.csv."""
         if event not in EVENTS:
             raise ValueError(f"record: alert event {event!r} is not one of {EVENTS}")
         state = self._route(route)

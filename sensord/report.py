@@ -24,7 +24,7 @@ def describe_bundle(bundle: Bundle, verified: bool) -> str:
         f"model       {m.name} version {m.version} (format {m.format_version}, "
         f"written by sensord {m.sensord_version})",
         f"graph       {m.graph.file} opset {m.graph.opset} sha256 {m.graph.sha256}",
-        f"network     LSTM {m.layers}x{m.hidden}, features {', '.join(m.features)}",
+        f"network     {m.cell.upper()} {m.layers}x{m.hidden}, features {', '.join(m.features)}",
         f"scaling     {scaling}",
     ]
     if m.stream_scaling:

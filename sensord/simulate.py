@@ -1,9 +1,16 @@
 """``sensord simulate``: many synthetic sensors publishing to a broker at a set rate.
 
 Stream ``i`` plays the generated series of synthetic.py (a daily cycle plus noise, one
-sample per message) as JSON ``{"value": v, "ts": <send time>}`` on the topic template with
-``{stream}`` filled in. Anomalies (a spike or a dip of one sample) are injected at random
-streams and samples after ``min_index`` samples; each is reported when it is sent.
+sample per message) as JSON ``{"value": v, "ts": <sample time>}`` on the topic template with
+``{stream}`` filled in. The sample times are the series' own, ``interval_s`` apart and ending
+when the simulation starts: the daily cycle plays fast, and the model, which reads the time
+of day, sees it at the pace it was trained on (send times would freeze its clock).
+
+Anomalies of one sample are injected at random streams and samples after ``min_index``
+samples, in turn: a spike and a dip far beyond the range the stream
+shows (``ANOMALY_SIZE``), and a spike and a dip *inside* it (``IN_RANGE_SIZE``, about 15
+times the series' noise, where the daily cycle leaves room for it: only the model's
+prediction tells them from normal readings). Each is reported when it is sent.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -21,14 +29,19 @@ from sensord.errors import SensordError
 from sensord.synthetic import generate
 
 ANOMALY_SIZE = 8.0  # raw units; the generated series varies by about ±4 around 20
+IN_RANGE_SIZE = 2.5  # raw units: inside the cycle's range where it is near its middle
+KINDS = ("spike", "dip", "in-range spike", "in-range dip")
+OFFSETS = {"spike": ANOMALY_SIZE, "dip": -ANOMALY_SIZE, "in-range spike": IN_RANGE_SIZE}
+OFFSETS["in-range dip"] = -IN_RANGE_SIZE
+IN_RANGE_ROOM = 1.0  # an in-range anomaly lands where the value is this close to the middle
 
 
 @dataclass(frozen=True)
 class Injected:
     stream: str
     index: int  # the stream's sample number
-    kind: str  # "spike" | "dip"
-    ts: float  # when it was sent
+    kind: str  # one of KINDS
+    ts: float  # its sample time (the "ts" it was sent with)
     value: float
 
 
@@ -44,11 +57,14 @@ class SimulationPlan:
     streams: int = 10
     rate: float = 100.0  # messages per second, all streams together
     duration_s: float = 30.0
-    anomalies: int = 3
-    min_index: int = 40
+    anomalies: int = 4
+    # The daemon's calibrated channels speak after 100 samples of a stream (in-range
+    # anomalies need them); the range rule after 100 too.
+    min_index: int = 110
     topic: str = "sensors/{stream}/value"
     seed: int = 0
     qos: int = 1
+    interval_s: float = 300.0  # simulated time between a stream's samples (synthetic.py's)
 
     def stream_name(self, i: int) -> str:
         return f"sim-{i:04d}"
@@ -58,8 +74,11 @@ class SimulationPlan:
         return max(1, int(self.duration_s * self.rate / self.streams))
 
 
-def plan_anomalies(plan: SimulationPlan) -> dict[tuple[int, int], str]:
-    """(stream, sample index) -> kind, spread over streams, after min_index."""
+def plan_anomalies(
+    plan: SimulationPlan, series: list[npt.NDArray[np.float64]]
+) -> dict[tuple[int, int], str]:
+    """(stream, sample index) -> kind, spread over streams, after min_index; in-range ones
+    where the stream's value is near the middle of its cycle."""
     rng = np.random.default_rng(plan.seed + 7)
     last = plan.samples_per_stream - 5
     if plan.anomalies and last <= plan.min_index:
@@ -69,9 +88,14 @@ def plan_anomalies(plan: SimulationPlan) -> dict[tuple[int, int], str]:
         )
     chosen: dict[tuple[int, int], str] = {}
     for n in range(plan.anomalies):
-        stream = n % plan.streams
-        index = int(rng.integers(plan.min_index, last))
-        chosen[(stream, index)] = "spike" if n % 2 == 0 else "dip"
+        stream, kind = n % plan.streams, KINDS[n % len(KINDS)]
+        values = series[stream]
+        middle = float(np.median(values))
+        candidates = np.arange(plan.min_index, last)
+        if kind.startswith("in-range"):
+            near = np.abs(values[candidates] - middle) <= IN_RANGE_ROOM
+            candidates = candidates[near] if near.any() else candidates
+        chosen[(stream, int(rng.choice(candidates)))] = kind
     return chosen
 
 
@@ -108,8 +132,14 @@ def _publish_all(
     should_stop: Callable[[], bool] | None,
 ) -> SimulationReport:
     n = plan.samples_per_stream
-    series = [generate(n, seed=plan.seed * 1000 + i).values for i in range(plan.streams)]
-    anomalies = plan_anomalies(plan)
+    start = time.time() - n * plan.interval_s  # the simulated history ends now
+    generated = [
+        generate(n, seed=plan.seed * 1000 + i, interval_s=plan.interval_s, start=start)
+        for i in range(plan.streams)
+    ]
+    series = [g.values for g in generated]
+    times = start + plan.interval_s * np.arange(n, dtype=np.float64)  # as generate() has them
+    anomalies = plan_anomalies(plan, series)
     topics = [plan.topic.format(stream=plan.stream_name(i)) for i in range(plan.streams)]
     injected: list[Injected] = []
     started = time.monotonic()
@@ -123,13 +153,13 @@ def _publish_all(
             value = float(series[i][k])
             kind = anomalies.get((i, k))
             if kind is not None:
-                value += ANOMALY_SIZE if kind == "spike" else -ANOMALY_SIZE
-            now = time.time()
-            payload = orjson.dumps({"value": round(value, 6), "ts": now})
+                value += OFFSETS[kind]
+            ts = float(times[k])
+            payload = orjson.dumps({"value": round(value, 6), "ts": ts})
             info = client.publish(topics[i], payload, qos=plan.qos)
             sent += 1
             if kind is not None:
-                event = Injected(plan.stream_name(i), k, kind, now, value)
+                event = Injected(plan.stream_name(i), k, kind, ts, value)
                 injected.append(event)
                 if on_anomaly is not None:
                     on_anomaly(event)

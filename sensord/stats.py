@@ -59,6 +59,7 @@ def route_stats(route: Route) -> dict[str, Any]:
         "duplicate": counters.duplicate,
         "late": counters.late,
         "raised": counters.raised,
+        "updated": counters.updated,
         "cleared": counters.cleared,
         "streams": len(route.pipeline.table),
         "nodata_active": _nodata_active(route),

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sensord.bundle import Manifest
-from sensord.engine import Engine
+from sensord.engine import StepEngine
 from sensord.state import ColumnSpec, Slots, StateTable
 from sensord.timefeatures import time_features
 from sensord.transform import Transform, forward, inverse
@@ -51,7 +51,7 @@ def remember(
     table["recent_ts"][slots, position] = ts
 
 
-def carry_over(table: StateTable, old: Manifest, engine: Engine) -> None:
+def carry_over(table: StateTable, old: Manifest, engine: StepEngine) -> None:
     """Fit every running stream's state to ``engine``'s bundle (same shapes as ``old``'s)."""
     slots = np.asarray(
         [slot for slot, stream in enumerate(table.stream_of) if stream is not None], dtype=np.intp
@@ -87,7 +87,7 @@ def _carry_range(
             )
 
 
-def _reprime(table: StateTable, slots: Slots, engine: Engine) -> None:
+def _reprime(table: StateTable, slots: Slots, engine: StepEngine) -> None:
     """Step the new graph from zero state over each stream's recent readings, oldest first."""
     manifest = engine.bundle.manifest
     ts = table["recent_ts"][slots]

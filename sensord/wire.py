@@ -1,7 +1,7 @@
 """What sensord publishes, and where (schema version 1).
 
-- ``<prefix>/alerts/<stream>``: one JSON object per ``raised`` / ``cleared`` event, QoS 1,
-  not retained;
+- ``<prefix>/alerts/<stream>``: one JSON object per ``raised`` / ``updated`` / ``cleared``
+  event of an alert (one alert id from raised to cleared), QoS 1, not retained;
 - ``<prefix>/state/<stream>``: the stream's current status, retained, published when the
   status changes (``warming_up``, ``normal``, ``alert``, ``evicted``);
 - ``<prefix>/nodata/<stream>``: ``raised`` / ``cleared`` data-quality events (a stream went
@@ -95,7 +95,7 @@ def feedback_response(
 def alert_payload(
     event: AlertEvent,
     *,
-    topic: str,
+    topic: str | None,
     route: str,
     features: Sequence[str],
     received: float,
@@ -122,9 +122,32 @@ def alert_payload(
             "peak_score": _finite_or_none(event.peak_score),
             "threshold": event.threshold,
             "severity": event.severity,
+            "channel": event.channel,
+            "drivers": drivers(event, features),
+            "reason": event.reason,
             "model": {"name": event.model, "version": event.model_version},
         }
     )
+
+
+def drivers(event: AlertEvent, features: Sequence[str]) -> list[dict[str, object]]:
+    """The features that drove the event, first the one that decided it: each with its
+    reading, what the model expected and the difference, in the sensor's own units."""
+    index = {name: i for i, name in enumerate(features)}
+    out: list[dict[str, object]] = []
+    for name, share in event.drivers:
+        i = index[name]
+        value, expected = event.values[i], event.expected[i]
+        out.append(
+            {
+                "feature": name,
+                "share": share,
+                "value": _finite_or_none(value),
+                "expected": _finite_or_none(expected),
+                "deviation": _finite_or_none(value - expected),
+            }
+        )
+    return out
 
 
 def state_payload(

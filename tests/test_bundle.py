@@ -153,3 +153,16 @@ def test_the_graph_walk_sees_every_tensor_and_rejects_garbage(small_bundle: Bund
     for garbage in (b"\xff", b"\x0a\x05abc", b"\x0f"):
         with pytest.raises(MalformedGraphError):
             uses_external_data(garbage)
+
+
+def test_a_manifest_from_before_cells_loads_as_lstm(copy: Path) -> None:
+    manifest = json.loads((copy / MANIFEST_FILE).read_text())
+    del manifest["cell"]
+    (copy / MANIFEST_FILE).write_text(json.dumps(manifest))
+    assert load_bundle(copy).manifest.cell == "lstm"
+
+
+def test_an_unknown_cell_is_refused(copy: Path) -> None:
+    edit_manifest(copy, {"cell": "transformer"})
+    with pytest.raises(BundleError, match=r"field cell: Input should be 'lstm' or 'gru'"):
+        load_bundle(copy)

@@ -27,7 +27,7 @@ def test_defaults_and_file(tmp_path: Path) -> None:
     assert (settings.mqtt.host, settings.mqtt.port, settings.mqtt.protocol) == ("broker", 8883, "5")
     assert settings.alerts.prefix == "sensord"
     assert settings.routes[0].stream == "{wild}"
-    assert settings.routes[0].detector.kind == "likelihood"
+    assert settings.routes[0].detector.kind == "channels"
 
 
 def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

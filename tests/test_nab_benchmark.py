@@ -57,27 +57,22 @@ def test_nab_benchmark_runs_and_scores(tmp_path: Path) -> None:
     root = tmp_path / "nab"
     write_corpus(root)
     out = tmp_path / "results"
-    code = nab.main(
-        [
-            "--nab-root",
-            str(root),
-            "--out",
-            str(out),
-            "--json",
-            str(tmp_path / "r.json"),
-            "--detectors",
-            "likelihood,fixed",
-            "--jobs",
-            "1",
-        ]
-    )
-    assert code == 0
-    result_file = out / "likelihood" / "withAnomaly" / "spike.csv"
+    args = ["--nab-root", str(root), "--out", str(out), "--json", str(tmp_path / "r.json")]
+    args += ["--detectors", "channels,likelihood", "--variant", "persistence:model=persistence"]
+    assert nab.main([*args, "--jobs", "1"]) == 0
+    result_file = out / "seed0" / "channels" / "withAnomaly" / "spike.csv"
     header, *rows = result_file.read_text().splitlines()
-    assert header == "timestamp,value,anomaly_score,alert,raised" and len(rows) == 700
+    assert header == "timestamp,value,anomaly_score,alert,raised,onset" and len(rows) == 700
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["files"] == 2 and report["default_detector"] == "likelihood"
-    standard = report["results"]["likelihood"]["score"]["standard"]
-    assert standard["normalized"] > 50  # the spike is found early, the clean file stays quiet
+    assert report["files"] == 2
+    results = report["seeds"]["0"]
+    assert set(results) == {"channels", "likelihood", "persistence"}
+    for variant in results.values():
+        assert set(variant) == {"score", "onset", "raised", "alert"}
+    # The spike is found early and the clean file stays quiet, by the daemon's own alerts.
+    assert results["channels"]["onset"]["standard"]["normalized"] > 50
     assert report["runs"][0]["probation"] == 105  # floor(0.15 * 700)
-    assert set(report["results"]["fixed"]) == {"score", "alert", "raised"}
+    # A second run reuses the bundles instead of training again.
+    assert nab.main([*args, "--jobs", "1", "--reuse"]) == 0
+    again = json.loads((tmp_path / "r.json").read_text())
+    assert all(run["train_seconds"] == 0.0 for run in again["runs"])

@@ -23,6 +23,9 @@ def test_each_configuration_has_its_feature_on(small_bundle: Bundle, tmp_path: P
     assert shadow.routes[0].shadow == small_bundle.path
     assert settings_for(small_bundle.path, tmp_path, CONFIGS["+record"]).record.enabled
     plain = settings_for(small_bundle.path, tmp_path, CONFIGS["plain"])
+    before = settings_for(small_bundle.path, tmp_path, CONFIGS["likelihood"])
+    assert plain.routes[0].detector.kind == "channels"
+    assert before.routes[0].detector.kind == "likelihood"
     assert not plain.nodata.enabled and not plain.record.enabled and plain.routes[0].shadow is None
 
 

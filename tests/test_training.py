@@ -1,20 +1,40 @@
-"""sensord train: parity, determinism, per-stream scaling, Ctrl-C, too little data."""
+"""sensord train: parity, determinism, per-stream scaling, Ctrl-C, too little data, cells,
+threads."""
 
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
+import onnx
 import pytest
+import torch
+from onnx import numpy_helper
 
-from sensord.bundle import Bundle
+from sensord.bundle import Bundle, Cell, load_bundle
+from sensord.engine import Engine
 from sensord.errors import InputError, ParityError
 from sensord.series import read_series
 from sensord.synthetic import generate, write_csv
-from sensord.training.data import MIN_ROWS_PER_STREAM, prepare
+from sensord.training.data import MIN_ROWS_PER_STREAM, TrainingData, prepare
 from sensord.training.export import PARITY_TOLERANCE, check_parity, export_step
 from sensord.training.fit import FitOptions, fit
+from sensord.training.model import Forecaster, StepModule
 from sensord.training.train import TrainOptions, TrainReport, train_bundle
 from tests.conftest import SMALL
+
+CELLS: tuple[Cell, ...] = ("lstm", "gru")
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Tests that call fit() directly run on one thread, as train_bundle does by default:
+    on a busy machine, torch's default threads made them take 25-35 s instead of 1 s."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_default_model_beats_repeating_the_last_value(trained: TrainReport) -> None:
@@ -157,3 +177,134 @@ def test_training_range_is_in_the_manifest(small_bundle: Bundle, history_csv: Pa
     scaling = small_bundle.manifest.scaling
     assert scaling.low == [pytest.approx(values.min())]
     assert scaling.high == [pytest.approx(values.max())]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_the_step_is_torchs_cell_exactly(cell: Cell) -> None:
+    """In float64, where rounding cannot hide a wrong equation, the fused step stepped one
+    sample at a time is the torch network run over the sequence."""
+    torch.manual_seed(0)
+    model = Forecaster(1, 6, 2, 0.0, extra_inputs=2, cell=cell).double().eval()
+    torch.nn.init.normal_(model.head.weight, std=0.5)  # a trained head: h reaches y
+    x = torch.randn(1, 40, 3, dtype=torch.float64)
+    step = StepModule(model)
+    h = torch.zeros(2, 1, 6, dtype=torch.float64)
+    c = torch.zeros_like(h)
+    with torch.no_grad():
+        expected, (h_ref, c_ref) = model(x)
+        stepped = []
+        for t in range(x.shape[1]):
+            y, h, c = step(x[:, t], h, c)
+            stepped.append(y)
+    assert torch.allclose(torch.stack(stepped, dim=1), expected, rtol=0, atol=1e-12)
+    assert torch.allclose(h, h_ref, rtol=0, atol=1e-12)
+    assert torch.allclose(c, c_ref, rtol=0, atol=1e-12)
+    if cell == "gru":
+        assert not c.any()  # carried through untouched from the zero start
+
+
+def test_gru_trains_exports_passes_parity_and_loads_as_gru(
+    tmp_path: Path, history_csv: Path
+) -> None:
+    options = TrainOptions(name="gru", fit=FitOptions(**{**SMALL.__dict__, "cell": "gru"}))
+    report = train_bundle(history_csv, tmp_path / "b", options)
+    assert report.parity <= PARITY_TOLERANCE
+    bundle = load_bundle(tmp_path / "b")
+    assert bundle.manifest.cell == "gru"
+    assert bundle.manifest.training.hyperparameters["cell"] == "gru"
+    engine = Engine(bundle)  # the same graph signature as an LSTM's
+    h, _ = engine.zero_state(3)
+    c = np.full_like(h, 0.5)
+    result = engine.step(np.zeros((3, engine.inputs), np.float32), h, c)
+    assert np.array_equal(result.c, c)  # a GRU has no cell state: c passes through
+    assert result.h.shape == (1, 3, 8) and result.h.any()
+
+
+def test_the_default_cell_is_lstm(small_bundle: Bundle) -> None:
+    assert small_bundle.manifest.cell == "lstm"
+
+
+def _tiny(history_csv: Path, cell: Cell) -> tuple[Forecaster, TrainingData]:
+    data = prepare(read_series(history_csv), 0.2)
+    return fit(data, FitOptions(epochs=2, hidden=8, layers=1, seed=3, cell=cell)).model, data
+
+
+def _edit_weights(graph: bytes, change: Callable[[npt.NDArray[np.float32]], None]) -> bytes:
+    """The graph with layer 0's fused gate matrix ``[in + H, 4H]`` changed in place."""
+    model = onnx.load_model_from_string(graph)
+    (tensor,) = (t for t in model.graph.initializer if t.name == "weights.0")
+    weights = numpy_helper.to_array(tensor).copy()
+    change(weights)
+    tensor.CopyFrom(numpy_helper.from_array(weights, tensor.name))
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_parity_refuses_a_graph_with_one_wrong_weight(history_csv: Path, cell: Cell) -> None:
+    model, data = _tiny(history_csv, cell)
+
+    def nudge(weights: npt.NDArray[np.float32]) -> None:
+        weights[0, 0] += 0.01  # from the value to the first gate's first unit
+
+    with pytest.raises(
+        ParityError,
+        match=rf"differs from the torch model by .* on stream 'default' "
+        rf"\(tolerance {PARITY_TOLERANCE:.0e}, .*bundle not written",
+    ):
+        check_parity(model, _edit_weights(export_step(model), nudge), data)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_parity_refuses_a_graph_with_swapped_gates(history_csv: Path, cell: Cell) -> None:
+    """LSTM: input and forget gates swapped; GRU: reset and update gates swapped."""
+    model, data = _tiny(history_csv, cell)
+    wrong = copy.deepcopy(model)
+    hidden = model.hidden
+    first, second = slice(0, hidden), slice(hidden, 2 * hidden)
+    with torch.no_grad():
+        for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+            tensor = getattr(wrong.rnn, name)
+            tensor[first], tensor[second] = tensor[second].clone(), tensor[first].clone()
+    with pytest.raises(ParityError, match="differs from the torch model"):
+        check_parity(model, export_step(wrong), data)
+
+
+def test_an_untouched_graph_passes_parity_for_both_cells(history_csv: Path) -> None:
+    for cell in CELLS:
+        model, data = _tiny(history_csv, cell)
+        assert check_parity(model, export_step(model), data) <= PARITY_TOLERANCE
+
+
+def test_training_runs_on_the_threads_asked_for_and_restores_them(
+    tmp_path: Path, history_csv: Path
+) -> None:
+    seen: list[int] = []
+
+    def record(*_: float) -> None:
+        seen.append(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    quick = FitOptions(**{**SMALL.__dict__, "epochs": 1})
+    for threads in (1, 2):
+        options = TrainOptions(fit=quick, threads=threads)
+        bundle = train_bundle(history_csv, tmp_path / str(threads), options, record).bundle
+        assert set(seen) == {threads}
+        assert bundle.manifest.training.hyperparameters["threads"] == threads
+        assert torch.get_num_threads() == before
+        seen.clear()
+    assert TrainOptions().threads == 1
+    with pytest.raises(InputError, match="threads 0 must be at least 1"):
+        train_bundle(history_csv, tmp_path / "0", TrainOptions(fit=SMALL, threads=0))
+
+
+def test_cli_trains_a_gru(tmp_path: Path, history_csv: Path) -> None:
+    from sensord.cli import build_parser, main
+
+    out = tmp_path / "b"
+    argv = ["train", str(history_csv), "--out", str(out), "--cell", "gru"]
+    assert main([*argv, "--epochs", "2", "--hidden", "8", "--layers", "1"]) == 0
+    manifest = load_bundle(out).manifest
+    assert manifest.cell == "gru"
+    assert manifest.training.hyperparameters["threads"] == 1  # the default
+    # (not trained: two threads on a busy machine is what made training slow)
+    assert build_parser().parse_args([*argv, "--threads", "2"]).threads == 2

@@ -23,8 +23,7 @@ import math
 
 import numpy as np
 
-from sensord.bundle import Calibration
-from sensord.detect.base import F64, Detector, DetectorSettings, score_from_z
+from sensord.detect.base import F64, DetectorContext, DetectorSettings, ErrorDetector, score_from_z
 from sensord.state import ColumnSpec, Slots, StateTable
 
 SHORT = 10  # HTM's averaging window of recent scores
@@ -32,11 +31,12 @@ REGIME_RUN = SHORT  # surprised this many samples in a row: a new regime
 REGIME_HORIZON = 50  # how fast the statistics then follow the stream, in samples
 
 
-class LikelihoodDetector(Detector):
+class LikelihoodDetector(ErrorDetector):
     kind = "likelihood"
 
-    def __init__(self, calibration: Calibration, settings: DetectorSettings) -> None:
-        super().__init__(calibration, settings)
+    def __init__(self, context: DetectorContext, settings: DetectorSettings) -> None:
+        super().__init__(context, settings)
+        calibration = context.calibration
         # The calibration models log error as normal; its raw mean and variance seed the fit.
         mu, sigma2 = calibration.log_error_mean, calibration.log_error_std**2
         self._prior_mean = math.exp(mu + sigma2 / 2)
@@ -75,7 +75,7 @@ class LikelihoodDetector(Detector):
         std = np.maximum(np.sqrt(table["error_var"][slots]), self._min_std)
         return score_from_z((short - table["error_mean"][slots]) / std)
 
-    def learn(self, table: StateTable, slots: Slots, errors: F64, scores: F64) -> None:
+    def learn_errors(self, table: StateTable, slots: Slots, errors: F64, scores: F64) -> None:
         surprised = scores >= self.threshold
         run = np.where(surprised, table["surprised_run"][slots] + 1, 0)
         table["surprised_run"][slots] = run

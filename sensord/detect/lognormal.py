@@ -13,8 +13,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from sensord.bundle import Calibration
-from sensord.detect.base import F64, Detector, DetectorSettings, ewma, score_from_z, z_from_score
+from sensord.detect.base import (
+    F64,
+    DetectorContext,
+    DetectorSettings,
+    ErrorDetector,
+    ewma,
+    score_from_z,
+    z_from_score,
+)
 from sensord.state import ColumnSpec, Slots, StateTable
 
 # The fit's spread is never taken below this (log units), so a stream whose errors were
@@ -22,11 +29,12 @@ from sensord.state import ColumnSpec, Slots, StateTable
 MIN_LOG_STD = 0.1
 
 
-class LogNormalDetector(Detector):
+class LogNormalDetector(ErrorDetector):
     """Base of ``fixed`` and ``adaptive``; subclasses choose the fit."""
 
-    def __init__(self, calibration: Calibration, settings: DetectorSettings) -> None:
-        super().__init__(calibration, settings)
+    def __init__(self, context: DetectorContext, settings: DetectorSettings) -> None:
+        super().__init__(context, settings)
+        calibration = context.calibration
         self.smoothing = settings.smoothing or calibration.smoothing
         self.floor = calibration.error_floor
         self._clip_z = z_from_score(settings.threshold)
@@ -49,7 +57,7 @@ class LogNormalDetector(Detector):
         mean, std = self.fit(table, slots)
         return score_from_z((log_error - mean) / std)
 
-    def learn(self, table: StateTable, slots: Slots, errors: F64, scores: F64) -> None:
+    def learn_errors(self, table: StateTable, slots: Slots, errors: F64, scores: F64) -> None:
         table["smoothed_error"][slots] = self.smoothed(table, slots, errors)
 
 
@@ -87,7 +95,7 @@ class AdaptiveDetector(LogNormalDetector):
         std = np.sqrt(table["log_error_var"][slots])
         return table["log_error_mean"][slots], np.maximum(std, MIN_LOG_STD)
 
-    def learn(self, table: StateTable, slots: Slots, errors: F64, scores: F64) -> None:
+    def learn_errors(self, table: StateTable, slots: Slots, errors: F64, scores: F64) -> None:
         smoothed = self.smoothed(table, slots, errors)
         mean, std = self.fit(table, slots)
         # Clip at the alert threshold: an anomaly moves the baseline no more than a sample

@@ -1,19 +1,23 @@
-"""The range rule: a value beyond everything the stream has shown so far is an anomaly.
+"""The extremes channel (the range rule): a value beyond everything the stream has shown.
 
-Per stream, the minimum and maximum of every feature seen so far (scaled units). Once a
-stream has shown ``min_samples`` values, one outside ``[min - m span, max + m span]`` (``m``
-the margin, ``span = max - min``) scores 1 whatever the detector says; then the range widens
-to include it, so only a new extreme fires. A prediction error can be small for a value that
-has never been seen (the LSTM follows a slow climb to a new level step by step): this catches
-what the error misses, and costs two numbers per feature.
+Per stream, the minimum and maximum of every feature seen so far (scaled units), starting from
+the range training saw. Once a stream has shown ``min_samples`` values, one outside
+``[min - m span, max + m span]`` (``m`` the margin, ``span = max - min``) is certain to be
+unusual: its statistic is infinite (probability 0, score 1), whatever the other channels say.
+A prediction error can be small for a value never seen before (the LSTM follows a slow climb
+to a new level step by step): this catches what the errors miss, for two numbers per feature.
+
+The range widens with every reading, alert or not: the channel marks the moment a stream goes
+where it never went (an onset), and a new extreme fires again only beyond that. Holding an
+alert while a fault persists is the contextual channels' business: a range frozen during an
+alert held every alert on a pump whose engine temperature kept drifting after the fault.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 
-from sensord.detect.base import F64
+from sensord.detect.channel import F64, Bools, Channel, Earlier, Observation, Reading
 from sensord.state import ColumnSpec, Slots, StateTable
 
 
@@ -25,15 +29,39 @@ def range_columns(features: int) -> dict[str, ColumnSpec]:
     }
 
 
-def out_of_range(
-    table: StateTable, slots: Slots, values: F64, margin: float, min_samples: int
-) -> npt.NDArray[np.bool_]:
-    """Which of these (scaled) values fall outside their stream's widened range."""
-    low, high = table["seen_min"][slots], table["seen_max"][slots]
-    slack = margin * (high - low)
-    with np.errstate(invalid="ignore"):
-        outside = ((values < low - slack) | (values > high + slack)).any(axis=1)
-    return np.asarray(outside & (table["seen_n"][slots] >= min_samples), dtype=bool)
+class ExtremesChannel(Channel):
+    name = "extremes"
+
+    def __init__(self, features: int, margin: float, min_samples: int) -> None:
+        self.width = features
+        self.margin = margin
+        self.min_samples = min_samples
+
+    def read(
+        self, table: StateTable, slots: Slots, obs: Observation, z: F64, earlier: Earlier
+    ) -> Reading:
+        outside = self.outside(table, slots, obs.values)
+        outside &= (table["seen_n"][slots] >= self.min_samples)[:, None]
+        return Reading(stat=np.where(outside, np.inf, np.nan))
+
+    def outside(self, table: StateTable, slots: Slots, values: F64) -> Bools:
+        """Per feature: beyond the stream's widened range."""
+        low, high = table["seen_min"][slots], table["seen_max"][slots]
+        slack = self.margin * (high - low)
+        with np.errstate(invalid="ignore"):
+            out: Bools = (values < low - slack) | (values > high + slack)
+        return out
+
+    def learn(
+        self, table: StateTable, slots: Slots, obs: Observation, reading: Reading, trust: F64
+    ) -> None:
+        widen(table, slots, obs.values)
+
+    def forget_normal(self, table: StateTable, slots: Slots) -> None:
+        # What was shown before the change says nothing of the new normal's range.
+        table["seen_min"][slots] = np.inf
+        table["seen_max"][slots] = -np.inf
+        table["seen_n"][slots] = 0
 
 
 def widen(table: StateTable, slots: Slots, values: F64) -> None:

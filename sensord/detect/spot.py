@@ -19,8 +19,14 @@ import math
 import libspot
 import numpy as np
 
-from sensord.bundle import Calibration
-from sensord.detect.base import F64, Detector, DetectorSettings, ewma, score_from_tail
+from sensord.detect.base import (
+    F64,
+    DetectorContext,
+    DetectorSettings,
+    ErrorDetector,
+    ewma,
+    score_from_tail,
+)
 from sensord.detect.lognormal import FixedDetector
 from sensord.state import ColumnSpec, Slots, StateTable
 
@@ -32,12 +38,12 @@ DRIFT_DEPTH = 10
 SMOOTHING = 0.5
 
 
-class SpotDetector(Detector):
+class SpotDetector(ErrorDetector):
     kind = "spot"
 
-    def __init__(self, calibration: Calibration, settings: DetectorSettings) -> None:
-        super().__init__(calibration, settings)
-        self._fallback = FixedDetector(calibration, settings)
+    def __init__(self, context: DetectorContext, settings: DetectorSettings) -> None:
+        super().__init__(context, settings)
+        self._fallback = FixedDetector(context, settings)
         self._models: dict[int, libspot.Spot] = {}
         self._init: dict[int, list[float]] = {}
 
@@ -74,7 +80,7 @@ class SpotDetector(Detector):
                 scores[i] = _score(model, float(excess[i]))
         return scores
 
-    def learn(self, table: StateTable, slots: Slots, errors: F64, scores: F64) -> None:
+    def learn_errors(self, table: StateTable, slots: Slots, errors: F64, scores: F64) -> None:
         smoothed, excess = self._excess(table, slots, errors)
         drift = table["spot_drift"][slots]
         for i, slot in enumerate(slots.tolist()):
@@ -94,7 +100,7 @@ class SpotDetector(Detector):
                 )
         table["spot_drift"][slots] = drift
         table["spot_error"][slots] = smoothed
-        self._fallback.learn(table, slots, errors, scores)
+        self._fallback.learn_errors(table, slots, errors, scores)
 
     def _collect(self, slot: int, value: float) -> None:
         buffer = self._init.setdefault(slot, [])

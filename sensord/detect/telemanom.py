@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sensord.bundle import Calibration
-from sensord.detect.base import F64, Detector, DetectorSettings, ewma
+from sensord.detect.base import F64, DetectorContext, DetectorSettings, ErrorDetector, ewma
 from sensord.detect.lognormal import FixedDetector
 from sensord.state import ColumnSpec, Slots, StateTable
 
@@ -33,12 +32,12 @@ Z_CANDIDATES = np.arange(2.5, 12.0, 0.5)
 MAX_SEQUENCES = 5
 
 
-class TelemanomDetector(Detector):
+class TelemanomDetector(ErrorDetector):
     kind = "telemanom"
 
-    def __init__(self, calibration: Calibration, settings: DetectorSettings) -> None:
-        super().__init__(calibration, settings)
-        self._fallback = FixedDetector(calibration, settings)
+    def __init__(self, context: DetectorContext, settings: DetectorSettings) -> None:
+        super().__init__(context, settings)
+        self._fallback = FixedDetector(context, settings)
 
     def columns(self) -> dict[str, ColumnSpec]:
         return {
@@ -70,12 +69,12 @@ class TelemanomDetector(Detector):
             scores[young] = self._fallback.score(table, slots[young], errors[young])
         return scores
 
-    def learn(self, table: StateTable, slots: Slots, errors: F64, scores: F64) -> None:
+    def learn_errors(self, table: StateTable, slots: Slots, errors: F64, scores: F64) -> None:
         smoothed, history = self._with_newest(table, slots, errors)
         table["history"][slots] = history
         table["history_next"][slots] = (table["history_next"][slots] + 1) % HISTORY
         table["telemanom_error"][slots] = smoothed
-        self._fallback.learn(table, slots, errors, scores)
+        self._fallback.learn_errors(table, slots, errors, scores)
 
     def start(self, table: StateTable, slots: Slots) -> None:
         super().start(table, slots)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sensord.bundle import Cell
 from sensord.training.data import F32, TrainingData, windows
 from sensord.training.model import Forecaster
 
@@ -34,6 +35,7 @@ class FitOptions:
     clip_norm: float = 1.0
     patience: int = 15
     seed: int = 0
+    cell: Cell = "lstm"
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ def fit(
         options.layers,
         options.dropout,
         extra_inputs=len(data.time_features),
+        cell=options.cell,
     )
     optimiser = torch.optim.Adam(model.parameters(), lr=options.learning_rate)
     loss_fn = nn.MSELoss()

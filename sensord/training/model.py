@@ -1,11 +1,15 @@
-"""The network: an LSTM that predicts each stream's next sample, and its one-step form.
+"""The network: a recurrent net that predicts each stream's next sample, and its one-step form.
 
-``Forecaster`` predicts ``next = current + head(lstm(current))`` in scaled units. The head
-starts at zero, so an untrained model already predicts "the next sample repeats this one",
-and training learns the correction; on a short history this keeps the model from being
-worse than persistence. ``StepModule`` is the same function written as ONE step over
-explicit ``h`` and ``c``, with each layer's input and recurrent weights fused into one matrix:
-the graph the daemon runs.
+``Forecaster`` predicts ``next = current + head(rnn(current))`` in scaled units, the recurrent
+part a stacked LSTM or GRU (the ``cell``). The head starts at zero, so an untrained model
+already predicts "the next sample repeats this one", and training learns the correction; on a
+short history this keeps the model from being worse than persistence. ``StepModule`` is the
+same function written as ONE step over explicit ``h`` and ``c``, with each layer's input and
+recurrent weights fused into one matrix: the graph the daemon runs.
+
+Both cells keep the bundle's one graph signature, ``(x, h, c) -> (y, h_out, c_out)``, so the
+daemon's state table does not depend on the cell. A GRU has no cell state: its step passes
+``c`` through untouched, and since the daemon starts every stream at zero, ``c`` stays zero.
 """
 
 from __future__ import annotations
@@ -13,17 +17,29 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sensord.bundle import Cell
+
+State = tuple[torch.Tensor, torch.Tensor]
+
 
 class Forecaster(nn.Module):
-    """Stacked LSTM with a residual linear head."""
+    """Stacked LSTM or GRU with a residual linear head."""
 
     def __init__(
-        self, features: int, hidden: int, layers: int, dropout: float, extra_inputs: int = 0
+        self,
+        features: int,
+        hidden: int,
+        layers: int,
+        dropout: float,
+        extra_inputs: int = 0,
+        *,
+        cell: Cell = "lstm",
     ) -> None:
         super().__init__()
-        self.features, self.hidden, self.layers = features, hidden, layers
+        self.features, self.hidden, self.layers, self.cell = features, hidden, layers, cell
         self.extra_inputs = extra_inputs  # time features after the F features in x
-        self.lstm = nn.LSTM(
+        recurrent = nn.GRU if cell == "gru" else nn.LSTM
+        self.rnn = recurrent(
             features + extra_inputs,
             hidden,
             layers,
@@ -35,34 +51,50 @@ class Forecaster(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def forward(
-        self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """``x[B, T, F+E]`` -> predictions ``[B, T, F]`` of the next sample, and the state."""
-        out, (h, c) = self.lstm(x, state)
+    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """``x[B, T, F+E]`` -> predictions ``[B, T, F]`` of the next sample, and ``(h, c)``."""
+        if self.cell == "gru":
+            out, h = self.rnn(x, None if state is None else state[0])
+            # c as the exported step carries it: passed through, zero from a zero start.
+            c = torch.zeros_like(h) if state is None else state[1]
+        else:
+            out, (h, c) = self.rnn(x, state)
         return x[..., : self.features] + self.head(self.dropout(out)), (h, c)
+
+    def last_layer_states(self, x: torch.Tensor) -> torch.Tensor:
+        """The last layer's ``h[B, T, H]`` after every step of ``x``, from a zero state."""
+        out: torch.Tensor = self.rnn(x)[0]
+        return out
 
 
 class StepModule(nn.Module):
-    """One step of a trained Forecaster: ``(x[B,F], h[L,B,H], c[L,B,H]) -> (y, h, c)``."""
+    """One step of a trained Forecaster: ``(x[B,F], h[L,B,H], c[L,B,H]) -> (y, h, c)``.
+
+    Layer ``l`` computes ``gates = [input, h[l]] @ weights[l] + biases[l]``, ``4H`` columns for
+    either cell. LSTM: PyTorch's ``i, f, g, o`` blocks, input and recurrent biases summed. GRU:
+    ``r, z`` (input and recurrent parts summed, as their biases), then the input part of the
+    candidate ``n`` and its recurrent part kept apart (each with its own bias, zero weights
+    for the other half of the input), because the reset gate multiplies only the recurrent part.
+    """
 
     def __init__(self, model: Forecaster) -> None:
         super().__init__()
         self.layers = model.layers
         self.features = model.features
+        self.cell = model.cell
+        fuse = _fuse_gru if model.cell == "gru" else _fuse_lstm
         weights, biases = [], []
         for layer in range(model.layers):
-            w_ih = getattr(model.lstm, f"weight_ih_l{layer}").detach()
-            w_hh = getattr(model.lstm, f"weight_hh_l{layer}").detach()
-            b_ih = getattr(model.lstm, f"bias_ih_l{layer}").detach()
-            b_hh = getattr(model.lstm, f"bias_hh_l{layer}").detach()
-            weights.append(
-                nn.Parameter(torch.cat([w_ih, w_hh], dim=1).t().contiguous(), requires_grad=False)
+            w_ih, w_hh, b_ih, b_hh = (
+                getattr(model.rnn, f"{name}_l{layer}").detach()
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
             )
-            biases.append(nn.Parameter(b_ih + b_hh, requires_grad=False))
+            weight, bias = fuse(w_ih, w_hh, b_ih, b_hh)
+            weights.append(nn.Parameter(weight.t().contiguous(), requires_grad=False))
+            biases.append(nn.Parameter(bias, requires_grad=False))
         self.weights = nn.ParameterList(weights)
         self.biases = nn.ParameterList(biases)
-        self.head = nn.Linear(model.hidden, model.features)
+        self.head = nn.Linear(model.hidden, model.features, dtype=model.head.weight.dtype)
         self.head.load_state_dict(model.head.state_dict())
         self.head.requires_grad_(False)
 
@@ -72,13 +104,54 @@ class StepModule(nn.Module):
         layer_input = x
         h_out, c_out = [], []
         for layer in range(self.layers):
-            gates = torch.cat([layer_input, h[layer]], dim=1) @ self.weights[layer]
+            previous = h[layer]
+            gates = torch.cat([layer_input, previous], dim=1) @ self.weights[layer]
             gates = gates + self.biases[layer]
-            i, f, g, o = gates.chunk(4, dim=1)  # PyTorch's gate order
-            c_new = torch.sigmoid(f) * c[layer] + torch.sigmoid(i) * torch.tanh(g)
-            h_new = torch.sigmoid(o) * torch.tanh(c_new)
+            if self.cell == "gru":
+                h_new = _gru_update(gates, previous)
+            else:
+                h_new, c_new = _lstm_update(gates, c, layer)
+                c_out.append(c_new)
             h_out.append(h_new)
-            c_out.append(c_new)
             layer_input = h_new
         prediction = x[:, : self.features] + self.head(layer_input)
-        return prediction, torch.stack(h_out), torch.stack(c_out)
+        return prediction, torch.stack(h_out), torch.stack(c_out) if c_out else c
+
+
+def _fuse_lstm(
+    w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor, b_hh: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[4H, in + H]`` weights and ``[4H]`` bias: every gate sees input and state alike."""
+    return torch.cat([w_ih, w_hh], dim=1), b_ih + b_hh
+
+
+def _fuse_gru(
+    w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor, b_hh: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[4H, in + H]`` weights and ``[4H]`` bias, rows ``r, z | n from x | n from h``."""
+    hidden = w_hh.shape[1]
+    rz = slice(0, 2 * hidden)  # PyTorch's GRU row order: r, z, n
+    n = slice(2 * hidden, 3 * hidden)
+    n_input = torch.cat([w_ih[n], torch.zeros_like(w_hh[n])], dim=1)
+    n_state = torch.cat([torch.zeros_like(w_ih[n]), w_hh[n]], dim=1)
+    weight = torch.cat([torch.cat([w_ih[rz], w_hh[rz]], dim=1), n_input, n_state])
+    return weight, torch.cat([b_ih[rz] + b_hh[rz], b_ih[n], b_hh[n]])
+
+
+def _lstm_update(
+    gates: torch.Tensor, c: torch.Tensor, layer: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    i, f, g, o = gates.chunk(4, dim=1)  # PyTorch's gate order
+    # c[layer] is indexed here, after the split, where the LSTM-only step indexed it: the
+    # traced graph, and so an LSTM bundle's bytes and version, stay what they were.
+    c_new = torch.sigmoid(f) * c[layer] + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c_new), c_new
+
+
+def _gru_update(gates: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """PyTorch's GRU: ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``,
+    ``h' = (1 - z) * n + z * h``."""
+    r, z, n_input, n_state = gates.chunk(4, dim=1)
+    r, z = torch.sigmoid(r), torch.sigmoid(z)
+    n = torch.tanh(n_input + r * n_state)
+    return (1 - z) * n + z * h

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from sensord.bundle import Bundle, Manifest, load_bundle
 from sensord.config import Settings, route_name
@@ -275,18 +274,12 @@ def _train_candidate(
         shutil.rmtree(stale, ignore_errors=True)
     work = candidates / f".work-{uuid.uuid4().hex}"
     work.mkdir(parents=True)
-    threads = torch.get_num_threads()
-    # One thread: retraining runs beside the daemon and must not take its core (and with
-    # one thread the candidate does not depend on how many cores the machine has).
-    torch.set_num_threads(1)
     try:
         write_training_csv(work / TRAINING_CSV, recording, split.train)
         report = train_bundle(work / TRAINING_CSV, work, _train_options(live, epochs, seed))
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    finally:
-        torch.set_num_threads(threads)
     target = candidates / report.bundle.manifest.version
     if target.exists():  # the same candidate trained before: this one replaces it
         shutil.rmtree(target)
@@ -295,14 +288,18 @@ def _train_candidate(
 
 
 def _train_options(live: Manifest, epochs: int, seed: int) -> TrainOptions:
-    """The live model's architecture and training options; the epochs and seed given."""
+    """The live model's architecture and training options; the epochs and seed given.
+
+    One torch thread: retraining runs beside the daemon and must not take its core (and with
+    one thread the candidate does not depend on how many cores the machine has).
+    """
     given = live.training.hyperparameters
     values: dict[str, Any] = {}
     for field in fields(FitOptions):
         default = getattr(FitOptions(), field.name)
         value = given.get(field.name, default)
         values[field.name] = type(default)(value)  # the manifest keeps them as JSON numbers
-    values.update(epochs=epochs, layers=live.layers, hidden=live.hidden, seed=seed)
+    values.update(epochs=epochs, cell=live.cell, layers=live.layers, hidden=live.hidden, seed=seed)
     return TrainOptions(
         name=live.name,
         features=live.features,
@@ -311,6 +308,7 @@ def _train_options(live: Manifest, epochs: int, seed: int) -> TrainOptions:
         transform=live.transform,
         validation_fraction=float(given.get("validation_fraction", 0.2)),
         fit=FitOptions(**values),
+        threads=1,
     )
 
 

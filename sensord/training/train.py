@@ -34,6 +34,12 @@ class TrainOptions:
     transform: Transform = "none"
     validation_fraction: float = 0.2
     fit: FitOptions = field(default_factory=FitOptions)
+    # torch's intra-op threads. One by default: the nets are small, and when another process
+    # holds a core, torch's threads wait for each other. Measured on 2 cores, 4 NAB
+    # probationary sets: one thread 2.3-8 s idle, 4-13 s with both cores busy; two threads
+    # 2.6-7 s idle, but 6-130 s with one core busy and 15-246 s with both. The bundle is
+    # byte-identical for the same seed, data and threads (threads change the rounding).
+    threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -48,10 +54,24 @@ class TrainReport:
 def train_bundle(
     data_path: Path, out: Path, options: TrainOptions, on_epoch: EpochCallback | None = None
 ) -> TrainReport:
-    """Train, calibrate, export, check parity and write the bundle; return what happened."""
+    """Train, calibrate, export, check parity and write the bundle; return what happened.
+
+    Runs torch with ``options.threads`` threads and restores the caller's setting after.
+    """
+    if options.threads < 1:
+        raise InputError(f"threads {options.threads} must be at least 1")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(options.threads)
+    try:
+        return _train(data_path, out, options, on_epoch)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train(
+    data_path: Path, out: Path, options: TrainOptions, on_epoch: EpochCallback | None
+) -> TrainReport:
     started = time.perf_counter()
-    # Fix the thread count: with the same seed and threads the bundle is byte-identical.
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     series = read_series(data_path, options.features, options.out_of_order)
     if not 0.05 <= options.validation_fraction <= 0.5:
         raise InputError(f"validation fraction {options.validation_fraction} not in [0.05, 0.5]")
@@ -70,6 +90,7 @@ def train_bundle(
         features=list(data.features),
         time_features=list(data.time_features),
         transform=data.transform,
+        cell=options.fit.cell,
         layers=options.fit.layers,
         hidden=options.fit.hidden,
         scaling=data.streams[0].scaling,
@@ -108,6 +129,7 @@ def _training_summary(
     intervals = np.concatenate([np.diff(s.timestamps) for s in data.streams])
     hyper = {k: v for k, v in asdict(options.fit).items() if k != "seed"}
     hyper["validation_fraction"] = options.validation_fraction
+    hyper["threads"] = options.threads  # with the seed, what reproduces the bundle
     return Training(
         source=data_path.name,
         rows=data.rows,

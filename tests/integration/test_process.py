@@ -221,7 +221,7 @@ def test_live_demo_catches_its_anomalies(
             "--rate",
             "60",
             "--duration",
-            "8",
+            "16",  # 160 samples per stream: anomalies come after the detector's warm-up
             "--anomalies",
             "2",
         ],

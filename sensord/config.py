@@ -109,7 +109,7 @@ class DetectorConfig(_Section):
         10.0, ge=1, le=100_000, description="Samples the sustained channel averages errors over."
     )
     context_span: float = Field(
-        6.0, ge=1, le=100_000, description="Samples the contextual channel's level spans."
+        9.0, ge=1, le=100_000, description="Samples the contextual channel's level spans."
     )
     context_days: float = Field(
         20.0, gt=0, le=3650, description="Days the time-of-day profile remembers."

@@ -69,7 +69,7 @@ class DetectorSettings:
     channels: frozenset[str] = frozenset(CHANNELS[:5])
     error_horizon: int = 2000
     sustained_span: float = 10.0
-    context_span: float = 6.0
+    context_span: float = 9.0
     context_days: float = 20.0
     shift_span: float = 30.0
     min_samples: int = 100

@@ -81,9 +81,14 @@ class MqttSettings(_Section):
     tls: TlsSettings = Field(default_factory=TlsSettings, description="TLS options.")
 
 
+# The core's own defaults: each written once, where the core defines it.
+_DETECTOR = DetectorSettings()
+_ALERTS = AlertPolicy()
+
+
 class DetectorConfig(_Section):
     kind: DetectorKind = Field(
-        "channels",
+        _DETECTOR.kind,
         description="How surprises are scored: channels (point, sustained, contextual, shift "
         "and extremes channels on calibrated tails), or the single-error detectors "
         "likelihood, adaptive, fixed, telemanom, spot.",
@@ -103,22 +108,40 @@ class DetectorConfig(_Section):
         "rule, also governed by range_rule).",
     )
     error_horizon: int = Field(
-        2000, ge=2, le=10_000_000, description="Samples the error scale remembers."
+        _DETECTOR.error_horizon,
+        ge=2,
+        le=10_000_000,
+        description="Samples the error scale remembers.",
     )
     sustained_span: float = Field(
-        10.0, ge=1, le=100_000, description="Samples the sustained channel averages errors over."
+        _DETECTOR.sustained_span,
+        ge=1,
+        le=100_000,
+        description="Samples the sustained channel averages errors over.",
     )
     context_span: float = Field(
-        9.0, ge=1, le=100_000, description="Samples the contextual channel's level spans."
+        _DETECTOR.context_span,
+        ge=1,
+        le=100_000,
+        description="Samples the contextual channel's level spans.",
     )
     context_days: float = Field(
-        20.0, gt=0, le=3650, description="Days the time-of-day profile remembers."
+        _DETECTOR.context_days,
+        gt=0,
+        le=3650,
+        description="Days the time-of-day profile remembers.",
     )
     shift_span: float = Field(
-        30.0, ge=1, le=100_000, description="Samples the shift channel accumulates over."
+        _DETECTOR.shift_span,
+        ge=1,
+        le=100_000,
+        description="Samples the shift channel accumulates over.",
     )
     min_samples: int = Field(
-        100, ge=1, le=10_000_000, description="Samples a channel sees before it may speak."
+        _DETECTOR.min_samples,
+        ge=1,
+        le=10_000_000,
+        description="Samples a channel sees before it may speak.",
     )
     smoothing: float | None = Field(
         None, gt=0, le=1, description="EWMA weight of the newest error; default: the bundle's."
@@ -149,13 +172,13 @@ class DetectorConfig(_Section):
         10, ge=0, le=1_000_000, description="Samples after a stream (re)starts before it may alert."
     )
     repeat_window: int = Field(
-        20,
+        _ALERTS.repeat_window,
         ge=0,
         le=1_000_000,
         description="A new alert within this many samples of a higher score is the same event.",
     )
     adopt_after_s: float | None = Field(
-        None,
+        _ALERTS.adopt_after_s,
         gt=0,
         description="After an alert has lasted this long, the stream's state becomes its new "
         "normal and the alert clears (reason 'adopted'); none: only an operator's new_normal "

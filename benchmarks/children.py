@@ -21,7 +21,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from prometheus_client.parser import text_string_to_metric_families
 
-from sensord.timestamps import parse_timestamp
+from sensord.core.timestamps import parse_timestamp
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHERS = 2

@@ -14,8 +14,8 @@ For every series under ``DIR/data`` (NAB layout: ``data/<category>/<file>.csv``,
    rows, ``anomaly_score``, and the daemon's own ``alert``, ``raised`` and ``onset``
    columns: 1 while an alert is up; on the row an alert is raised; on the row of a raised
    or an updated event, a new onset inside an alert, which an operator receives too);
-4. score them with sensord/nabscore.py: per variant and profile, the swept-threshold score of
-   ``anomaly_score``, and the score of each binary column as it is (no threshold chosen).
+4. score them with sensord/offline/nabscore.py: per variant and profile, the swept-threshold
+   score of ``anomaly_score``, and the score of each binary column as it is (no threshold chosen).
 
 Rows whose timestamp is not after an earlier row's (a clock that jumped back) are dropped as
 the daemon drops a late reading: no score (0 in the result file), and counted.
@@ -39,11 +39,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.variants import Variant, parse_variant
-from sensord.bundle import Bundle, load_bundle
-from sensord.detect import DETECTOR_KINDS, DetectorSettings
-from sensord.engine import Engine, PersistenceEngine, StepEngine
+from sensord.core.bundle import Bundle, load_bundle
+from sensord.core.detect import DETECTOR_KINDS, DetectorSettings
+from sensord.core.engine import Engine, PersistenceEngine, StepEngine
+from sensord.core.pipeline import Pipeline, PipelineSettings
 from sensord.errors import BundleError
-from sensord.nabscore import (
+from sensord.offline.nabscore import (
     CorpusScore,
     ScoredFile,
     load_profiles,
@@ -52,8 +53,7 @@ from sensord.nabscore import (
     probation_rows,
     score_all_profiles,
 )
-from sensord.pipeline import Pipeline, PipelineSettings
-from sensord.replay import replay
+from sensord.offline.replay import replay
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "nab"
 COLUMNS = ("score", "onset", "raised", "alert")
@@ -81,8 +81,8 @@ def bundle_for(path: Path, name: str, out: Path, seed: int, reuse: bool) -> tupl
             return load_bundle(target), 0.0
         except BundleError:
             pass
-    from sensord.training.fit import FitOptions
-    from sensord.training.train import TrainOptions, train_bundle
+    from sensord.training.options import FitOptions, TrainOptions
+    from sensord.training.train import train_bundle
 
     lines = path.read_text().splitlines()
     probation_csv = out / "probation" / name
@@ -130,7 +130,7 @@ def run_file(
 
 
 def _columns(outcomes: tuple[object, ...]) -> dict[str, list[float]]:
-    from sensord.sample import Outcome
+    from sensord.core.sample import Outcome
 
     score, alert, raised, onset = [], [], [], []
     state = 0.0
@@ -149,7 +149,7 @@ def _columns(outcomes: tuple[object, ...]) -> dict[str, list[float]]:
 
 
 def _write_result(path: Path, result: object, columns: dict[str, list[float]]) -> None:
-    from sensord.replay import ReplayResult
+    from sensord.offline.replay import ReplayResult
 
     assert isinstance(result, ReplayResult)
     path.parent.mkdir(parents=True, exist_ok=True)

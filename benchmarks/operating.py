@@ -30,8 +30,8 @@ import orjson
 
 from sensord import logs
 from sensord.config import Settings
-from sensord.daemon import Daemon
-from sensord.ingest import Message
+from sensord.daemon.ingest import Message
+from sensord.daemon.loop import Daemon
 
 BATCH = 256
 WARM_BATCHES = 20
@@ -102,9 +102,9 @@ def cpu_per_reading(bundle: Path, options: dict[str, Any], work: list[list[Messa
 
 
 def train(work: Path) -> Path:
-    from sensord.synthetic import generate, write_csv
-    from sensord.training.fit import FitOptions
-    from sensord.training.train import TrainOptions, train_bundle
+    from sensord.offline.synthetic import generate, write_csv
+    from sensord.training.options import FitOptions, TrainOptions
+    from sensord.training.train import train_bundle
 
     history = work / "history.csv"
     write_csv(history, generate(1200, seed=1))

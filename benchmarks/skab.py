@@ -42,12 +42,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.nab import engine_of, variants_of
 from benchmarks.skabscore import PROFILES, TRAIN_ROWS, Confusion, CpScore
 from benchmarks.variants import Variant
-from sensord.bundle import Bundle, load_bundle
-from sensord.detect import DETECTOR_KINDS, DetectorSettings
+from sensord.core.bundle import Bundle, load_bundle
+from sensord.core.detect import DETECTOR_KINDS, DetectorSettings
+from sensord.core.pipeline import Pipeline
+from sensord.core.timestamps import parse_timestamp
 from sensord.errors import BundleError
-from sensord.pipeline import Pipeline
-from sensord.replay import replay
-from sensord.timestamps import parse_timestamp
+from sensord.offline.replay import replay
 
 F64 = npt.NDArray[np.float64]
 LABELS = ("anomaly", "changepoint")
@@ -118,8 +118,8 @@ def bundle_for(skab: SkabFile, out: Path, seed: int, reuse: bool) -> tuple[Bundl
             return load_bundle(target), 0.0
         except BundleError:
             pass
-    from sensord.training.fit import FitOptions
-    from sensord.training.train import TrainOptions, train_bundle
+    from sensord.training.options import FitOptions, TrainOptions
+    from sensord.training.train import train_bundle
 
     train_csv = out / "train" / skab.name
     write_csv(train_csv, skab, slice(0, TRAIN_ROWS))

@@ -2,7 +2,7 @@
 
 SKAB (github.com/waico/SKAB, GPL-3.0; this is an independent implementation of the rules its
 ``core/metrics.py`` applies, checked against the figures its shipped results give: see
-benchmarks/README.md) scores the rows after each file's first ``TRAIN_ROWS``:
+docs/benchmarks.md) scores the rows after each file's first ``TRAIN_ROWS``:
 
 - **outlier detection**: the binary flags against the ``anomaly`` labels as one
   classification pooled over every file's test rows: F1 = TP / (TP + (FP + FN) / 2),

@@ -117,7 +117,7 @@ def naive_step(bundle_dir: Path, weights: Path) -> Handler:
     """The tutorial daemon: one torch LSTM step per message, state in a dict."""
     import torch
 
-    from sensord.bundle import load_bundle
+    from sensord.core.bundle import load_bundle
     from sensord.training.model import Forecaster
 
     # One torch thread: measured the same rate as torch's default pool here, at half the

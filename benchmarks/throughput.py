@@ -53,7 +53,7 @@ from benchmarks.children import (
 )
 from benchmarks.report import HEADLINE_STREAMS, machine, print_table, summary
 from benchmarks.traffic import FILTER
-from sensord.broker import LocalBroker, free_port, start_mosquitto
+from sensord.cli.broker import LocalBroker, free_port, start_mosquitto
 
 REPO = Path(__file__).resolve().parents[1]
 STREAM_COUNTS = (1, 100, 1000, 10_000)
@@ -137,9 +137,9 @@ def train_model(work: Path, epochs: int) -> Model:
     """A 2x64 bundle on generated data, and the same network's torch weights for naive."""
     import torch
 
-    from sensord.synthetic import generate, write_csv
-    from sensord.training.fit import FitOptions
-    from sensord.training.train import TrainOptions, train_bundle
+    from sensord.offline.synthetic import generate, write_csv
+    from sensord.training.options import FitOptions, TrainOptions
+    from sensord.training.train import train_bundle
 
     history = work / "history.csv"
     write_csv(history, generate(1500, seed=0))

@@ -30,7 +30,7 @@ import orjson
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from sensord.synthetic import generate
+from sensord.offline.synthetic import generate
 
 TOPIC = "bench/{stream}/value"
 FILTER = "bench/+/value"

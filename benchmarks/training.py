@@ -35,9 +35,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sensord import logs
-from sensord.bundle import Cell
-from sensord.nabscore import probation_rows
-from sensord.training.fit import FitOptions
+from sensord.core.bundle import Cell
+from sensord.offline.nabscore import probation_rows
+from sensord.training.options import FitOptions
 
 COMBINATIONS: tuple[tuple[Cell, int], ...] = (("lstm", 1), ("gru", 1), ("lstm", 2), ("gru", 2))
 BASELINE = "lstm/1"
@@ -90,7 +90,7 @@ def nab_sources(
 
 
 def generated_source(work: Path, rows: int, seed: int) -> list[tuple[str, Path]]:
-    from sensord.synthetic import generate, write_csv
+    from sensord.offline.synthetic import generate, write_csv
 
     path = work / "generated" / "generated.csv"
     write_csv(path, generate(rows, seed=seed))
@@ -98,7 +98,8 @@ def generated_source(work: Path, rows: int, seed: int) -> list[tuple[str, Path]]
 
 
 def train_once(data: Path, name: str, out: Path, fit: FitOptions, threads: int) -> Run:
-    from sensord.training.train import TrainOptions, train_bundle
+    from sensord.training.options import TrainOptions
+    from sensord.training.train import train_bundle
 
     ends: list[float] = []
     options = TrainOptions(name="bench", out_of_order="drop", fit=fit, threads=threads)

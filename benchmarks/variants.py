@@ -18,9 +18,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from sensord.alert import AlertPolicy
-from sensord.detect import DetectorSettings
-from sensord.pipeline import PipelineSettings
+from sensord.core.alert import AlertPolicy
+from sensord.core.detect import DetectorSettings
+from sensord.core.pipeline import PipelineSettings
 
 MODELS = ("lstm", "persistence")
 

@@ -2,7 +2,7 @@
 
 import sys
 
-from sensord.cli import main
+from sensord.cli.main import main
 
 if __name__ == "__main__":  # importing this module (e.g. to walk the package) runs nothing
     sys.exit(main())

@@ -6,11 +6,25 @@ libraries (onnxruntime, pydantic, the csv module, torch) are translated into the
 where they happen, so callers only ever catch sensord's own types::
 
     SensordError
-    ├── InputError          bad data: a CSV file, a row, a cell, a payload
-    ├── BundleError         a model bundle that cannot be trusted or read
-    ├── ConfigError         settings that do not validate
-    └── TrainingError       training could not produce a valid bundle
-        └── ParityError     the exported graph does not reproduce the torch model
+    ├── InputError              bad data: a CSV file, a row, a cell, a payload
+    │   ├── DecodeError         a reading's payload (``reason`` is its counter's name)
+    │   ├── StreamIdError       a topic whose stream id is not a safe topic level
+    │   └── FeedbackError       an operator's verdict that cannot be taken
+    │       └── UnknownAlertError   it names an alert not raised on that stream
+    ├── BundleError             a model bundle that cannot be trusted or read
+    │   └── MalformedGraphError the graph's bytes are not a protobuf message
+    ├── ConfigError             settings that do not validate
+    ├── StateError              the state directory's files (durable/)
+    │   ├── JournalError        the readings journal cannot be written or read
+    │   ├── OutboxError         the alert outbox cannot be written
+    │   └── SnapshotError       a snapshot that cannot be restored
+    └── TrainingError           training could not produce a valid bundle
+        └── ParityError         the exported graph does not reproduce the torch model
+
+The daemon catches the errors of single readings, verdicts and state files where they
+happen, counts them and goes on (never a stop); commands print one line and exit non-zero.
+The ones that were ``ValueError`` before they joined this tree still are, so that code
+parsing values may catch either.
 """
 
 
@@ -28,6 +42,47 @@ class BundleError(SensordError):
 
 class ConfigError(SensordError):
     """Settings do not validate."""
+
+
+class DecodeError(InputError, ValueError):
+    """A payload that cannot become a reading; ``reason`` is a short counter name."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class StreamIdError(InputError, ValueError):
+    """The topic gives a stream id that is not a safe topic level."""
+
+
+class FeedbackError(InputError, ValueError):
+    """A feedback message that cannot be taken; the text is the reason, for the answer."""
+
+
+class UnknownAlertError(FeedbackError):
+    """Feedback naming an alert this daemon did not raise on that stream."""
+
+
+class MalformedGraphError(BundleError, ValueError):
+    """The bytes are not a protobuf message."""
+
+
+class StateError(SensordError):
+    """A file of the state directory could not be written or read."""
+
+
+class JournalError(StateError):
+    """The journal could not be written or read; the message names the file and why."""
+
+
+class OutboxError(StateError):
+    """The outbox could not be written; the message names the file and the reason."""
+
+
+class SnapshotError(StateError):
+    """A snapshot that cannot be restored; the message says why."""
 
 
 class TrainingError(SensordError):

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import structlog
 
-from sensord.bundle import Bundle
-from sensord.synthetic import generate, standard_anomalies, write_csv
+from sensord.core.bundle import Bundle
+from sensord.offline.synthetic import generate, standard_anomalies, write_csv
 
-# The tests train real bundles, so they need the train extra (the README's test command
-# installs it); a missing torch fails here, loudly, rather than skipping anything.
-from sensord.training.fit import FitOptions
-from sensord.training.train import TrainOptions, TrainReport, train_bundle
+if TYPE_CHECKING:
+    from sensord.training.train import TrainReport
 
 HISTORY_ROWS = 1200
 LIVE_ROWS = 800
@@ -59,6 +58,11 @@ def clean_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory, history_csv: Path) -> TrainReport:
     """A bundle with the default network (2x64), as a user would train it."""
+    # The training fixtures import torch when first used, not at collection: the core's
+    # unit tests (tests/core) run on a numpy engine and need no torch (test_imports checks).
+    from sensord.training.options import TrainOptions
+    from sensord.training.train import train_bundle
+
     out = tmp_path_factory.mktemp("bundles") / "default"
     return train_bundle(history_csv, out, TrainOptions(name="synthetic"))
 
@@ -68,12 +72,13 @@ def bundle(trained: TrainReport) -> Bundle:
     return trained.bundle
 
 
-SMALL = FitOptions(epochs=3, hidden=8, layers=1, window=32, seed=7)
-
-
 @pytest.fixture(scope="session")
 def train_small(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path, str], TrainReport]:
     """Train a tiny bundle fast: for tests of the format, not of detection."""
+
+    from sensord.training.options import TrainOptions
+    from sensord.training.train import train_bundle
+    from tests.trained import SMALL
 
     def run(data: Path, name: str = "small") -> TrainReport:
         out = tmp_path_factory.mktemp("small") / name

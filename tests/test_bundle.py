@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from sensord.bundle import MANIFEST_FILE, Bundle, load_bundle, sha256_hex, write_bundle
-from sensord.engine import Engine
+from sensord.core.bundle import MANIFEST_FILE, Bundle, load_bundle, sha256_hex
+from sensord.core.engine import Engine
 from sensord.errors import BundleError
+from sensord.ops.models import write_bundle
 
 
 @pytest.fixture
@@ -147,7 +148,8 @@ def test_a_graph_with_external_data_is_refused(copy: Path) -> None:
 
 
 def test_the_graph_walk_sees_every_tensor_and_rejects_garbage(small_bundle: Bundle) -> None:
-    from sensord.graphcheck import MalformedGraphError, uses_external_data
+    from sensord.core.graphcheck import uses_external_data
+    from sensord.errors import MalformedGraphError
 
     assert uses_external_data(small_bundle.graph_bytes) is False
     for garbage in (b"\xff", b"\x0a\x05abc", b"\x0f"):

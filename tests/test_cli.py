@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sensord.bundle import Bundle
-from sensord.cli import EXIT_BAD_BUNDLE, main
+from sensord.cli.main import EXIT_BAD_BUNDLE, main
+from sensord.core.bundle import Bundle
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -2,7 +2,8 @@
 
 import pytest
 
-from sensord.codec import DecodeError, decode
+from sensord.errors import DecodeError
+from sensord.wire.payloads import PayloadFormat, decode
 
 NOW = 1_700_000_000.0
 ONE = ("value",)
@@ -10,9 +11,9 @@ TWO = ("temp", "hum")
 
 
 def one(
-    payload: bytes, features: tuple[str, ...] = ONE, fmt: str = "auto"
+    payload: bytes, features: tuple[str, ...] = ONE, fmt: PayloadFormat = "auto"
 ) -> tuple[float, list[float]]:
-    (reading,) = decode(payload, fmt, features, NOW)  # type: ignore[arg-type]
+    (reading,) = decode(payload, fmt, features, NOW)
     return reading.ts, reading.values.tolist()
 
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from sensord.bundle import Bundle
-from sensord.cli import EXIT_BAD_CONFIG, main
+from sensord.cli.main import EXIT_BAD_CONFIG, main
 from sensord.config import effective_config, load_settings
+from sensord.core.bundle import Bundle
 from sensord.errors import ConfigError
 
 

@@ -1,6 +1,6 @@
 """The Grafana dashboard (deploy/grafana/sensord.json) against what sensord really exports.
 
-The exported names come from ``sensord.metrics.DaemonCollector`` itself, fed a realistic
+The exported names come from ``sensord.daemon.metrics.DaemonCollector`` itself, fed a realistic
 ``stats()`` and the four histograms, so a renamed metric breaks a panel's query here rather
 than on an operator's screen, and a new metric with no panel fails until it gets one.
 """
@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from sensord.histogram import Histogram, exponential
-from sensord.metrics import HISTOGRAMS, DaemonCollector
+from sensord.daemon.histogram import Histogram, exponential
+from sensord.daemon.metrics import HISTOGRAMS, DaemonCollector
+from sensord.daemon.stats import declared_figures
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "sensord.json"
 
@@ -47,7 +48,7 @@ def _model(name: str, version: str, scored: int, raised: int, mae: float) -> dic
 
 
 def _stats() -> dict[str, Any]:
-    """A daemon's ``stats()``, shaped as ``sensord.stats.daemon_stats`` makes it."""
+    """A daemon's ``stats()``, shaped as ``sensord.daemon.stats.daemon_stats`` makes it."""
     route = {
         "received": 1200,
         "scored": 1150,
@@ -129,7 +130,7 @@ def _histograms() -> dict[str, Histogram]:
 @pytest.fixture(scope="module")
 def exported() -> dict[str, str]:
     """Every series name sensord exposes (``_total``, ``_bucket``, ...) -> its family."""
-    families = list(DaemonCollector(_stats, _histograms).collect())
+    families = list(DaemonCollector(_stats, _histograms, declared_figures()).collect())
     assert families, "the collector exported nothing"
     suffixes = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
     series: dict[str, str] = {}
@@ -215,7 +216,7 @@ def test_every_query_names_only_exported_metrics(
         names = METRIC.findall(expr)
         assert names, f"{title}: {expr!r} names no sensord metric"
         wrong += [f"{title}: {name}" for name in names if name not in exported]
-    assert not wrong, "not exported by sensord.metrics:\n" + "\n".join(wrong)
+    assert not wrong, "not exported by sensord.daemon.metrics:\n" + "\n".join(wrong)
 
 
 def test_every_query_is_well_formed_and_filtered(dashboard: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """Property tests of every payload decoder: any bytes in, readings or a DecodeError out.
 
-The contract (sensord/codec.py): ``decode`` returns a non-empty list of readings in strictly
+The contract (sensord/wire/payloads.py): ``decode`` returns a non-empty list of readings in strictly
 increasing time order, each a finite float timestamp and a float64 vector of finite values,
 one per feature (exactly one reading unless the payload took the SenML path; the receive time
 for a bare number), or raises :class:`DecodeError` with one of the known reason codes; never
@@ -28,16 +28,16 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from sensord.codec import (
+from sensord.daemon.ingest import Ingest, Message, RateLimitedLog, RouteRule
+from sensord.errors import DecodeError, StreamIdError
+from sensord.wire.payloads import (
     SENML_RELATIVE_BELOW,
-    DecodeError,
     PayloadFormat,
     Reading,
     decode,
     decode_single,
 )
-from sensord.ingest import Ingest, Message, RateLimitedLog, RouteRule
-from sensord.route import StreamIdError, TopicFilter, stream_id
+from sensord.wire.topics import TopicFilter, stream_id
 
 NOW = 1_700_000_000.0
 FORMATS: tuple[PayloadFormat, ...] = ("auto", "number", "json", "senml")
@@ -797,13 +797,13 @@ def test_the_checkers_catch_a_decoder_that_raises_value_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The properties can fail: a ValueError that is no DecodeError gets through."""
-    import sensord.ingest
+    import sensord.daemon.ingest
 
     def raising(*args: object) -> list[Reading]:
         raise ValueError("boom")
 
     monkeypatch.setattr(f"{__name__}.decode", raising)
-    monkeypatch.setattr(sensord.ingest, "decode", raising)
+    monkeypatch.setattr(sensord.daemon.ingest, "decode", raising)
     with pytest.raises(ValueError, match="boom"):
         check_decode(b"x", "auto", ("value",), NOW)
     with pytest.raises(ValueError, match="boom"):

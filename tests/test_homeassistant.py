@@ -1,4 +1,4 @@
-"""Home Assistant discovery (sensord/homeassistant.py), checked against Home Assistant's rules.
+"""Home Assistant discovery (sensord/wire/homeassistant.py), checked against Home Assistant's rules.
 
 Home Assistant is not installed here, so the parts of it that judge a discovery message are
 mirrored below from home-assistant/core (the 2026 dev branch, after object_id was removed and
@@ -35,7 +35,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from sensord.homeassistant import (
+from sensord.wire.homeassistant import (
     DEFAULT_DISCOVERY_PREFIX,
     REMOVAL_PAYLOAD,
     discovery_payload,
@@ -43,8 +43,8 @@ from sensord.homeassistant import (
     node_id,
     object_id,
 )
-from sensord.route import TopicFilter
-from sensord.wire import OFFLINE, ONLINE, state_payload, state_topic, status_topic
+from sensord.wire.published import OFFLINE, ONLINE, state_payload, state_topic, status_topic
+from sensord.wire.topics import TopicFilter
 
 # ---------------------------------------------------------------- mirrored from Home Assistant
 
@@ -328,7 +328,8 @@ def config(**kwargs: Any) -> dict[str, Any]:
 
 
 def state(status: str, **extra: Any) -> bytes:
-    """A state message exactly as sensord.wire writes it, plus keys a later change may add."""
+    """A state message exactly as sensord.wire.published writes it, plus keys a later change
+    may add."""
     raw = state_payload(
         stream=STREAM,
         status=status,

@@ -8,9 +8,10 @@ import random
 import orjson
 import pytest
 
-from sensord.codec import DecodeError, PayloadFormat, decode, decode_single
-from sensord.ingest import Ingest, Message, RateLimitedLog, RouteRule
-from sensord.route import TopicFilter
+from sensord.daemon.ingest import Ingest, Message, RateLimitedLog, RouteRule
+from sensord.errors import DecodeError
+from sensord.wire.payloads import PayloadFormat, decode, decode_single
+from sensord.wire.topics import TopicFilter
 
 NOW = 1_700_000_000.0
 FORMATS: tuple[PayloadFormat, ...] = ("auto", "json", "number", "senml")

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from sensord.bundle import Bundle
 from sensord.config import StateSettings
-from sensord.durable import SHADOW, DurableState
-from sensord.engine import Engine
-from sensord.journal import Entry, Journal
-from sensord.pipeline import Pipeline
+from sensord.core.bundle import Bundle
+from sensord.core.engine import Engine
+from sensord.core.pipeline import Pipeline
+from sensord.durable.journal import Entry, Journal
+from sensord.durable.store import SHADOW, DurableState
 
 
 @dataclass(frozen=True)

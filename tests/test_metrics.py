@@ -4,13 +4,14 @@ import urllib.request
 
 import pytest
 
+from sensord.daemon.metrics import MetricsServer
+from sensord.daemon.stats import declared_figures
 from sensord.errors import ConfigError
-from sensord.metrics import MetricsServer
 
 
 def test_serves_the_counters_it_is_given() -> None:
     stats = {"received": 3, "scored": 2, "rejected": {"too_large": 1}, "streams": 1, "inbox": 0}
-    server = MetricsServer(lambda: stats, "127.0.0.1", 0)
+    server = MetricsServer(lambda: stats, "127.0.0.1", 0, figures=declared_figures())
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as r:
             lines = set(r.read().decode().splitlines())

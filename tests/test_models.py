@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from sensord.bundle import Bundle, load_bundle, write_bundle
-from sensord.cli import main
+from sensord.cli.main import main
+from sensord.core.bundle import Bundle, load_bundle
 from sensord.errors import BundleError, ConfigError, SensordError
-from sensord.models import (
+from sensord.ops.models import (
     CURRENT,
     VERSIONS,
     current_version,
@@ -25,9 +25,11 @@ from sensord.models import (
     route_lock,
     switch,
     versions,
+    write_bundle,
 )
-from sensord.training.train import TrainOptions, train_bundle
-from tests.conftest import SMALL
+from sensord.training.options import TrainOptions
+from sensord.training.train import train_bundle
+from tests.trained import SMALL
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 
 from benchmarks import nab
-from sensord.synthetic import Anomaly, generate
-from sensord.timestamps import format_timestamp
+from sensord.core.timestamps import format_timestamp
+from sensord.offline.synthetic import Anomaly, generate
 
 
 def nab_time(epoch: float) -> str:

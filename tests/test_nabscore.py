@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from sensord.nabscore import Profile, prepare, probation_rows, score_corpus
+from sensord.offline.nabscore import Profile, prepare, probation_rows, score_corpus
 
 STANDARD = Profile("standard", tp=1.0, fp=0.11, fn=1.0)
 LOW_FN = Profile("reward_low_FN_rate", tp=1.0, fp=0.11, fn=2.0)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.operating import CONFIGS, settings_for
-from sensord.bundle import Bundle
+from sensord.core.bundle import Bundle
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from sensord.delivery import AlertDelivery
-from sensord.outbox import Outbox, OutboxError
+from sensord.daemon.delivery import AlertDelivery
+from sensord.durable.outbox import Outbox
+from sensord.errors import OutboxError
 
 
 def alerts(n: int, start: int = 0) -> list[tuple[str, bytes]]:
@@ -96,8 +97,8 @@ def test_alerts_are_durable_before_they_are_published(tmp_path: Path) -> None:
     code = (
         "import os, signal, sys\n"
         "from pathlib import Path\n"
-        "from sensord.delivery import AlertDelivery\n"
-        "from sensord.outbox import Outbox\n"
+        "from sensord.daemon.delivery import AlertDelivery\n"
+        "from sensord.durable.outbox import Outbox\n"
         "d = AlertDelivery(lambda t, p: 1, Outbox(Path(sys.argv[1])))\n"
         "d.send([('sensord/alert/x', b'one'), ('sensord/alert/y', b'two')])\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
-from sensord import record
-from sensord.record import ALERTS_FILE, READINGS_PREFIX, Recorder, RecordPolicy
-from sensord.recorded import load_alert_spans, load_readings, write_training_csv
-from sensord.series import read_series
+from sensord.offline.series import read_series
+from sensord.ops import recording as record
+from sensord.ops.history import load_alert_spans, load_readings, write_training_csv
+from sensord.ops.recording import ALERTS_FILE, READINGS_PREFIX, Recorder, RecordPolicy
 
 T0 = 1_700_000_000.0
 FEATURES = ("value", "temp")
@@ -87,7 +87,7 @@ def test_rows_round_trip_exactly(tmp_path: Path) -> None:
     for lo in range(0, 500, 64):
         rec.readings("r1", FEATURES, streams[lo : lo + 64], ts[lo : lo + 64], values[lo : lo + 64])
     rec.close()
-    assert rec.rows == 500 and rec.errors == 0
+    assert rec.counters.recorded_rows == 500 and rec.counters.record_errors == 0
 
     got = load_readings(tmp_path / "r1", FEATURES)
     want = sort_like_loader(streams, ts, values)
@@ -152,7 +152,7 @@ def test_rotation_by_size_loses_no_row_and_never_splits_a_call(tmp_path: Path) -
     assert data_lines(paths[-1]) and len(data_lines(paths[-1])) == 200
     got = load_readings(route, FEATURES)
     want = sort_like_loader(streams, ts, values)
-    assert got.files == len(paths) and rec.rows == len(streams)
+    assert got.files == len(paths) and rec.counters.recorded_rows == len(streams)
     assert got.streams == want[0] and np.array_equal(got.values, want[2])
 
 
@@ -185,10 +185,10 @@ def test_an_idle_routes_old_file_is_closed_so_retention_can_take_it(tmp_path: Pa
     rec.readings("r1", FEATURES, streams, ts, values)
     clock.now = T0 + 1500.0
     rec.maintain(clock.now)  # still open, so kept, though its newest reading is past keep_s
-    assert len(files_of(tmp_path / "r1")) == 1 and rec.files_removed == 0
+    assert len(files_of(tmp_path / "r1")) == 1 and rec.counters.record_files_removed == 0
     clock.now = T0 + 2100.0
     rec.maintain(clock.now)  # old enough to close, and idle: closed, then removed
-    assert files_of(tmp_path / "r1") == [] and rec.files_removed == 1
+    assert files_of(tmp_path / "r1") == [] and rec.counters.record_files_removed == 1
 
 
 def test_file_names_carry_utc_start_and_sequence(tmp_path: Path) -> None:
@@ -247,7 +247,7 @@ def test_retention_by_bytes_deletes_oldest_first_never_the_open_file(tmp_path: P
     assert left == paths[-len(left) :]  # the newest ones survive
     assert sum(p.stat().st_size for p in left) <= 18_000  # the open one counts too
     assert sum(sizes[-len(left) - 1 :]) > 18_000  # and no more was deleted than needed
-    assert rec.files_removed == 10 - len(left) == 5
+    assert rec.counters.record_files_removed == 10 - len(left) == 5
 
     # The open file stays even when it alone is over the limit.
     clock = Clock()
@@ -258,7 +258,7 @@ def test_retention_by_bytes_deletes_oldest_first_never_the_open_file(tmp_path: P
     assert files_of(tmp_path / "b" / "r1") == paths[-1:]
     streams, ts, values = batch(np.random.default_rng(0), 2, T0 + 1e6)
     rec2.readings("r1", FEATURES, streams, ts, values)  # still writable
-    assert len(data_lines(paths[-1])) == 50 and rec2.errors == 0
+    assert len(data_lines(paths[-1])) == 50 and rec2.counters.record_errors == 0
 
 
 def test_retention_by_age_also_of_earlier_runs(tmp_path: Path) -> None:
@@ -268,7 +268,7 @@ def test_retention_by_age_also_of_earlier_runs(tmp_path: Path) -> None:
     paths = fill_files(rec, clock, 6)  # newest readings at T0 + k days (+ ~5 ms)
     rec.maintain(T0 + 5 * 86400.0)  # cutoff T0 + 1.5 days: files 0 and 1 go
     assert files_of(tmp_path / "r1") == paths[2:]
-    assert rec.files_removed == 2
+    assert rec.counters.record_files_removed == 2
     rec.close()
 
     # A later run knows the files' newest readings without reading them, and only then
@@ -278,7 +278,7 @@ def test_retention_by_age_also_of_earlier_runs(tmp_path: Path) -> None:
     assert files_of(tmp_path / "r1") == paths[4:]
     rec.maintain(T0 + 100 * 86400.0)
     assert files_of(tmp_path / "r1") == []
-    assert rec.files_removed == 4 and rec.errors == 0
+    assert rec.counters.record_files_removed == 4 and rec.counters.record_errors == 0
 
 
 def test_a_torn_last_line_is_skipped_and_counted(tmp_path: Path) -> None:
@@ -395,14 +395,14 @@ def test_write_errors_are_counted_not_raised(tmp_path: Path) -> None:
         rec.maintain(clock.now)
         clock.now += 61.0
         rec.readings("blocked", FEATURES, streams, ts + 2, values)
-    assert (rec.errors, rec.rows) == (4, 0)
+    assert (rec.counters.record_errors, rec.counters.recorded_rows) == (4, 0)
     warnings = [e for e in logs if e["log_level"] == "warning"]
     assert len(warnings) == 2  # once per minute, not once per failure
     assert "blocked" in warnings[0]["file"] and warnings[0]["reason"]
 
     # Other routes are unaffected.
     rec.readings("ok", FEATURES, streams, ts, values)
-    assert rec.rows == 10
+    assert rec.counters.recorded_rows == 10
 
 
 def test_a_failed_write_leaves_no_partial_row_and_moves_on(
@@ -423,7 +423,7 @@ def test_a_failed_write_leaves_no_partial_row_and_moves_on(
     rec.readings("r1", FEATURES, streams, ts + 2, values)
     rec.close()
 
-    assert (rec.errors, rec.rows) == (1, 20)
+    assert (rec.counters.record_errors, rec.counters.recorded_rows) == (1, 20)
     got = load_readings(tmp_path / "r1", FEATURES)
     assert (got.files, got.torn, len(got.streams)) == (2, 0, 20)
 
@@ -447,15 +447,19 @@ def test_when_the_next_file_cannot_be_made_rows_go_to_the_open_one(tmp_path: Pat
     # The name the size rotation will pick is taken (by a directory: O_EXCL refuses it).
     (tmp_path / "r1" / first.name.replace("000000", "000001")).mkdir()
     rec.readings("r1", FEATURES, streams, ts + 1, values)
-    assert (rec.errors, rec.rows, len(data_lines(first))) == (1, 20, 20)
+    assert (rec.counters.record_errors, rec.counters.recorded_rows, len(data_lines(first))) == (
+        1,
+        20,
+        20,
+    )
 
     # A feature change cannot fall back on the old file: those rows are counted as lost.
     (tmp_path / "r1" / first.name.replace("000000", "000002")).mkdir()
     rec.readings("r1", ("value",), streams, ts + 2, values[:, :1])
-    assert (rec.errors, rec.rows) == (2, 20)
+    assert (rec.counters.record_errors, rec.counters.recorded_rows) == (2, 20)
     rec.readings("r1", FEATURES, streams, ts + 3, values)  # and it goes on with a new file
     rec.close()
-    assert (rec.errors, rec.rows) == (2, 30)
+    assert (rec.counters.record_errors, rec.counters.recorded_rows) == (2, 30)
     assert len(load_readings(tmp_path / "r1", FEATURES).streams) == 30
 
 
@@ -474,4 +478,8 @@ def test_an_active_routes_old_file_is_rotated_by_its_next_batch_new_file_first(
     # the name it would rotate to is taken
     (tmp_path / "r1" / f"{READINGS_PREFIX}{utc_stamp(clock.now)}Z-000001.csv").mkdir()
     rec.readings("r1", FEATURES, streams, ts + 110, values)
-    assert (rec.errors, rec.rows, len(data_lines(first))) == (1, 30, 30)
+    assert (rec.counters.record_errors, rec.counters.recorded_rows, len(data_lines(first))) == (
+        1,
+        30,
+        30,
+    )

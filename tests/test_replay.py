@@ -6,14 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sensord.bundle import Bundle
-from sensord.engine import Engine
+from sensord.core.bundle import Bundle
+from sensord.core.engine import Engine
+from sensord.core.pipeline import Pipeline
+from sensord.core.sample import Sample
 from sensord.errors import InputError
-from sensord.pipeline import Pipeline
-from sensord.replay import ReplayResult, open_pipeline, replay, write_result
-from sensord.sample import Sample
-from sensord.series import read_series
-from sensord.synthetic import standard_anomalies
+from sensord.offline.replay import ReplayResult, open_pipeline, replay, write_result
+from sensord.offline.series import read_series
+from sensord.offline.synthetic import standard_anomalies
 from tests.conftest import LIVE_ROWS
 
 # An alert counts as catching an anomaly if raised within this many rows of its start.
@@ -48,8 +48,8 @@ def test_no_alert_on_a_clean_series(bundle: Bundle, clean_csv: Path) -> None:
 
 
 def test_fixed_detector_also_catches_them(bundle: Bundle, anomalous_csv: Path) -> None:
-    from sensord.detect import DetectorSettings
-    from sensord.pipeline import PipelineSettings
+    from sensord.core.detect import DetectorSettings
+    from sensord.core.pipeline import PipelineSettings
 
     settings = PipelineSettings(detector=DetectorSettings(kind="fixed"))
     raised = raised_rows(replay(anomalous_csv, open_pipeline(bundle.path, settings)))
@@ -124,7 +124,7 @@ def test_columns_must_match_the_bundle(tmp_path: Path, bundle: Bundle) -> None:
 
 
 def test_plot_is_written(tmp_path: Path, bundle: Bundle, anomalous_csv: Path) -> None:
-    from sensord.plot import write_plot
+    from sensord.offline.plot import write_plot
 
     result = replay(anomalous_csv, open_pipeline(bundle.path))
     write_plot(tmp_path / "plot.png", result)

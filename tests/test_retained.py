@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sensord.retained import RetainedStates
+from sensord.daemon.retained import RetainedStates
 
 
 @dataclass
@@ -39,7 +39,7 @@ def test_every_change_goes_out_in_order_while_the_window_has_room() -> None:
         states.put("s/a", lambda status=status: status)
         broker.acknowledge()
     assert broker.sent == [("s/a", s) for s in (b"warming_up", b"normal", b"alert", b"normal")]
-    assert states.superseded == 0 and len(states) == 0
+    assert states.counters.states_superseded == 0 and len(states) == 0
 
 
 def test_while_the_broker_lags_only_the_newest_state_per_stream_waits() -> None:
@@ -50,7 +50,7 @@ def test_while_the_broker_lags_only_the_newest_state_per_stream_waits() -> None:
     states.put("s/c", lambda: b"c:normal")  # replaces c's waiting state
     states.put("s/a", lambda: b"a:normal")  # a's first state is in flight: this one waits
     assert broker.sent == [("s/a", b"a:warming_up"), ("s/b", b"b:warming_up")]
-    assert states.superseded == 1 and len(states) == 3
+    assert states.counters.states_superseded == 1 and len(states) == 3
     states.flush()  # nothing acknowledged: nothing more goes
     assert len(broker.sent) == 2
     broker.acknowledge()

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from sensord.bundle import Bundle
-from sensord.cli import main
+from sensord.cli.main import main
 from sensord.config import Settings
-from sensord.feedback import Feedback, FeedbackStore
-from sensord.models import (
+from sensord.core.bundle import Bundle
+from sensord.offline.synthetic import DAY_S, Generated, generate, write_csv
+from sensord.ops.feedback import Feedback, FeedbackStore
+from sensord.ops.models import (
     CANDIDATES,
     CURRENT,
     TRAINING_CSV,
@@ -28,11 +29,12 @@ from sensord.models import (
     read_decisions,
     switch,
 )
-from sensord.record import Recorder, RecordPolicy
-from sensord.synthetic import DAY_S, Generated, generate, write_csv
-from sensord.training.retrain import RetrainOptions, failed_rules, retrain_route
-from sensord.training.train import TrainOptions, train_bundle
-from tests.conftest import SMALL
+from sensord.ops.recording import Recorder, RecordPolicy
+from sensord.training.judge import failed_rules
+from sensord.training.options import TrainOptions
+from sensord.training.retrain import RetrainOptions, retrain_route
+from sensord.training.train import train_bundle
+from tests.trained import SMALL
 
 ROUTE = "boiler"
 STEP_S = 300.0

@@ -18,14 +18,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sensord.alert import AlertEvent
-from sensord.bundle import Bundle
-from sensord.engine import Engine
-from sensord.pipeline import Pipeline
-from sensord.sample import Sample
-from sensord.synthetic import generate
-from sensord.timestamps import format_timestamp
-from sensord.training.train import TrainOptions, train_bundle
+from sensord.core.alert import AlertEvent
+from sensord.core.bundle import Bundle
+from sensord.core.engine import Engine
+from sensord.core.pipeline import Pipeline
+from sensord.core.sample import Sample
+from sensord.core.timestamps import format_timestamp
+from sensord.offline.synthetic import generate
+from sensord.training.options import TrainOptions
+from sensord.training.train import train_bundle
 
 F64 = np.ndarray
 TRAIN_ROWS = 2016  # a week at 5 minutes

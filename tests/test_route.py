@@ -1,7 +1,7 @@
 import pytest
 
-from sensord.route import (
-    StreamIdError,
+from sensord.errors import StreamIdError
+from sensord.wire.topics import (
     TopicFilter,
     check_stream_template,
     check_topic_filter,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sensord.errors import InputError
-from sensord.series import read_series
+from sensord.offline.series import read_series
 
 
 def write(tmp_path: Path, text: str, name: str = "data.csv") -> Path:

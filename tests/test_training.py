@@ -12,17 +12,18 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from sensord.bundle import Bundle, Cell, load_bundle
-from sensord.engine import Engine
+from sensord.core.bundle import Bundle, Cell, load_bundle
+from sensord.core.engine import Engine
 from sensord.errors import InputError, ParityError
-from sensord.series import read_series
-from sensord.synthetic import generate, write_csv
+from sensord.offline.series import read_series
+from sensord.offline.synthetic import generate, write_csv
 from sensord.training.data import MIN_ROWS_PER_STREAM, TrainingData, prepare
 from sensord.training.export import PARITY_TOLERANCE, check_parity, export_step
-from sensord.training.fit import FitOptions, fit
+from sensord.training.fit import fit
 from sensord.training.model import Forecaster, StepModule
-from sensord.training.train import TrainOptions, TrainReport, train_bundle
-from tests.conftest import SMALL
+from sensord.training.options import FitOptions, TrainOptions
+from sensord.training.train import TrainReport, train_bundle
+from tests.trained import SMALL
 
 CELLS: tuple[Cell, ...] = ("lstm", "gru")
 
@@ -161,7 +162,7 @@ def test_time_of_day_inputs_when_the_data_shows_days(tmp_path: Path, history_csv
 def test_asinh_transform_round_trips_through_the_core(
     tmp_path: Path, history_csv: Path, clean_csv: Path
 ) -> None:
-    from sensord.replay import open_pipeline, replay
+    from sensord.offline.replay import open_pipeline, replay
 
     report = train_bundle(history_csv, tmp_path / "b", TrainOptions(fit=SMALL, transform="asinh"))
     assert report.bundle.manifest.transform == "asinh"
@@ -298,7 +299,7 @@ def test_training_runs_on_the_threads_asked_for_and_restores_them(
 
 
 def test_cli_trains_a_gru(tmp_path: Path, history_csv: Path) -> None:
-    from sensord.cli import build_parser, main
+    from sensord.cli.main import build_parser, main
 
     out = tmp_path / "b"
     argv = ["train", str(history_csv), "--out", str(out), "--cell", "gru"]

@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from sensord.bundle import Calibration
-from sensord.detect import MIN_LOG_STD, DetectorSettings, z_from_score
+from sensord.core.bundle import Calibration
+from sensord.core.detect import MIN_LOG_STD, DetectorSettings, z_from_score
 from sensord.training.data import F32, F64, TrainingData
 from sensord.training.fit import predictions
 from sensord.training.model import Forecaster

@@ -9,21 +9,20 @@ rows leaks into the model or its inputs. Rows with an empty or non-finite cell a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from sensord.bundle import Scaling
+from sensord.core.bundle import Scaling
+from sensord.core.timefeatures import TIME_OF_DAY, shows_daily_cycle, time_features
+from sensord.core.transform import Transform, forward
 from sensord.errors import InputError
-from sensord.series import Series
-from sensord.timefeatures import TIME_OF_DAY, shows_daily_cycle, time_features
-from sensord.transform import Transform, forward
+from sensord.offline.series import Series
+from sensord.training.options import TimeOfDay
 
 F64 = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
 
-TimeOfDay = Literal["auto", "on", "off"]
 MIN_ROWS_PER_STREAM = 100
 MIN_VALIDATION_ROWS = 10
 

@@ -47,7 +47,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 import torch
 
-from sensord.bundle import INPUT_NAMES, OUTPUT_NAMES
+from sensord.core.bundle import INPUT_NAMES, OUTPUT_NAMES
 from sensord.errors import ParityError
 from sensord.training.data import F32, TrainingData
 from sensord.training.model import Forecaster, StepModule

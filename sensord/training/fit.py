@@ -16,26 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from sensord.bundle import Cell
 from sensord.training.data import F32, TrainingData, windows
 from sensord.training.model import Forecaster
-
-
-@dataclass(frozen=True)
-class FitOptions:
-    epochs: int = 150
-    hidden: int = 64
-    layers: int = 2
-    dropout: float = 0.1
-    learning_rate: float = 3e-3
-    batch_size: int = 32
-    window: int = 64
-    stride: int = 8
-    max_windows_per_epoch: int = 512
-    clip_norm: float = 1.0
-    patience: int = 15
-    seed: int = 0
-    cell: Cell = "lstm"
+from sensord.training.options import FitOptions
 
 
 @dataclass(frozen=True)

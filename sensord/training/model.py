@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sensord.bundle import Cell
+from sensord.core.bundle import Cell
 
 State = tuple[torch.Tensor, torch.Tensor]
 

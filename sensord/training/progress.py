@@ -8,7 +8,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from sensord.logs import get_logger
-from sensord.training.train import TrainOptions, TrainReport, train_bundle
+from sensord.training.options import TrainOptions
+from sensord.training.train import TrainReport, train_bundle
 
 log = get_logger(__name__)
 

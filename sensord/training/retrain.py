@@ -23,17 +23,22 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sensord.bundle import Bundle, Manifest, load_bundle
 from sensord.config import Settings, route_name
-from sensord.engine import Engine
-from sensord.feedback import read_verdicts
+from sensord.core.bundle import Bundle, Manifest, load_bundle
 from sensord.logs import get_logger
-from sensord.models import (
+from sensord.ops.feedback import read_verdicts
+from sensord.ops.history import (
+    AlertSpan,
+    Recording,
+    load_alert_spans,
+    load_readings,
+    write_training_csv,
+)
+from sensord.ops.models import (
     CANDIDATES,
     TRAINING_CSV,
     DataFigures,
     Decision,
-    Figures,
     Outcome,
     install,
     log_decision,
@@ -41,25 +46,15 @@ from sensord.models import (
     route_lock,
     switch,
 )
-from sensord.nabscore import STANDARD, prepare, score_corpus
-from sensord.pipeline import Pipeline, PipelineSettings
-from sensord.recorded import (
-    AlertSpan,
-    Recording,
-    load_alert_spans,
-    load_readings,
-    write_training_csv,
-)
-from sensord.sample import SCORED
 from sensord.training.data import MIN_ROWS_PER_STREAM
-from sensord.training.fit import FitOptions
-from sensord.training.train import TrainOptions, train_bundle
+from sensord.training.judge import Split, Windows, failed_rules, judge
+from sensord.training.options import FitOptions, TrainOptions
+from sensord.training.train import train_bundle
 
 log = get_logger(__name__)
 F64 = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
 KEEP_CANDIDATES = 5  # refused candidates kept per route for inspection, newest first
-Windows = dict[str, list[tuple[float, float]]]
 
 
 @dataclass(frozen=True)
@@ -68,18 +63,6 @@ class RetrainOptions:
     seed: int = 0  # fixed: the same recording gives the same candidate
     warmup_rows: int = 200  # per stream, fed before the cut and not judged
     batch: int = 256
-
-
-@dataclass(frozen=True)
-class _Split:
-    """Row masks over the recording, and the figures of the split."""
-
-    train: Bools
-    warm: Bools
-    holdout: Bools
-    excluded: Bools
-    windows: Windows
-    data: DataFigures
 
 
 def retrain_route(
@@ -130,7 +113,7 @@ def _decide(
         return _skipped(name, "the candidate is the model in service", split.data)
     pipeline_settings = settings.pipeline_settings(settings.routes[index])
     live_figures, candidate_figures = (
-        _judge(bundle, pipeline_settings, recording, split, options.batch)
+        judge(bundle, pipeline_settings, recording, split, options.batch)
         for bundle in (live, candidate)
     )
     if min(live_figures.mae_rows, candidate_figures.mae_rows) == 0:
@@ -178,7 +161,7 @@ def _stream_ranges(recording: Recording) -> dict[str, tuple[int, int]]:
 
 def _split(
     settings: Settings, recording: Recording, spans: list[AlertSpan], warmup_rows: int
-) -> _Split | str:
+) -> Split | str:
     """The masks for training, warm-up and holdout, or why there is too little to retrain."""
     retrain, ts = settings.retrain, recording.timestamps
     ranges = _stream_ranges(recording)
@@ -223,7 +206,7 @@ def _split(
             **counted,
         }
     )
-    return _Split(train, warm, holdout, excluded, windows, data)
+    return Split(train, warm, holdout, excluded, windows, data)
 
 
 def _exclusions(
@@ -263,7 +246,7 @@ def _train_candidate(
     route_dir: Path,
     live: Manifest,
     recording: Recording,
-    split: _Split,
+    split: Split,
     *,
     epochs: int,
     seed: int,
@@ -310,94 +293,6 @@ def _train_options(live: Manifest, epochs: int, seed: int) -> TrainOptions:
         fit=FitOptions(**values),
         threads=1,
     )
-
-
-def _judge(
-    bundle: Bundle, settings: PipelineSettings, recording: Recording, split: _Split, batch: int
-) -> Figures:
-    """Run the warm-up rows, then the holdout, through a fresh core; figures of the holdout."""
-    pipeline = Pipeline(Engine(bundle), settings)
-    _feed(pipeline, recording, np.flatnonzero(split.warm), batch)
-    rows, status, expected, raised = _feed(
-        pipeline, recording, np.flatnonzero(split.holdout), batch
-    )
-    scored = status == SCORED
-    clean = scored & ~split.excluded[rows]
-    errors = np.abs(recording.values[rows[clean]] - expected[clean]).mean(axis=1)
-    count = int(scored.sum())
-    return Figures(
-        version=bundle.manifest.version,
-        scored=count,
-        mae=float(errors.mean()) if errors.size else float("nan"),
-        mae_rows=int(errors.size),
-        alerts=int(raised.sum()),
-        alert_rate=1000.0 * float(raised.sum()) / count if count else float("nan"),
-        nab=_nab(recording, rows, raised, split.windows),
-    )
-
-
-def _feed(
-    pipeline: Pipeline, recording: Recording, rows: npt.NDArray[np.intp], batch: int
-) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int8], F64, Bools]:
-    """Feed rows in time order, as the daemon receives them; per row fed: its index,
-    status, expected values and whether it raised an alert."""
-    ts = recording.timestamps
-    rows = rows[np.argsort(ts[rows], kind="stable")]
-    status = np.empty(len(rows), dtype=np.int8)
-    expected = np.empty((len(rows), recording.values.shape[1]))
-    raised = np.zeros(len(rows), dtype=bool)
-    for start in range(0, len(rows), batch):
-        chunk = rows[start : start + batch]
-        out = pipeline.process_batch(
-            [recording.streams[i] for i in chunk], ts[chunk], recording.values[chunk]
-        )
-        status[start : start + len(chunk)] = out.status
-        expected[start : start + len(chunk)] = out.expected
-        for i, event in out.events:
-            raised[start + i] = event.event == "raised"
-    return rows, status, expected, raised
-
-
-def _nab(
-    recording: Recording, rows: npt.NDArray[np.intp], raised: Bools, windows: Windows
-) -> float | None:
-    """NAB (standard profile) of the alerts raised, one file per stream, the confirmed
-    alerts as windows; None when no alert on the holdout was confirmed."""
-    if not windows:
-        return None
-    streams = np.asarray([recording.streams[i] for i in rows], dtype=object)
-    files = []
-    for stream in dict.fromkeys(streams.tolist()):
-        mine = streams == stream
-        stamps = recording.timestamps[rows[mine]]
-        # Warmed up before the holdout: no probation rows.
-        onsets = raised[mine].astype(np.float64)
-        files.append(prepare(stream, stamps, onsets, windows.get(stream, []), probation=0))
-    return float(score_corpus(files, STANDARD, threshold=1.0).normalized)
-
-
-def failed_rules(live: Figures, candidate: Figures, tolerance: float) -> list[str]:
-    """Every rule the candidate breaks, each naming the figures."""
-    reasons = []
-    if not candidate.mae <= live.mae * (1 + tolerance):
-        reasons.append(
-            f"error: candidate MAE {candidate.mae:.6g} > live {live.mae:.6g} x {1 + tolerance:g}"
-        )
-    one_alert = 1000.0 / candidate.scored if candidate.scored else 0.0
-    rate_limit = live.alert_rate * (1 + tolerance) + one_alert
-    if not candidate.alert_rate <= rate_limit:
-        reasons.append(
-            f"alert rate: candidate {candidate.alert_rate:.3g}/1000 > live "
-            f"{live.alert_rate:.3g}/1000 x {1 + tolerance:g} + one alert = {rate_limit:.3g}"
-        )
-    if live.nab is not None and candidate.nab is not None:
-        nab_limit = live.nab - tolerance * abs(live.nab)
-        if not candidate.nab >= nab_limit:
-            reasons.append(
-                f"NAB: candidate {candidate.nab:.4g} < live {live.nab:.4g} - "
-                f"{tolerance:g} x |live| = {nab_limit:.4g}"
-            )
-    return reasons
 
 
 def _prune_candidates(folder: Path) -> None:

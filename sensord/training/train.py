@@ -3,43 +3,25 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import sensord
-from sensord.bundle import Bundle, Graph, Manifest, Training, sha256_hex, write_bundle
-from sensord.engine import Engine
+from sensord.core.bundle import Bundle, Graph, Manifest, Training, sha256_hex
+from sensord.core.engine import Engine
+from sensord.core.timestamps import format_timestamp
 from sensord.errors import InputError
-from sensord.series import OutOfOrder, read_series
-from sensord.timestamps import format_timestamp
+from sensord.offline.series import read_series
+from sensord.ops.models import write_bundle
 from sensord.training.calibrate import calibrate
-from sensord.training.data import TimeOfDay, TrainingData, prepare
+from sensord.training.data import TrainingData, prepare
 from sensord.training.export import OPSET, check_parity, export_step
-from sensord.training.fit import EpochCallback, FitOptions, FitResult, fit, predictions
+from sensord.training.fit import EpochCallback, FitResult, fit, predictions
 from sensord.training.model import Forecaster
-from sensord.transform import Transform
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    name: str = "model"
-    version: str | None = None
-    features: Sequence[str] | None = None
-    out_of_order: OutOfOrder = "error"
-    time_of_day: TimeOfDay = "auto"
-    transform: Transform = "none"
-    validation_fraction: float = 0.2
-    fit: FitOptions = field(default_factory=FitOptions)
-    # torch's intra-op threads. One by default: the nets are small, and when another process
-    # holds a core, torch's threads wait for each other. Measured on 2 cores, 4 NAB
-    # probationary sets: one thread 2.3-8 s idle, 4-13 s with both cores busy; two threads
-    # 2.6-7 s idle, but 6-130 s with one core busy and 15-246 s with both. The bundle is
-    # byte-identical for the same seed, data and threads (threads change the rounding).
-    threads: int = 1
+from sensord.training.options import TrainOptions
 
 
 @dataclass(frozen=True)

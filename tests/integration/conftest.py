@@ -19,10 +19,10 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from sensord.broker import LocalBroker, mosquitto_binary, start_amqtt, start_mosquitto
-from sensord.bundle import Bundle
+from sensord.cli.broker import LocalBroker, mosquitto_binary, start_amqtt, start_mosquitto
 from sensord.config import Settings
-from sensord.daemon import Daemon
+from sensord.core.bundle import Bundle
+from sensord.daemon.loop import Daemon
 
 
 def start_broker(port: int | None = None) -> LocalBroker:
@@ -124,7 +124,7 @@ def settings_for(broker: LocalBroker, bundle: Bundle, state: Path, **overrides: 
             section.update(value)
         else:
             data[key] = value
-    return Settings(**data)  # type: ignore[arg-type]
+    return Settings.model_validate(data)
 
 
 @contextmanager

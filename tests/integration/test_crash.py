@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sensord.broker import mosquitto_binary
-from sensord.bundle import Bundle
+from sensord.cli.broker import mosquitto_binary
+from sensord.core.bundle import Bundle
 from tests.soak.crash import Outcome, Scenario, run
 
 pytestmark = pytest.mark.skipif(

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sensord.broker import LocalBroker
-from sensord.bundle import Bundle
-from sensord.engine import Engine
-from sensord.pipeline import EDGE_COLUMNS, Pipeline
-from sensord.sample import Sample
-from sensord.synthetic import generate
+from sensord.cli.broker import LocalBroker
+from sensord.core.bundle import Bundle
+from sensord.core.engine import Engine
+from sensord.core.pipeline import EDGE_COLUMNS, Pipeline
+from sensord.core.sample import Sample
+from sensord.offline.synthetic import generate
 from tests.integration.conftest import mqtt_client, running, scored, settings_for, wait_for
 
 T0 = 1_700_000_000.0

@@ -16,8 +16,8 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from sensord.broker import free_port, mosquitto_binary
-from sensord.cli import EXIT_BAD_BUNDLE, EXIT_BAD_CONFIG
+from sensord.cli.broker import free_port, mosquitto_binary
+from sensord.cli.main import EXIT_BAD_BUNDLE, EXIT_BAD_CONFIG
 from tests.integration.conftest import wait_for
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

@@ -13,16 +13,16 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from sensord.broker import LocalBroker, free_port, start_mosquitto
-from sensord.bundle import Bundle
+from sensord.cli.broker import LocalBroker, free_port, start_mosquitto
 from sensord.config import MqttSettings
-from sensord.daemon import Daemon
-from sensord.files import WRITE_STEPS
-from sensord.mqtt import MqttAdapter
-from sensord.notify import Notifier
-from sensord.pipeline import Pipeline
-from sensord.retained import RetainedStates
-from sensord.sample import Scored
+from sensord.core.bundle import Bundle
+from sensord.core.pipeline import Pipeline
+from sensord.core.sample import Scored
+from sensord.daemon.loop import Daemon
+from sensord.daemon.mqtt import MqttAdapter
+from sensord.daemon.notify import Notifier
+from sensord.daemon.retained import RetainedStates
+from sensord.durable.files import WRITE_STEPS
 from tests.integration.conftest import mqtt_client, running, scored, settings_for, wait_for
 from tests.soak.harness import STEP, Mosquitto, TracedDaemon, wait_until, write_config
 

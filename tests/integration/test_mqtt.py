@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from sensord.broker import (
+from sensord.cli.broker import (
     LOCAL_BROKER_CONFIG,
     LocalBroker,
     free_port,
@@ -21,8 +21,8 @@ from sensord.broker import (
     start_mosquitto,
 )
 from sensord.config import MqttSettings
-from sensord.mqtt import MqttAdapter
-from sensord.mqttbuffer import READ_CHUNK
+from sensord.daemon.mqtt import MqttAdapter
+from sensord.daemon.mqttbuffer import READ_CHUNK
 
 from .conftest import mqtt_client, wait_for
 

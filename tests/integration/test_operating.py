@@ -13,10 +13,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from prometheus_client.parser import text_string_to_metric_families
 
-from sensord.broker import LocalBroker
-from sensord.bundle import Bundle
-from sensord.feedback import read_feedback, read_verdicts
-from sensord.synthetic import generate
+from sensord.cli.broker import LocalBroker
+from sensord.core.bundle import Bundle
+from sensord.offline.synthetic import generate
+from sensord.ops.feedback import read_feedback, read_verdicts
 from tests.integration.conftest import Client, mqtt_client, running, scored, settings_for, wait_for
 from tests.test_homeassistant import DISCOVERY_SCHEMA, ha_binary_sensor_state
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from sensord.broker import LocalBroker, free_port, start_amqtt
-from sensord.bundle import Bundle
-from sensord.cli import EXIT_BAD_BUNDLE
-from sensord.daemon import Daemon
+from sensord.cli.broker import LocalBroker, free_port, start_amqtt
+from sensord.cli.main import EXIT_BAD_BUNDLE
+from sensord.core.bundle import Bundle
+from sensord.daemon.loop import Daemon
 from tests.integration.conftest import (
     mqtt_client,
     running,

@@ -10,13 +10,13 @@ import numpy as np
 import orjson
 import pytest
 
-from sensord.broker import LocalBroker
-from sensord.cli import main
-from sensord.models import current_version, read_decisions
-from sensord.recorded import load_readings
-from sensord.synthetic import generate
-from sensord.training.fit import FitOptions
-from sensord.training.train import TrainOptions, train_bundle
+from sensord.cli.broker import LocalBroker
+from sensord.cli.main import main
+from sensord.offline.synthetic import generate
+from sensord.ops.history import load_readings
+from sensord.ops.models import current_version, read_decisions
+from sensord.training.options import FitOptions, TrainOptions
+from sensord.training.train import train_bundle
 from tests.integration.conftest import mqtt_client, running, scored, settings_for, wait_for
 
 T0 = 1_700_000_000.0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from sensord.broker import mosquitto_binary
+from sensord.cli.broker import mosquitto_binary
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sensord.bundle import Bundle, load_bundle
 from sensord.config import load_settings
-from sensord.engine import Engine
-from sensord.pipeline import Pipeline
-from sensord.snapshot import restore
+from sensord.core.bundle import Bundle, load_bundle
+from sensord.core.engine import Engine
+from sensord.core.pipeline import Pipeline
+from sensord.durable.snapshots import restore
 from tests.soak.harness import (
     AlertCollector,
     Feed,
@@ -329,8 +329,9 @@ def _table(results: dict[str, Outcome]) -> None:
 
 def _train_bundle() -> Bundle:
     """The tests' bundle: the default network on generated history (the train extra)."""
-    from sensord.synthetic import generate, write_csv
-    from sensord.training.train import TrainOptions, train_bundle
+    from sensord.offline.synthetic import generate, write_csv
+    from sensord.training.options import TrainOptions
+    from sensord.training.train import train_bundle
 
     folder = Path(tempfile.mkdtemp(prefix="sensord-crash-bundle-"))
     write_csv(folder / "history.csv", generate(1200, seed=1))

@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sensord.ingest import Message
+from sensord.daemon.ingest import Message
 from sensord.logs import configure
 from tests.test_fuzz import (
     FEATURE_SETS,
@@ -331,7 +331,7 @@ class PayloadGenerator:
             rng.randint(-100, 100) if rng.random() < 0.5 else self.senml_time()
             for _ in range(rng.randint(1, 3))
         ]
-        records: list[object] = []
+        records: list[dict[str, object]] = []
         for moment in moments:
             for feature in features:
                 record: dict[str, object] = {"n": feature, "v": self.senml_value()}
@@ -339,7 +339,7 @@ class PayloadGenerator:
                     record["t"] = moment
                 records.append(record)
         if head:
-            records[0] = {**head, **records[0]}  # type: ignore[dict-item]
+            records[0] = {**head, **records[0]}
         flaw = rng.choice(["none", "none", "none", "drop", "wild", "shuffle", "string"])
         if flaw == "drop":
             del records[rng.randrange(len(records))]

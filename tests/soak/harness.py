@@ -29,12 +29,12 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from sensord.broker import answers, free_port, mosquitto_binary
-from sensord.bundle import Bundle
+from sensord.cli.broker import answers, free_port, mosquitto_binary
 from sensord.config import Settings
-from sensord.engine import Engine
-from sensord.pipeline import Pipeline
-from sensord.synthetic import generate
+from sensord.core.bundle import Bundle
+from sensord.core.engine import Engine
+from sensord.core.pipeline import Pipeline
+from sensord.offline.synthetic import generate
 
 T0 = 1_700_000_000.0
 STEP = 300.0  # seconds between a stream's readings (the bundle's training interval)

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from sensord import cli
-from sensord.pipeline import Pipeline
-from sensord.sample import FIRST, Scored
+from sensord.cli import main as cli
+from sensord.core.pipeline import Pipeline
+from sensord.core.sample import FIRST, Scored
 
 
 def trace_into(path: str) -> None:
@@ -35,7 +35,8 @@ def trace_into(path: str) -> None:
         os.write(fd, "".join(f"{streams[i]} {ts[i]:.1f}\n" for i in stepped).encode())
         return out
 
-    # Patched on the class: the daemon makes its pipelines itself.
+    # Patched on the class: the daemon makes its pipelines itself. setattr, because mypy
+    # rejects assigning to a method (ruff's B010 would have the assignment instead).
     setattr(Pipeline, "process_batch", traced)  # noqa: B010
 
 

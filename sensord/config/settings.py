@@ -1,0 +1,225 @@
+"""The whole configuration: one TOML file, overridden by ``SENSORD_<SECTION>__<KEY>``
+environment variables; loaded, cross-checked and shown with its secrets masked."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from sensord.config.sections import (
+    CONFIG_ENV,
+    SECRET_MASK,
+    AlertsSettings,
+    BatchingSettings,
+    FeedbackSettings,
+    HomeAssistantSettings,
+    LimitsSettings,
+    LoggingSettings,
+    MetricsSettings,
+    MqttSettings,
+    NodataSettings,
+    RecordSettings,
+    RetrainSettings,
+    RouteSettings,
+    StateSettings,
+)
+from sensord.core.alert import AlertPolicy
+from sensord.core.detect import DetectorSettings
+from sensord.core.pipeline import PipelineSettings
+from sensord.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    """The whole configuration of ``sensord run``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SENSORD_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    routes: list[RouteSettings] = Field(default_factory=list, description="Topic → bundle.")
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+    batching: BatchingSettings = Field(default_factory=BatchingSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    record: RecordSettings = Field(default_factory=RecordSettings)
+    retrain: RetrainSettings = Field(default_factory=RetrainSettings)
+    nodata: NodataSettings = Field(default_factory=NodataSettings)
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
+    homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init arguments; environment variables override it.
+        return (env_settings, init_settings)
+
+    @property
+    def records_dir(self) -> Path:
+        return self.record.dir or self.state.dir / "records"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.retrain.models_dir or self.state.dir / "models"
+
+    @property
+    def feedback_file(self) -> Path:
+        return self.state.dir / "feedback.jsonl"
+
+    def pipeline_settings(self, route: RouteSettings) -> PipelineSettings:
+        """The core's plain settings for one route (the core never sees this object)."""
+        d = route.detector
+        return PipelineSettings(
+            detector=DetectorSettings(
+                kind=d.kind,
+                threshold=d.threshold,
+                smoothing=d.smoothing,
+                window=d.window,
+                range_margin=d.range_margin if d.range_rule else None,
+                range_min_samples=d.range_min_samples,
+                channels=frozenset(d.channels),
+                error_horizon=d.error_horizon,
+                sustained_span=d.sustained_span,
+                context_span=d.context_span,
+                context_days=d.context_days,
+                shift_span=d.shift_span,
+                min_samples=d.min_samples,
+            ),
+            alerts=AlertPolicy(
+                raise_after=d.raise_after,
+                clear_after=d.clear_after,
+                hysteresis=self.alerts.hysteresis,
+                cooldown_s=self.alerts.cooldown_s,
+                warmup=d.warmup,
+                repeat_window=d.repeat_window,
+                adopt_after_s=d.adopt_after_s,
+            ),
+            max_gap_s=route.max_gap_s,
+        )
+
+
+def route_name(index: int, route: RouteSettings, model_name: str) -> str:
+    """A route's name: its own, else ``route<index>-<model name>``."""
+    return route.name or f"route{index}-{model_name}"
+
+
+def config_path(path: Path | None) -> Path | None:
+    """The file to read: the argument, else ``$SENSORD_CONFIG``, else none."""
+    if path is not None:
+        return path
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env) if env else None
+
+
+def load_settings(path: Path | None, require_routes: bool = True) -> Settings:
+    """Read, merge and validate; raise ConfigError listing every problem."""
+    data = _read_toml(path) if path is not None else {}
+    where = str(path) if path is not None else "settings"
+    try:
+        settings = with_credentials(Settings(**data), os.environ)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: invalid configuration\n" + format_errors(exc)) from None
+    problems = cross_check(settings)
+    if require_routes and not settings.routes:
+        problems.append("routes: []: at least one [[routes]] entry is needed (topic and bundle)")
+    if problems:
+        raise ConfigError(f"{where}: invalid configuration\n" + "\n".join(problems))
+    return settings
+
+
+def cross_check(settings: Settings) -> list[str]:
+    """Rules that tie two sections together, each as ``key path: value: reason``."""
+    problems = []
+    mqtt, batch = settings.mqtt, settings.batching.max_batch
+    if mqtt.protocol == "5" and mqtt.receive_maximum < batch:
+        problems.append(
+            f"mqtt.receive_maximum: {mqtt.receive_maximum}: must be at least "
+            f"batching.max_batch ({batch}), or batches can never fill"
+        )
+    names = [r.name for r in settings.routes if r.name]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"routes.name: {name!r}: two routes have this name")
+    return problems
+
+
+# systemd's credentials (LoadCredential=mqtt-password:/etc/sensord/mqtt-password) keep the
+# broker password out of the config file and the environment, readable only by the service.
+PASSWORD_CREDENTIAL = "mqtt-password"
+
+
+def with_credentials(settings: Settings, environ: Mapping[str, str]) -> Settings:
+    """The MQTT password from ``$CREDENTIALS_DIRECTORY/mqtt-password`` when the file and
+    the environment set none (one set there is the more specific, and wins)."""
+    folder = environ.get("CREDENTIALS_DIRECTORY")
+    if not folder or settings.mqtt.password is not None:
+        return settings
+    path = Path(folder) / PASSWORD_CREDENTIAL
+    try:
+        secret = path.read_text().rstrip("\r\n")
+    except FileNotFoundError:
+        return settings
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the MQTT password credential ({exc})") from None
+    mqtt = settings.mqtt.model_copy(update={"password": SecretStr(secret)})
+    return settings.model_copy(update={"mqtt": mqtt})
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+
+
+def format_errors(exc: ValidationError) -> str:
+    """One line per error: ``key path: value: reason``; secrets masked."""
+    lines = []
+    for error in exc.errors():
+        path = _key_path(error["loc"])
+        value = error.get("input")
+        shown = SECRET_MASK if "password" in path else _show_value(value)
+        reason = re.sub(r"^Value error, ", "", error["msg"])
+        lines.append(f"{path}: {shown}: {reason}")
+    return "\n".join(lines)
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top level)"
+
+
+def _show_value(value: object) -> str:
+    if isinstance(value, dict):
+        return "{…}"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+def effective_config(settings: Settings) -> dict[str, Any]:
+    """The settings as plain data, secrets masked."""
+    data = settings.model_dump(mode="json")
+    if data["mqtt"].get("password") is not None:
+        data["mqtt"]["password"] = SECRET_MASK
+    return data

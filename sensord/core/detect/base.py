@@ -1,0 +1,266 @@
+"""What every detector is: prediction error in, anomaly score in [0, 1] out.
+
+Following river's anomaly module, a detector's ``score`` (how surprising is this error?) is
+separate from ``learn`` (update the per-stream statistics) and from ``classify`` (is the
+score at or above the threshold?). The alert lifecycle that turns decisions into raised and
+cleared events is alert.py's job. Every method works on the slots of one wave at once; the
+per-stream statistics live in the state table as columns the detector declares.
+
+Scores share one scale, whatever the detector: with ``d = -log10 p`` the decades of the
+upper-tail probability ``p`` of an error this large, the score is ``d / (d + 5)``. So 0.5 is
+"one in 100,000", a threshold means the same rarity for every detector and every stream, and
+the scale never saturates: a one-in-1e20 surprise still outranks a one-in-1e10 one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from sensord.core.bundle import Calibration, Manifest
+from sensord.core.detect.channel import Observation, Reading, shares_of
+from sensord.core.detect.normal import log_upper_tail
+from sensord.core.detect.range import ExtremesChannel
+from sensord.core.state import ColumnSpec, Slots, StateTable
+
+F64 = npt.NDArray[np.float64]
+DetectorKind = Literal["channels", "adaptive", "fixed", "likelihood", "telemanom", "spot"]
+DETECTOR_KINDS: tuple[DetectorKind, ...] = (
+    "channels",
+    "adaptive",
+    "fixed",
+    "likelihood",
+    "telemanom",
+    "spot",
+)
+
+# Decades of tail probability that score 0.5.
+HALF_SCORE_DECADES = 5.0
+# The default threshold: 5 decades, a sample as surprising as one in 100,000 of the stream's
+# normal ones, all channels together (the channels detector's scores are calibrated per
+# stream, detect/tail.py): about one false alert a year on a stream read every 5 minutes,
+# one a day at 1 Hz. (0.45 before the calibrated channels: docs/benchmarks.md.)
+DEFAULT_THRESHOLD = 0.5
+
+
+CHANNELS = ("point", "sustained", "contextual", "shift", "extremes", "error")
+"""Every channel a detector may name as the one that fired; ``error`` is the single
+prediction error of the detectors that score nothing else."""
+CHANNEL_CODES = {name: code for code, name in enumerate(CHANNELS)}
+CALIBRATED_CHANNELS = ("point", "sustained", "contextual", "shift")
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """How a route turns errors into scores and decisions."""
+
+    kind: DetectorKind = "channels"
+    threshold: float = DEFAULT_THRESHOLD
+    smoothing: float | None = None
+    window: int = 8640
+    prior_weight: int = 50
+    range_margin: float | None = 0.05
+    range_min_samples: int = 100
+    channels: frozenset[str] = frozenset(CHANNELS[:5])
+    error_horizon: int = 2000
+    sustained_span: float = 10.0
+    context_span: float = 9.0
+    context_days: float = 20.0
+    shift_span: float = 30.0
+    min_samples: int = 100
+
+    def __post_init__(self) -> None:
+        if self.kind not in DETECTOR_KINDS:
+            raise ValueError(f"detector kind {self.kind!r} is not one of {DETECTOR_KINDS}")
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold {self.threshold} is not in (0, 1)")
+        if self.smoothing is not None and not 0.0 < self.smoothing <= 1.0:
+            raise ValueError(f"smoothing {self.smoothing} is not in (0, 1]")
+        if self.window < 2 or self.prior_weight < 1:
+            raise ValueError("window must be >= 2 and prior_weight >= 1")
+        if self.range_margin is not None and self.range_margin < 0:
+            raise ValueError(f"range_margin {self.range_margin} must be >= 0 (or None: off)")
+        unknown = sorted(set(self.channels) - set(CHANNELS[:5]))
+        if unknown:
+            raise ValueError(f"unknown channel(s) {unknown}; channels are {CHANNELS[:5]}")
+        if self.error_horizon < 2 or self.sustained_span < 1 or self.context_span < 1:
+            raise ValueError("error_horizon must be >= 2, the spans >= 1")
+        if self.context_days <= 0 or self.min_samples < 1:
+            raise ValueError("context_days must be > 0 and min_samples >= 1")
+
+
+@dataclass(frozen=True)
+class DetectorContext:
+    """What a detector knows of the bundle it scores for."""
+
+    calibration: Calibration
+    features: int = 1
+    interval_s: float = 60.0
+    daily: bool = False
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> DetectorContext:
+        return cls(
+            calibration=manifest.calibration,
+            features=len(manifest.features),
+            interval_s=manifest.training.median_interval_s,
+            daily=bool(manifest.time_features),
+        )
+
+
+@dataclass
+class Assessment:
+    """A detector's view of one wave (see ``Detector.assess``)."""
+
+    score: F64  # [n] on the common scale
+    surprise: F64  # [n] the same from the surprise channels alone (onsets inside an alert)
+    channel: npt.NDArray[np.int8]  # [n] code (CHANNELS) of the channel that decided the score
+    # Each feature's share in the surprise ([rows, F]) for the given rows of the wave:
+    # asked only for the samples that make an event.
+    shares: Callable[[npt.NDArray[np.intp]], F64]
+    readings: tuple[Reading, ...] = ()
+
+
+def score_from_decades(decades: F64) -> F64:
+    """Scores from ``-log10`` of tail probabilities."""
+    d = np.maximum(decades, 0.0)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isinf(d), 1.0, d / (d + HALF_SCORE_DECADES))
+
+
+def score_from_tail(tail: F64) -> F64:
+    """Scores from upper-tail probabilities."""
+    with np.errstate(divide="ignore"):
+        return score_from_decades(-np.log10(np.clip(tail, 0.0, 1.0)))
+
+
+def score_from_z(z: F64) -> F64:
+    """Scores from z-scores of a normal fit, by their upper-tail probability."""
+    return score_from_decades(-log_upper_tail(z) / math.log(10.0))
+
+
+def z_from_score(score: float) -> float:
+    """The z whose score is ``score`` (inverse of score_from_z on (0, 1))."""
+    low, high = -10.0, 40.0
+    for _ in range(100):  # bisection: score_from_z is monotone; 100 halvings is exact enough
+        mid = (low + high) / 2
+        if score_from_z(np.array([mid]))[0] < score:
+            low = mid
+        else:
+            high = mid
+    return (low + high) / 2
+
+
+class Detector:
+    """The contract every detector keeps (see the module docstring)."""
+
+    kind: ClassVar[DetectorKind]
+
+    def __init__(self, context: DetectorContext, settings: DetectorSettings) -> None:
+        self.context = context
+        self.calibration = context.calibration
+        self.settings = settings
+        self.threshold = settings.threshold
+
+    def columns(self) -> dict[str, ColumnSpec]:
+        """The per-stream columns this detector keeps in the state table."""
+        return {}
+
+    def start(self, table: StateTable, slots: Slots) -> None:
+        """Initialise the statistics of new streams."""
+        self.restart(table, slots)
+
+    def restart(self, table: StateTable, slots: Slots) -> None:
+        """After a gap reset: forget the short-term context, keep what was learnt."""
+
+    def assess(self, table: StateTable, slots: Slots, obs: Observation) -> Assessment:
+        """Scores in [0, 1] for these samples, and what decided them; changes nothing."""
+        raise NotImplementedError
+
+    def learn(
+        self,
+        table: StateTable,
+        slots: Slots,
+        obs: Observation,
+        assessment: Assessment,
+        trust: F64,
+    ) -> None:
+        """Take these samples into the streams' statistics. ``assessment`` is what
+        ``assess`` gave for them (the core always assesses a sample before it learns from
+        it); ``trust`` (alert.py) is how far each may move its stream's model of normal:
+        0 while an alert is up, a little for a suspicious sample, 1 for a calm one."""
+        raise NotImplementedError
+
+    def forget_normal(self, table: StateTable, slots: Slots) -> None:
+        """These streams' normal changed for good: learn it again from here."""
+
+    def classify(self, scores: F64) -> npt.NDArray[np.bool_]:
+        """Anomalous or not; NaN scores are not anomalous."""
+        return np.asarray(scores >= self.threshold, dtype=bool)
+
+
+class ErrorDetector(Detector):
+    """The detectors that score one number per sample: the RMS prediction error.
+
+    They keep the original contract (``score`` an error, then ``learn`` it) and get the
+    range rule as a second channel, applied as it always was: its range widens with every
+    sample, alert or not.
+    """
+
+    def __init__(self, context: DetectorContext, settings: DetectorSettings) -> None:
+        super().__init__(context, settings)
+        margin = settings.range_margin
+        self._range = (
+            None
+            if margin is None
+            else ExtremesChannel(context.features, margin, settings.range_min_samples)
+        )
+
+    def score(self, table: StateTable, slots: Slots, errors: F64) -> F64:
+        """Anomaly scores in [0, 1] for these errors; changes nothing."""
+        raise NotImplementedError
+
+    def learn_errors(self, table: StateTable, slots: Slots, errors: F64, scores: F64) -> None:
+        """Take these errors into the streams' statistics; ``scores`` are what ``score``
+        gave for them."""
+        raise NotImplementedError
+
+    def assess(self, table: StateTable, slots: Slots, obs: Observation) -> Assessment:
+        scores = self.score(table, slots, obs.rms)
+        channel = np.full(len(slots), CHANNEL_CODES["error"], dtype=np.int8)
+        shares = shares_of(obs.errors**2)
+        readings: tuple[Reading, ...] = ()
+        if self._range is not None:
+            reading = self._range.read(table, slots, obs, obs.errors, {})
+            outside = ~np.isnan(reading.stat)
+            beyond = outside.any(axis=1)
+            scores = np.where(beyond, 1.0, scores)
+            channel[beyond] = CHANNEL_CODES["extremes"]
+            shares[beyond] = shares_of(outside[beyond].astype(np.float64))
+            readings = (reading,)
+        return Assessment(scores, scores, channel, lambda rows: shares[rows], readings)
+
+    def learn(
+        self,
+        table: StateTable,
+        slots: Slots,
+        obs: Observation,
+        assessment: Assessment,
+        trust: F64,
+    ) -> None:
+        rms = obs.rms
+        inner = self.score(table, slots, rms)  # the error's own score, before the range rule
+        self.learn_errors(table, slots, rms, inner)
+        if self._range is not None:
+            self._range.learn(table, slots, obs, assessment.readings[0], trust)
+
+
+def ewma(previous: F64, errors: F64, weight: float) -> F64:
+    """Exponentially weighted moving average; a NaN ``previous`` starts at the error."""
+    blended = weight * errors + (1.0 - weight) * previous
+    return np.where(np.isnan(previous), errors, blended)

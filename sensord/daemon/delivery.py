@@ -1,0 +1,110 @@
+"""Alert delivery, at least once: the outbox first, then MQTT; forgotten on the broker's PUBACK.
+
+The daemon hands over each micro-batch's alerts with ``send`` before it acknowledges the
+readings that raised them. They are made durable in the outbox (one sync per batch), then
+published at QoS 1; paho keeps them across reconnects while the process lives, and the outbox
+keeps them across a crash (``replay`` at start). A subscriber may see an alert twice (after a
+crash, or a lost PUBACK); the alert's stable id lets it drop the repeat.
+
+If the outbox cannot be written (disk full, read-only), alerts still go out, but without the
+crash guarantee; that is logged and counted, never fatal: an input or a disk never stops the
+daemon.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sensord.durable.outbox import Outbox
+from sensord.errors import OutboxError
+from sensord.figures import counter
+from sensord.logs import get_logger
+
+log = get_logger(__name__)
+Publish = Callable[[str, bytes], int]  # (topic, payload) -> MQTT packet id
+
+
+@dataclass
+class DeliveryCounters:
+    alerts_delivered: int = counter(
+        "sensord_alerts_delivered", "Alerts the broker acknowledged (PUBACK)."
+    )
+    # The broker answered with a failure reason code.
+    alerts_refused: int = counter(
+        "sensord_alerts_refused", "Alerts the broker refused (PUBACK failure)."
+    )
+    alerts_replayed: int = counter(
+        "sensord_alerts_replayed", "Alerts published again from the outbox."
+    )
+    outbox_errors: int = counter(
+        "sensord_outbox_errors", "Alert batches the outbox could not write."
+    )
+
+
+class AlertDelivery:
+    """Alerts from the loop to the broker, through the outbox."""
+
+    def __init__(self, publish: Publish, outbox: Outbox | None) -> None:
+        self._publish = publish
+        self.outbox = outbox
+        self.counters = DeliveryCounters()
+        self._seq_of_mid: dict[int, int] = {}  # in flight: MQTT packet id -> outbox seq
+        self._outbox_failing = False
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._seq_of_mid)
+
+    def replay(self) -> int:
+        """Publish again what the outbox still holds from before a crash or stop."""
+        if self.outbox is None:
+            return 0
+        entries = self.outbox.outstanding()
+        for entry in entries:
+            self._seq_of_mid[self._publish(entry.topic, entry.payload)] = entry.seq
+        self.counters.alerts_replayed += len(entries)
+        if entries:
+            log.info("outbox: publishing alerts again", alerts=len(entries))
+        return len(entries)
+
+    def send(self, alerts: Sequence[tuple[str, bytes]]) -> None:
+        """Make these (topic, payload) alerts durable, then publish them."""
+        if not alerts:
+            return
+        seqs: list[int | None] = [None] * len(alerts)
+        if self.outbox is not None:
+            try:
+                seqs = list(self.outbox.add(alerts))
+                self._outbox_failing = False
+            except OutboxError as exc:
+                self._outbox_trouble(exc)
+        for (topic, payload), seq in zip(alerts, seqs, strict=True):
+            mid = self._publish(topic, payload)
+            if seq is not None:
+                self._seq_of_mid[mid] = seq
+
+    def published(self, mid: int, accepted: bool) -> None:
+        """The broker acknowledged packet ``mid`` (paho's on_publish)."""
+        seq = self._seq_of_mid.pop(mid, None)
+        if seq is None:
+            return  # not an alert (a retained state, the status) or not in the outbox
+        if accepted:
+            self.counters.alerts_delivered += 1
+        else:
+            # MQTT 5 PUBACK with a failure code (not authorised, quota): sending it again
+            # would be refused again. Kept in the log and metrics, dropped from the outbox.
+            self.counters.alerts_refused += 1
+            log.error("the broker refused an alert (check its ACL for sensord's prefix)")
+        if self.outbox is None:  # only outbox alerts have a seq; for the type checker
+            return
+        try:
+            self.outbox.done(seq)
+        except OutboxError as exc:
+            self._outbox_trouble(exc)
+
+    def _outbox_trouble(self, exc: OutboxError) -> None:
+        self.counters.outbox_errors += 1
+        if not self._outbox_failing:  # once per episode, not per batch
+            log.error("outbox failing; alerts still published but not crash-safe", error=str(exc))
+        self._outbox_failing = True

@@ -1,0 +1,396 @@
+"""The MQTT edge, on paho-mqtt 2.x: connect, subscribe, hand readings to the loop, publish.
+
+paho does the protocol (packets, QoS flows, keepalive, TLS, session); the daemon loop drives
+it through paho's external-loop API (``loop_read``, ``loop_write``, ``loop_misc``), with no
+network thread. Two measured reasons (docs/benchmarks.md):
+
+- paho reads each packet with three ``recv`` calls (command byte, length, body) and one
+  ``select`` per packet, and writes each packet (a PUBACK per reading) with its own
+  ``send``; ``BufferedClient`` serves the reads from one 64 KiB ``recv`` and sends what a
+  poll wrote with one ``send``, so a backlog of ~1,000 small readings costs two system calls
+  instead of ~5,000 (the PUBACK sends alone were 29 % of the daemon's CPU).
+- With paho's own thread, every system call it made handed the GIL to the scoring loop and
+  back; one thread owning both the socket and the state has no such hand-offs, and a reading
+  can be acknowledged by the same thread once it is scored.
+
+Backpressure is TCP's and MQTT's: while the loop scores a batch it does not read, and the
+broker keeps the rest in the session (``max_queued_messages``). Nothing is dropped inside.
+
+Readings are acknowledged by the loop (paho's ``manual_ack``), after they are scored and
+their alerts are in the outbox, in arrival order (``ack``). A reading read but not
+acknowledged when sensord dies, or when its connection drops, is sent again by the broker;
+the core recognises it by its timestamp and does not score it twice. The broker sends at
+most ``receive_maximum`` unacknowledged readings ahead (MQTT 5 Receive Maximum; for MQTT
+3.1.1 the broker's ``max_inflight_messages`` decides).
+
+The session is persistent (MQTT 5 ``clean_start=False`` with a session expiry; 3.1.1
+``clean_session=False``) under a stable client id, so the broker queues what arrives while
+sensord restarts. Every (re)connect subscribes again and re-publishes ``online``; the Last
+Will makes ``<prefix>/status`` ``offline`` if the connection dies. Lost connections are
+retried with exponential backoff between ``reconnect_min_s`` and ``reconnect_max_s``.
+"""
+
+from __future__ import annotations
+
+import select
+import ssl
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from sensord.config import MqttSettings
+from sensord.daemon.ingest import Ackable, Message, Request
+from sensord.daemon.mqttbuffer import BufferedClient, writes_are_polled
+from sensord.daemon.transport import MqttCounters
+from sensord.logs import get_logger
+from sensord.wire.published import OFFLINE, ONLINE, status_topic
+
+log = get_logger(__name__)
+# Mosquitto's count of messages it dropped (full queues, QoS 0 overload), all clients: the
+# only drops between sensors and sensord, which sensord itself cannot see.
+BROKER_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
+STOP_FLUSH_S = 5.0  # at a clean stop, how long outstanding publishes may take
+
+
+class MqttAdapter:
+    """One paho client: sensor subscriptions in, sensord's topics out; driven by ``poll``."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        prefix: str,
+        filters: Sequence[str],
+        read_limit: int = 256,
+        requests: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.prefix = prefix
+        self.filters = list(filters)
+        self.inbox: list[Message] = []  # read, not yet taken by the loop
+        # Messages to sensord itself (a filter under its own prefix), and those read.
+        self.requests_filter = requests
+        self.requests: list[Request] = []
+        self.connected_at = 0.0  # wall time of the last connection
+        # Parsing stops once this many readings wait (the rest stays buffered): a reading
+        # is then never parsed more than one batch ahead of being scored.
+        self.read_limit = read_limit
+        self._own = prefix + "/"
+        self.counters = MqttCounters()
+        # Events, not flags: tests and the metrics thread look at them from other threads.
+        self.connected = threading.Event()
+        self.ever_connected = threading.Event()
+        self._stopping = False
+        self._next_attempt = 0.0
+        self._backoff = settings.reconnect_min_s
+        # Packet ids are per connection: a reading is acknowledged only on the one it came by.
+        self._session = 0
+        # Called with (packet id, accepted) when the broker acknowledges one of our publishes.
+        self.on_published: Callable[[int, bool], None] | None = None
+        # When the network side last moved: bytes read, or a connection attempted on time.
+        self.last_progress = time.monotonic()
+        # Longer than this without either, and the MQTT side is stuck: paho's keepalive
+        # should have turned a silent broker into a reconnect long before.
+        self.stall_s = 2.0 * settings.keepalive + settings.reconnect_max_s + 5.0
+        self.client = self._make_client()
+
+    def _make_client(self) -> BufferedClient:
+        s = self.settings
+        v5 = s.protocol == "5"
+        client = BufferedClient(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=s.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+            clean_session=None if v5 else False,
+            manual_ack=True,  # acknowledged by ``ack`` once scored, not when read
+        )
+        if s.username is not None:
+            password = s.password.get_secret_value() if s.password is not None else None
+            client.username_pw_set(s.username, password)
+        if s.tls.enabled:
+            client.tls_set(
+                ca_certs=str(s.tls.ca_file) if s.tls.ca_file else None,
+                certfile=str(s.tls.cert_file) if s.tls.cert_file else None,
+                keyfile=str(s.tls.key_file) if s.tls.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        client.will_set(status_topic(self.prefix), OFFLINE, qos=1, retain=True)
+        client.max_queued_messages_set(0)  # paho keeps every unsent publish: nothing dropped
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        client.on_socket_register_write = writes_are_polled
+        return client
+
+    def start(self) -> None:
+        """Remember where to connect; ``poll`` connects, and reconnects with backoff."""
+        s = self.settings
+        properties = None
+        if s.protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = s.session_expiry_s
+            # Without it Mosquitto sends only max_inflight_messages (default 20) unacknowledged
+            # readings ahead, and batches could never be larger than that.
+            properties.ReceiveMaximum = s.receive_maximum
+        log.info(
+            "connecting",
+            host=s.host,
+            port=s.port,
+            client_id=s.client_id,
+            protocol=s.protocol,
+            tls=s.tls.enabled,
+        )
+        # clean_start is MQTT 5's; 3.1.1 got clean_session=False when the client was made.
+        self.client.connect_async(
+            s.host, s.port, keepalive=s.keepalive, clean_start=False, properties=properties
+        )
+
+    def poll(self, timeout: float) -> None:
+        """Connect if due; wait up to ``timeout`` for the socket, read what is there into
+        ``inbox``, write what is queued, and keep the connection alive."""
+        sock = self.client.socket()
+        if sock is None:
+            self._reconnect_if_due(timeout)
+            return
+        if len(self.inbox) >= self.read_limit:
+            self.client.loop_misc()
+            self.write()
+            return
+        ready = self.client.buffered > 0 or _tls_pending(sock)
+        if not ready:
+            writers = [sock] if self.client.want_write() else []
+            try:
+                readable, _, _ = select.select([sock], writers, [], max(timeout, 0.0))
+            except (OSError, ValueError):  # the socket closed under us: paho notices below
+                readable = [sock]
+            ready = bool(readable)
+        if ready:
+            self.client.loop_read()
+            self.last_progress = time.monotonic()
+        self.client.loop_misc()
+        self.write()  # every queued packet into the write buffer, and out in one send
+
+    def making_progress(self, now: float) -> bool:
+        """False once the network side has been stuck longer than ``stall_s`` (the daemon
+        then stops petting the systemd watchdog, which restarts it)."""
+        return now - self.last_progress < self.stall_s or self._stopping
+
+    def write(self) -> None:
+        """Send what is queued (alerts, states, acknowledgements) without waiting."""
+        if self.client.socket() is not None and self.client.want_write():
+            self.client.loop_write()
+            self.client.flush_writes()
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        retain: bool = False,
+        correlation: bytes | None = None,
+    ) -> paho.MQTTMessageInfo:
+        properties = None
+        if correlation is not None and self.settings.protocol == "5":
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.CorrelationData = correlation
+        info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0:
+            # Made while disconnected: paho keeps it and sends it after the reconnect, but
+            # its is_published() would raise from now on. It is queued, so say so.
+            info.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        return info
+
+    def ack(self, messages: Sequence[Ackable]) -> None:
+        """Acknowledge these readings, in order; those that came by a connection since lost
+        are left to the broker, which sends them again on this one."""
+        session = self._session
+        ack = self.client.ack
+        acked = 0
+        for message in messages:
+            if message.session != session:
+                self.counters.ack_stale += 1
+            elif message.qos:
+                ack(message.mid, message.qos)
+                acked += 1
+        self.counters.acked += acked
+
+    def take(self, limit: int) -> list[Message]:
+        """Up to ``limit`` readings, oldest first."""
+        taken = self.inbox[:limit]
+        del self.inbox[:limit]
+        self.client.paused = len(self.inbox) >= self.read_limit
+        return taken
+
+    def stop(self, timeout_s: float = STOP_FLUSH_S) -> None:
+        """Publish ``offline``, let outstanding publishes go out, disconnect cleanly."""
+        self._stopping = True
+        if self.connected.is_set():
+            info = self.publish(status_topic(self.prefix), OFFLINE, qos=1, retain=True)
+            deadline = time.monotonic() + timeout_s
+            while (
+                not info.is_published() and time.monotonic() < deadline and self.connected.is_set()
+            ):
+                self.poll(0.01)
+        self.client.disconnect()
+        deadline = time.monotonic() + 1.0
+        while self.client.socket() is not None and time.monotonic() < deadline:
+            self.poll(0.01)  # sends DISCONNECT; paho closes the socket after it
+
+    # connecting
+
+    def _reconnect_if_due(self, timeout: float) -> None:
+        now = time.monotonic()
+        if now < self._next_attempt or self._stopping:
+            time.sleep(max(0.0, min(timeout, self._next_attempt - now)))
+            return
+        self.client.drop_buffer()
+        self.last_progress = now
+        try:
+            self.client.reconnect()
+        except ssl.SSLError as exc:  # before OSError, of which it is one
+            self._failed("TLS with the broker failed (check tls.ca_file and the host name)", exc)
+        except OSError as exc:
+            self._failed("broker unreachable", exc)
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        self.counters.connect_failures += 1
+        self._next_attempt = time.monotonic() + self._backoff
+        log.warning(
+            f"{what}; retrying with backoff",
+            host=self.settings.host,
+            port=self.settings.port,
+            retry_in_s=round(self._backoff, 1),
+            error=str(exc),
+        )
+        self._backoff = min(self._backoff * 2, self.settings.reconnect_max_s)
+
+    # paho callbacks: they run inside poll, on the loop's thread, and must never raise.
+
+    def _on_connect(
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        try:
+            if reason_code.is_failure:
+                self.counters.connect_failures += 1
+                self._next_attempt = time.monotonic() + self._backoff
+                log.error("broker refused the connection", reason=str(reason_code))
+                return
+            self.counters.connects += 1
+            self.counters.reconnects += self.counters.connects > 1
+            self._session += 1
+            self._backoff = self.settings.reconnect_min_s
+            for topic in self.filters:
+                client.subscribe(topic, qos=self.settings.qos)
+            client.subscribe(BROKER_DROPPED_TOPIC, qos=0)
+            if self.requests_filter is not None:
+                client.subscribe(self.requests_filter, qos=1)
+            self.connected_at = time.time()
+            client.publish(status_topic(self.prefix), ONLINE, qos=1, retain=True)
+            self.connected.set()
+            self.ever_connected.set()
+            log.info(
+                "connected", session_present=flags.session_present, subscriptions=len(self.filters)
+            )
+        except Exception as exc:  # never into paho; counted and logged instead
+            self.counters.callback_errors += 1
+            log.exception("on_connect failed", error=str(exc))
+
+    def _on_disconnect(
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self.connected.clear()
+        self.counters.disconnects += 1
+        self._next_attempt = time.monotonic() + self._backoff
+        if not self._stopping:
+            log.warning("disconnected; reconnecting", reason=str(reason_code))
+
+    def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        try:
+            topic = message.topic
+            if self.requests_filter and paho.topic_matches_sub(self.requests_filter, topic):
+                self.requests.append(self._request(message))
+                return
+            if topic.startswith(self._own):
+                self.counters.own_topics += 1  # a route filter that also matches our output
+                client.ack(message.mid, message.qos)
+                return
+            if topic == BROKER_DROPPED_TOPIC:
+                self._broker_dropped(message.payload)
+                return
+            self.counters.received += 1
+            self.inbox.append(
+                Message(
+                    topic,
+                    bytes(message.payload),
+                    time.time(),
+                    message.qos,
+                    message.mid,
+                    self._session,
+                )
+            )
+            if len(self.inbox) >= self.read_limit:
+                self.client.paused = True
+        except Exception as exc:  # never into paho; counted and logged instead
+            self.counters.callback_errors += 1
+            log.exception("on_message failed", error=str(exc))
+
+    def _request(self, message: paho.MQTTMessage) -> Request:
+        props = getattr(message, "properties", None)
+        response = getattr(props, "ResponseTopic", None)
+        correlation = getattr(props, "CorrelationData", None)
+        return Request(
+            message.topic,
+            bytes(message.payload),
+            time.time(),
+            message.qos,
+            message.mid,
+            self._session,
+            response if isinstance(response, str) else None,
+            bytes(correlation) if isinstance(correlation, bytes | bytearray) else None,
+        )
+
+    def _broker_dropped(self, payload: bytes | bytearray) -> None:
+        try:
+            count = int(payload)
+        except ValueError:
+            return
+        if count > max(self.counters.broker_dropped, 0):
+            log.warning("the broker dropped messages", dropped_total=count)
+        self.counters.broker_dropped = count
+
+    def _on_publish(
+        self,
+        client: paho.Client,
+        userdata: object,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if self.on_published is None:
+            return
+        try:
+            self.on_published(mid, not reason_code.is_failure)
+        except Exception as exc:  # never into paho; counted and logged instead
+            self.counters.callback_errors += 1
+            log.exception("on_publish failed", error=str(exc))
+
+
+def _tls_pending(sock: object) -> bool:
+    """TLS may hold decrypted bytes that ``select`` cannot see."""
+    return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0

@@ -1,0 +1,279 @@
+"""What the daemon says about its streams: alerts, retained states, nodata events, and Home
+Assistant discovery.
+
+Alerts and nodata events go through the outbox (delivery.py: at least once, also across a
+crash); retained states and discovery configs through RetainedStates (latest wins, a bounded
+number in flight). The recorder, when on, also gets every alert event, so retraining knows
+which spans to leave out.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+import numpy.typing as npt
+
+import sensord
+from sensord.core.alert import AlertEvent
+from sensord.core.nodata import Silence
+from sensord.core.sample import FIRST, Scored
+from sensord.daemon.delivery import AlertDelivery
+from sensord.daemon.ingest import Routed
+from sensord.daemon.retained import RetainedStates
+from sensord.daemon.routes import Route
+from sensord.figures import counter
+from sensord.logs import get_logger
+from sensord.ops.recording import Recorder
+from sensord.wire.homeassistant import REMOVAL_PAYLOAD, discovery_payload, discovery_topic
+from sensord.wire.published import (
+    alert_payload,
+    alert_topic,
+    nodata_payload,
+    nodata_topic,
+    state_payload,
+    state_topic,
+)
+
+log = get_logger(__name__)
+F64 = npt.NDArray[np.float64]
+# Codes of the published_status state column; 0 means nothing published yet.
+STATUS_CODES = {"warming_up": 1, "normal": 2, "alert": 3}
+STATUS_NAMES = {code: name for name, code in STATUS_CODES.items()}
+
+
+@dataclass
+class PublisherCounters:
+    alerts_published: int = counter(
+        "sensord_alert_messages_published", "Alert messages handed to MQTT."
+    )
+    states_published: int = counter(
+        "sensord_states_published", "Retained stream states handed to MQTT."
+    )
+    nodata_raised: int = counter(
+        "sensord_nodata_raised", "Streams that fell silent (nodata raised)."
+    )
+    nodata_cleared: int = counter(
+        "sensord_nodata_cleared", "Silent streams that sent again (cleared)."
+    )
+    discovery_published: int = counter(
+        "sensord_discovery_published", "Home Assistant configs sent."
+    )
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """Where Home Assistant discovery goes: its prefix and this sensord's node id."""
+
+    prefix: str
+    node: str
+
+
+class Publisher:
+    """Turns the core's outcomes into messages, for every route of one daemon."""
+
+    def __init__(
+        self,
+        prefix: str,
+        delivery: AlertDelivery,
+        states: RetainedStates,
+        *,
+        publish_state: bool = True,
+        recorder: Recorder | None = None,
+        recorded: frozenset[str] = frozenset(),
+        discovery: Discovery | None = None,
+    ) -> None:
+        self.prefix = prefix
+        self.delivery = delivery
+        self.states = states
+        self.publish_state = publish_state
+        self.recorder = recorder
+        self.recorded = recorded  # the routes whose alerts are recorded with their readings
+        self.discovery = discovery
+        self.counters = PublisherCounters()
+        self._pending: list[tuple[str, bytes]] = []
+
+    def flush(self) -> None:
+        """Hand this batch's events to the outbox and the broker, in one outbox write."""
+        if self._pending:
+            self.delivery.send(self._pending)
+            self._pending = []
+
+    # alerts and states
+
+    def scored(self, route: Route, part: Routed, scored: Scored, ts: F64, values: F64) -> None:
+        """The alerts of one route's batch and the state changes they made; its readings
+        recorded (with the alerts, so the recording is written in this one place)."""
+        if self.recorder is not None and route.name in self.recorded:
+            self.recorder.readings(route.name, route.features, part.streams, ts, values)
+        now = time.time()
+        raised_ids: dict[int, str] = {}
+        for index, event in scored.events:
+            self._alert(
+                route, event, topic=part.topics[index], received=part.received[index], now=now
+            )
+            if event.event == "raised":
+                raised_ids[index] = event.alert_id
+            log.info(
+                "alert",
+                kind=event.event,
+                stream=event.stream,
+                score=round(event.score, 4),
+                alert_id=event.alert_id,
+            )
+        if self.publish_state:
+            self._state_changes(route, part, scored, raised_ids)
+
+    def _alert(
+        self, route: Route, event: AlertEvent, *, topic: str | None, received: float, now: float
+    ) -> None:
+        """Queue one alert event for the outbox and the broker, and record it."""
+        payload = alert_payload(
+            event,
+            topic=topic,
+            route=route.name,
+            features=route.features,
+            received=received,
+            published=now,
+        )
+        self._pending.append((alert_topic(self.prefix, event.stream), payload))
+        self.counters.alerts_published += 1
+        if self.recorder is not None and route.name in self.recorded:
+            self.recorder.alert(
+                route.name,
+                alert_id=event.alert_id,
+                stream=event.stream,
+                event=event.event,
+                ts=event.ts,
+                raised_ts=event.raised_ts,
+                score=event.score,
+            )
+
+    def _state_changes(
+        self, route: Route, part: Routed, scored: Scored, raised_ids: dict[int, str]
+    ) -> None:
+        """Publish each stream's status where it changed; the comparison is vectorised so
+        only the few readings that change a status cost Python work."""
+        table = route.pipeline.table
+        codes = np.where(
+            scored.alert,
+            STATUS_CODES["alert"],
+            np.where(scored.warming_up, STATUS_CODES["warming_up"], STATUS_CODES["normal"]),
+        )
+        stepped = scored.status <= FIRST  # late and duplicate readings change nothing
+        published = table["published_status"]
+        candidates = stepped & (codes != published[scored.slots])
+        if len(part) > 1 and candidates.any():
+            # A stream with several readings in the batch: its later readings compare with
+            # what its earlier ones publish, so check those in order below.
+            _, which, counts = np.unique(scored.slots, return_inverse=True, return_counts=True)
+            candidates |= stepped & (counts[which] > 1)
+        for i in np.flatnonzero(candidates):
+            slot, code = scored.slots[i], int(codes[i])
+            if published[slot] == code:
+                continue
+            if published[slot] == 0:
+                self.announce(part.streams[i])  # first status: a new stream
+            published[slot] = code
+            self.state(
+                route,
+                part.streams[i],
+                STATUS_NAMES[code],
+                since=part.ts[i],
+                alert_id=raised_ids.get(int(i)),
+            )
+
+    def accepted(self, route: Route, event: AlertEvent) -> None:
+        """An alert an operator cleared as the stream's new normal: the cleared event, the
+        stream's state, and the recording's alert log, as for any clear."""
+        now = time.time()
+        self._alert(route, event, topic=None, received=now, now=now)
+        if self.publish_state:
+            route.pipeline.table["published_status"][route.pipeline.table.slot_of[event.stream]] = (
+                STATUS_CODES["normal"]
+            )
+            self.state(route, event.stream, "normal", since=now)
+        self.flush()
+
+    def state(
+        self,
+        route: Route,
+        stream: str,
+        status: str,
+        *,
+        since: float,
+        alert_id: str | None = None,
+        feedback: dict[str, object] | None = None,
+    ) -> None:
+        """Queue a stream's retained state (rendered only when it is sent)."""
+        manifest = route.pipeline.bundle.manifest
+        render = partial(
+            state_payload,
+            stream=stream,
+            status=status,
+            since=since,
+            route=route.name,
+            model=manifest.name,
+            model_version=manifest.version,
+            alert_id=alert_id,
+            feedback=feedback,
+        )
+        self.states.put(state_topic(self.prefix, stream), render)
+        self.counters.states_published += 1
+
+    def evicted(self, route: Route, stream: str, now: float) -> None:
+        if self.publish_state:
+            self.state(route, stream, "evicted", since=now)
+        if self.discovery is not None:
+            topic = discovery_topic(self.discovery.prefix, self.discovery.node, stream)
+            self.states.put(topic, lambda: REMOVAL_PAYLOAD)  # the entity goes away
+
+    # nodata
+
+    def nodata(self, route: Route, silence: Silence, now: float) -> None:
+        self.counters.nodata_raised += 1
+        log.warning(
+            "nodata", stream=silence.stream, route=route.name, silent_s=round(now - silence.last)
+        )
+        self._nodata_event("raised", route, silence, now)
+
+    def data_returned(self, route: Route, silence: Silence, now: float) -> None:
+        self.counters.nodata_cleared += 1
+        log.info("nodata cleared", stream=silence.stream, route=route.name)
+        self._nodata_event("cleared", route, silence, now)
+
+    def _nodata_event(self, event: str, route: Route, silence: Silence, now: float) -> None:
+        payload = nodata_payload(
+            event=event,
+            stream=silence.stream,
+            route=route.name,
+            last=silence.last,
+            period_s=silence.period_s,
+            now=now,
+        )
+        self._pending.append((nodata_topic(self.prefix, silence.stream), payload))
+
+    # Home Assistant
+
+    def announce(self, stream: str) -> None:
+        """Home Assistant discovery for one stream (retained, so once is enough)."""
+        if self.discovery is None:
+            return
+        topic = discovery_topic(self.discovery.prefix, self.discovery.node, stream)
+        render = partial(
+            discovery_payload,
+            prefix=self.prefix,
+            node=self.discovery.node,
+            stream=stream,
+            sw_version=sensord.__version__,
+        )
+        self.states.put(topic, render)
+        self.counters.discovery_published += 1
+
+    def announce_all(self, routes: list[Route]) -> None:
+        """Discovery for every stream with state (restored ones too), at start."""
+        for route in routes:
+            for stream in route.pipeline.table.slot_of:
+                self.announce(stream)

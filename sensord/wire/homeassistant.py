@@ -1,0 +1,165 @@
+"""Home Assistant MQTT discovery: each stream as an anomaly ``binary_sensor``.
+
+Pure functions only; the daemon decides when to publish. What it publishes, all retained so
+that a Home Assistant started later still finds them:
+
+- ``<discovery_prefix>/binary_sensor/<node>/<object_id>/config``: :func:`discovery_payload`
+  when a stream is first seen (and again at every connect: the same bytes are a no-op for
+  Home Assistant), :data:`REMOVAL_PAYLOAD` when the stream is evicted.
+
+The entity reads what sensord already publishes (see :mod:`sensord.wire.published`): its state
+and its attributes come from the retained ``<prefix>/state/<stream>`` JSON, its availability from
+``<prefix>/status`` (``online`` / ``offline``, the Last Will saying ``offline``). Nothing is
+published for Home Assistant alone, so turning discovery on or off changes no other topic.
+
+Names follow Home Assistant's rules (``homeassistant/components/mqtt/discovery.py``,
+``schemas.py``): topic ids are ``[a-zA-Z0-9_-]``, entity ids lower-case slugs of at most 255
+characters. The ``object_id`` option stopped working in 2026.4; the entity id is now suggested
+by ``default_entity_id`` (``binary_sensor.<slug>``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import orjson
+
+from sensord.wire.published import OFFLINE, ONLINE, state_topic, status_topic
+from sensord.wire.topics import safe_topic_level
+
+DEFAULT_DISCOVERY_PREFIX = "homeassistant"
+COMPONENT = "binary_sensor"
+# A retained empty config is how Home Assistant is told to remove the entity.
+REMOVAL_PAYLOAD: bytes = b""
+
+# What Home Assistant accepts as <node_id> and <object_id> in a discovery topic.
+_TOPIC_ID = re.compile(r"[a-zA-Z0-9_-]+")
+_NOT_TOPIC_ID = re.compile(r"[^a-zA-Z0-9_-]")
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+_HASH_CHARS = 8
+# Home Assistant refuses entity ids longer than 255 characters (MAX_LENGTH_STATE_ENTITY_ID).
+_MAX_ENTITY_ID = 255
+_ENTITY_PREFIX = f"{COMPONENT}."
+_PAYLOAD_ON = "ON"
+_PAYLOAD_OFF = "OFF"
+# Only ``status`` is read, so keys added to the state later (feedback, nodata, ...) change
+# nothing; a payload that is not a JSON object (empty, garbage) reads as OFF instead of
+# making Home Assistant log a template error.
+_VALUE_TEMPLATE = (
+    "{{ '" + _PAYLOAD_ON + "' if value_json is mapping"
+    " and value_json.get('status') == 'alert' else '" + _PAYLOAD_OFF + "' }}"
+)
+_DEVICE_MODEL = "anomaly detector"
+
+
+def node_id(client_id: str) -> str:
+    """The ``<node_id>`` of the discovery topics of the sensord using ``client_id``.
+
+    The MQTT client id is unique on a broker, so it names one sensord instance.
+    """
+    return _topic_id(client_id, "client id")
+
+
+def object_id(stream: str) -> str:
+    """The ``<object_id>`` of a stream's discovery topic: ``[a-zA-Z0-9_-]`` only.
+
+    A stream id already made of those characters is kept as it is. Otherwise every other
+    character becomes ``_`` and a hash of the original id is appended, so ``a.b`` and
+    ``a_b`` (and ``a:b``) get different entities; the hash is stable across runs and
+    machines, so the entity survives restarts. (Only a stream named exactly like another's
+    hashed id, ``a_b_<that hash>``, could collide with it.)
+    """
+    return _topic_id(stream, "stream id")
+
+
+def discovery_topic(discovery_prefix: str, node: str, stream: str) -> str:
+    """``<discovery_prefix>/binary_sensor/<node>/<object_id>/config`` for ``stream``."""
+    _check_prefix(discovery_prefix, "discovery prefix")
+    _check_node(node)
+    return f"{discovery_prefix}/{COMPONENT}/{node}/{object_id(stream)}/config"
+
+
+def discovery_payload(*, prefix: str, node: str, stream: str, sw_version: str) -> bytes:
+    """The retained discovery config of ``stream``'s anomaly binary sensor (JSON bytes).
+
+    ``prefix`` is sensord's own topic prefix and ``node`` comes from :func:`node_id`. The
+    stream's route and model are not in it: the device block must be the same for every
+    stream of the instance (Home Assistant keeps one device and would take whichever
+    stream's model it read last), and the entity's attributes carry both from the state.
+    """
+    _check_prefix(prefix, "prefix")
+    _check_node(node)
+    obj = object_id(stream)
+    topic = state_topic(prefix, stream)
+    config: dict[str, Any] = {
+        "name": stream,
+        # ':' is in neither id's alphabet, so no two (node, stream) pairs share a unique_id
+        # ('_' would make node "s", stream "2_x" and node "s_2", stream "x" meet).
+        "unique_id": f"sensord:{node}:{obj}",
+        "default_entity_id": _ENTITY_PREFIX + _entity_object_id(f"{node}_{stream}"),
+        "device_class": "problem",
+        "state_topic": topic,
+        "value_template": _VALUE_TEMPLATE,
+        "payload_on": _PAYLOAD_ON,
+        "payload_off": _PAYLOAD_OFF,
+        "json_attributes_topic": topic,
+        "availability_topic": status_topic(prefix),
+        "payload_available": ONLINE.decode(),
+        "payload_not_available": OFFLINE.decode(),
+        "qos": 1,
+        "device": _device(node, sw_version),
+        "origin": {"name": "sensord", "sw_version": sw_version},
+    }
+    return orjson.dumps(config)
+
+
+def _device(node: str, sw_version: str) -> dict[str, Any]:
+    """One device per sensord instance: identical for all its streams, so they group."""
+    return {
+        "identifiers": [f"sensord_{node}"],
+        "name": "sensord" if node == "sensord" else f"sensord {node}",
+        "manufacturer": "sensord",
+        "model": _DEVICE_MODEL,
+        "sw_version": sw_version,
+    }
+
+
+def _topic_id(text: str, what: str) -> str:
+    """``text`` as a discovery topic id, made unique by a hash where it had to change."""
+    if not safe_topic_level(text):
+        raise ValueError(
+            f"{what} {text[:80]!r} must be 1 to 128 letters, digits, _ . : - "
+            "(not starting with '$')"
+        )
+    cleaned = _NOT_TOPIC_ID.sub("_", text)
+    return text if cleaned == text else f"{cleaned}_{_short_hash(text)}"
+
+
+def _entity_object_id(text: str) -> str:
+    """A valid entity object id (lower-case slug) suggested by ``text``.
+
+    Only a suggestion: ``unique_id`` is the entity's identity, and Home Assistant appends
+    ``_2`` should two suggestions meet. Over-long slugs are cut and told apart by a hash.
+    """
+    slug = _NOT_SLUG.sub("_", text.lower()).strip("_")
+    limit = _MAX_ENTITY_ID - len(_ENTITY_PREFIX)
+    if not slug or len(slug) > limit:
+        slug = f"{slug[: limit - _HASH_CHARS - 1].rstrip('_')}_{_short_hash(text)}".lstrip("_")
+    return slug
+
+
+def _short_hash(text: str) -> str:
+    # sha256 rather than hash(): Python's str hash changes from run to run.
+    return hashlib.sha256(text.encode()).hexdigest()[:_HASH_CHARS]
+
+
+def _check_prefix(prefix: str, what: str) -> None:
+    if not all(safe_topic_level(level) for level in prefix.split("/")):
+        raise ValueError(f"{what} {prefix[:80]!r}: each level must be letters, digits, _ . : -")
+
+
+def _check_node(node: str) -> None:
+    if not _TOPIC_ID.fullmatch(node):
+        raise ValueError(f"node id {node[:80]!r} must be letters, digits, _ - (see node_id())")

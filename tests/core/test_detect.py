@@ -1,0 +1,290 @@
+"""Contract tests run over every detector, and what sets each apart."""
+
+import math
+
+import numpy as np
+import pytest
+
+from sensord.core.bundle import Calibration
+from sensord.core.detect import (
+    CHANNELS,
+    DETECTOR_KINDS,
+    Detector,
+    DetectorContext,
+    DetectorKind,
+    DetectorSettings,
+    Observation,
+    make_detector,
+    score_from_z,
+    z_from_score,
+)
+from sensord.core.detect.contextual import predictive_z
+from sensord.core.detect.range import range_columns
+from sensord.core.detect.tail import FREE_SURPRISES, Tail, TailPrior
+from sensord.core.state import StateTable
+
+CALIBRATION = Calibration(
+    smoothing=0.5,
+    error_floor=0.01,
+    log_error_mean=np.log(0.1),
+    log_error_std=0.5,
+    threshold_error=1.0,
+    samples=100,
+)
+CONTEXT = DetectorContext(CALIBRATION, features=1, interval_s=300.0, daily=False)
+WARM = 300  # samples every detector has seen before it is held to judging
+T0 = 1.7e9
+
+
+def setup(
+    kind: DetectorKind, streams: int = 3, features: int = 1
+) -> tuple[Detector, StateTable, np.ndarray]:
+    context = DetectorContext(CALIBRATION, features=features, interval_s=300.0, daily=False)
+    detector = make_detector(context, DetectorSettings(kind=kind))
+    table = StateTable(1, 1, features, extra={**detector.columns(), **range_columns(features)})
+    slots, _ = table.lookup([f"s{i}" for i in range(streams)])
+    detector.start(table, slots)
+    return detector, table, slots
+
+
+def observe(errors: np.ndarray, step: int, values: np.ndarray | None = None) -> Observation:
+    errors = np.asarray(errors, dtype=np.float64).reshape(len(errors), -1)
+    values = errors * 0.0 if values is None else np.asarray(values, dtype=np.float64)
+    return Observation(
+        values=values.reshape(errors.shape), errors=errors, ts=np.full(len(errors), T0 + 300 * step)
+    )
+
+
+def learn(detector: Detector, table: StateTable, slots: np.ndarray, obs: Observation) -> np.ndarray:
+    """Assess, then learn, as the core does; returns the scores."""
+    assessment = detector.assess(table, slots, obs)
+    detector.learn(table, slots, obs, assessment, np.ones(len(slots)))
+    return assessment.score
+
+
+def warm_up(
+    detector: Detector, table: StateTable, slots: np.ndarray, seed: int = 0, sd: float = 0.1
+) -> None:
+    rng = np.random.default_rng(seed)
+    shape = (len(slots), detector.context.features)
+    for step in range(WARM):
+        errors = sd * rng.standard_normal(shape)
+        learn(detector, table, slots, observe(errors, step, values=rng.normal(0, 1, shape)))
+
+
+def snapshot(table: StateTable) -> dict[str, np.ndarray]:
+    return {name: column.copy() for name, column in table.columns.items()}
+
+
+@pytest.mark.parametrize("kind", DETECTOR_KINDS)
+class TestContract:
+    def test_scores_are_in_unit_interval(self, kind: DetectorKind) -> None:
+        detector, table, slots = setup(kind)
+        warm_up(detector, table, slots)
+        for errors in ([0.0, 0.1, 1e6], [1e-12, 5.0, 0.3]):
+            scores = detector.assess(table, slots, observe(np.array(errors), WARM)).score
+            assert ((scores >= 0) & (scores <= 1)).all()
+
+    def test_assess_changes_nothing(self, kind: DetectorKind) -> None:
+        detector, table, slots = setup(kind)
+        warm_up(detector, table, slots)
+        before = snapshot(table)
+        detector.assess(table, slots, observe(np.array([0.1, 3.0, 0.2]), WARM))
+        after = snapshot(table)
+        assert all(np.array_equal(before[k], after[k], equal_nan=True) for k in before)
+
+    def test_larger_error_larger_score(self, kind: DetectorKind) -> None:
+        detector, table, slots = setup(kind)
+        warm_up(detector, table, slots)
+        scores = detector.assess(table, slots, observe(np.array([0.05, 0.4, 0.8]), WARM)).score
+        assert scores[0] <= scores[1] <= scores[2] and scores[0] < scores[2]
+
+    def test_typical_error_is_normal_and_a_huge_one_is_not(self, kind: DetectorKind) -> None:
+        detector, table, slots = setup(kind, streams=2)
+        warm_up(detector, table, slots)
+        scores = detector.assess(table, slots, observe(np.array([0.1, 100.0]), WARM)).score
+        assert detector.classify(scores).tolist() == [False, True]
+
+    def test_every_assessment_names_a_channel_and_its_features(self, kind: DetectorKind) -> None:
+        detector, table, slots = setup(kind, streams=2, features=2)
+        warm_up(detector, table, slots)
+        obs = observe(np.array([[0.1, 0.1], [0.1, 100.0]]), WARM)
+        assessment = detector.assess(table, slots, obs)
+        assert all(0 <= code < len(CHANNELS) for code in assessment.channel)
+        shares = assessment.shares(np.arange(2))
+        assert np.array_equal(assessment.shares(np.array([1])), shares[1:])  # asked rows only
+        assert np.all(shares >= 0) and np.allclose(shares[1].sum(), 1.0)
+        assert shares[1, 1] > 0.5  # the second feature drove the second stream's surprise
+
+    def test_classify_is_the_threshold(self, kind: DetectorKind) -> None:
+        detector, _, _ = setup(kind)
+        t = detector.threshold
+        scores = np.array([0.0, t - 1e-4, t, 1.0, np.nan])
+        assert detector.classify(scores).tolist() == [False, False, True, True, False]
+
+    def test_learn_touches_only_its_slots(self, kind: DetectorKind) -> None:
+        detector, table, slots = setup(kind)
+        before = snapshot(table)
+        learn(detector, table, slots[:1], observe(np.array([0.7]), 0))
+        after = snapshot(table)
+        for name in before:
+            assert np.array_equal(before[name][slots[1:]], after[name][slots[1:]], equal_nan=True)
+
+    def test_restart_forgets_the_short_term_context(self, kind: DetectorKind) -> None:
+        detector, table, slots = setup(kind, streams=1)
+        for step in range(3):
+            learn(detector, table, slots, observe(np.array([5.0]), step))
+        detector.restart(table, slots)
+        for name, spec in table.specs.items():
+            if name in detector.columns() and spec.shape == () and np.isnan(spec.fill):
+                assert np.isnan(table[name][slots][0]), name  # smoothing starts over
+
+
+def test_adaptive_follows_a_noisier_stream_and_fixed_does_not() -> None:
+    rng = np.random.default_rng(0)
+    noisy = np.exp(np.log(1.0) + 0.3 * rng.standard_normal(3000))  # 10x the calibrated error
+    results = {}
+    for kind in ("fixed", "adaptive", "channels"):
+        detector, table, slots = setup(kind, streams=1)
+        flagged = 0
+        for step, error in enumerate(noisy):
+            flagged += int(
+                detector.classify(learn(detector, table, slots, observe([error], step)))[0]
+            )
+        results[kind] = flagged
+    assert results["fixed"] > 1000  # for ever above the calibrated threshold
+    assert results["adaptive"] < 50  # learns the stream's own level
+    assert results["channels"] < 10  # calibrates its tails on the stream itself
+
+
+def test_score_and_z_are_inverse() -> None:
+    for score in (0.1, 0.5, 0.9):
+        assert score_from_z(np.array([z_from_score(score)]))[0] == pytest.approx(score, abs=1e-9)
+    assert score_from_z(np.array([0.0]))[0] == pytest.approx(np.log10(2) / (np.log10(2) + 5))
+
+
+def test_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        DetectorSettings(threshold=1.5)
+    with pytest.raises(ValueError, match="kind"):
+        DetectorSettings(kind="magic")
+    with pytest.raises(ValueError, match="channel"):
+        DetectorSettings(channels=frozenset({"telepathy"}))
+
+
+def test_likelihood_accepts_a_lasting_new_regime() -> None:
+    from sensord.core.detect.likelihood import REGIME_RUN, LikelihoodDetector
+
+    rng = np.random.default_rng(1)
+    detector, table, slots = setup("likelihood", streams=1)
+    assert isinstance(detector, LikelihoodDetector)
+    for error in 0.1 + 0.02 * rng.standard_normal(2000):
+        e = np.array([abs(error)])
+        detector.learn_errors(table, slots, e, detector.score(table, slots, e))
+    scores = []
+    for error in 1.0 + 0.2 * rng.standard_normal(300):  # ten times the errors, for good
+        e = np.array([abs(error)])
+        scores.append(float(detector.score(table, slots, e)[0]))
+        detector.learn_errors(table, slots, e, np.array(scores[-1:]))
+    assert all(s >= detector.threshold for s in scores[5:REGIME_RUN])  # first: a surprise
+    assert all(s < detector.threshold for s in scores[200:])  # then: the new normal
+
+
+def test_log_upper_tail_matches_scipy_everywhere() -> None:
+    from scipy.special import log_ndtr
+
+    from sensord.core.detect.normal import log_upper_tail
+
+    z = np.concatenate([np.linspace(-40, 40, 20001), [0.0, 1e-9, -1e-9, 1e3, -1e3]])
+    ours, theirs = log_upper_tail(z), log_ndtr(-z)
+    # 1.2e-7 relative on the probability is 1.2e-7 absolute on its log.
+    np.testing.assert_allclose(ours, theirs, rtol=1e-7, atol=2e-7)
+    assert log_upper_tail(np.inf)[()] == -np.inf and log_upper_tail(-np.inf)[()] == 0.0
+    assert np.isnan(log_upper_tail(np.nan)[()])
+
+
+# The calibrated tails (tail.py)
+
+
+def tail_after(values: np.ndarray, prior: TailPrior, width: int = 1) -> tuple[Tail, StateTable]:
+    tail = Tail("t", [(width, prior)], min_samples=50)
+    table = StateTable(1, 1, 1, extra=tail.columns())
+    slots, _ = table.lookup(["s"])
+    tail.start(table, slots)
+    for value in values:
+        stat = np.array([[value]])
+        tail.learn(table, slots, stat, tail.log_p(table, slots, stat)[1])
+    return tail, table
+
+
+def decades(tail: Tail, table: StateTable, stat: float) -> float:
+    slots = np.array([0])
+    return float(-tail.log_p(table, slots, np.array([[stat]]))[0][0, 0] / math.log(10))
+
+
+def test_a_gaussian_tail_is_priced_near_its_true_rarity() -> None:
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(3)
+    tail, table = tail_after(np.abs(rng.standard_normal(20_000)), TailPrior(2.0, shape=2.0))
+    for z in (3.0, 4.0, 5.0):
+        true = -math.log10(2 * norm.sf(z))
+        assert true - 1.5 < decades(tail, table, z) < true + 1.5, z
+
+
+def test_a_tail_is_silent_until_it_has_seen_enough() -> None:
+    tail, table = tail_after(np.ones(10), TailPrior(2.0, shape=2.0))
+    assert decades(tail, table, 100.0) == 0.0
+
+
+def test_spikes_that_recur_are_priced_at_their_rate_after_the_free_ones() -> None:
+    rng = np.random.default_rng(4)
+    core = np.abs(rng.standard_normal(3000))
+    tail, table = tail_after(core, TailPrior(2.0, shape=2.0))
+    first = decades(tail, table, 30.0)
+    spikes = core.copy()
+    spikes[::300] = 30.0  # a spike every 300 samples
+    tail, table = tail_after(spikes, TailPrior(2.0, shape=2.0))
+    assert first > 20  # unheard of on a Gaussian stream
+    assert decades(tail, table, 30.0) < 3.5  # about 1 in 300 on this one
+    assert FREE_SURPRISES >= 2  # a real anomaly twice is still an anomaly twice
+
+
+def test_a_slow_statistic_earns_credit_for_its_clusters() -> None:
+    rng = np.random.default_rng(5)
+    white = np.abs(rng.standard_normal(5000))
+    slow = np.abs(np.convolve(rng.standard_normal(5020), np.ones(20) / np.sqrt(20), "valid"))
+    t_white, table_white = tail_after(white, TailPrior(2.0, shape=2.0))
+    t_slow, table_slow = tail_after(slow[:5000], TailPrior(2.0, shape=2.0))
+    # The same value, rarer as a cluster start on the slow statistic (mean run ~ 20).
+    assert decades(t_slow, table_slow, 4.0) > decades(t_white, table_white, 4.0) + 0.5
+
+
+def test_predictive_z_trusts_a_profile_by_how_many_looks_it_had() -> None:
+    t = np.array([[6.0]])
+    few, many = predictive_z(t, np.array([[3.0]])), predictive_z(t, np.array([[1000.0]]))
+    assert 0 < few[0, 0] < many[0, 0] < 6.0
+    assert many[0, 0] == pytest.approx(6.0, abs=0.1)
+    assert predictive_z(-t, np.array([[3.0]]))[0, 0] == -few[0, 0]
+
+
+def test_contextual_channel_catches_a_day_that_changes_shape() -> None:
+    context = DetectorContext(CALIBRATION, features=1, interval_s=300.0, daily=True)
+    detector = make_detector(context, DetectorSettings())
+    table = StateTable(1, 1, 1, extra={**detector.columns(), **range_columns(1)})
+    slots, _ = table.lookup(["s"])
+    detector.start(table, slots)
+    rng = np.random.default_rng(6)
+    day = 288
+    for step in range(21 * day):
+        phase = 2 * math.pi * step / day
+        value = math.sin(phase) + 0.1 * rng.standard_normal()
+        learn(detector, table, slots, observe([0.1 * rng.standard_normal()], step, [[value]]))
+    # At the day's peak the stream stays flat at 0 (the LSTM would follow it: small errors).
+    scores = []
+    for step in range(21 * day + day // 4 - 12, 21 * day + day // 4 + 12):
+        assessment = detector.assess(table, slots, observe([0.05], step, [[0.0]]))
+        detector.learn(table, slots, observe([0.05], step, [[0.0]]), assessment, np.ones(1))
+        scores.append((assessment.score[0], CHANNELS[assessment.channel[0]]))
+    assert max(s for s, _ in scores) >= detector.threshold
+    assert {c for s, c in scores if s >= detector.threshold} <= {"contextual", "shift"}

@@ -1,0 +1,225 @@
+"""Seams for the core's unit tests (httpx's transport idea): a bundle made in memory and a
+numpy LSTM in place of onnxruntime, so the core runs with no torch, no training, no files.
+
+``NumpyEngine`` is a real LSTM step (the same gates as torch's and ONNX's), with fixed
+random weights; its prediction is the last value plus a small learned-looking correction,
+so the detectors see errors of a sensible size. It is deterministic: the same inputs give
+the same outputs whatever the batch, which is what the batching tests compare.
+"""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from sensord.config import MqttSettings
+from sensord.core.bundle import Bundle, Calibration, Graph, Manifest, Scaling, Training
+from sensord.core.engine import StepResult
+from sensord.daemon.ingest import Ackable, Message, Request
+from sensord.daemon.transport import MqttCounters
+
+F32 = npt.NDArray[np.float32]
+
+
+def fake_bundle(
+    features: Sequence[str] = ("value",),
+    *,
+    name: str = "fake",
+    version: str = "1",
+    layers: int = 1,
+    hidden: int = 8,
+    center: float = 50.0,
+    scale: float = 10.0,
+    time_features: Sequence[str] = (),
+) -> Bundle:
+    """A bundle's manifest as training would write it, with no graph behind it."""
+    n = len(features)
+    manifest = Manifest.model_validate(
+        {
+            "format_version": 1,
+            "name": name,
+            "version": version,
+            "sensord_version": "test",
+            "features": list(features),
+            "time_features": list(time_features),
+            "layers": layers,
+            "hidden": hidden,
+            "scaling": Scaling(
+                center=[center] * n,
+                scale=[scale] * n,
+                low=[center - 3 * scale] * n,
+                high=[center + 3 * scale] * n,
+            ),
+            "graph": Graph(sha256="0" * 64, opset=17),
+            "calibration": Calibration(
+                smoothing=0.1,
+                error_floor=0.01,
+                log_error_mean=-2.0,
+                log_error_std=0.5,
+                threshold_error=0.6,
+                samples=500,
+            ),
+            "training": Training(
+                source="fake.csv",
+                rows=1000,
+                train_rows=800,
+                validation_rows=200,
+                skipped_rows=0,
+                streams=1,
+                data_start="2026-01-01T00:00:00Z",
+                data_end="2026-01-04T11:15:00Z",
+                median_interval_s=300.0,
+                epochs_run=1,
+                best_epoch=1,
+                train_loss=0.1,
+                validation_loss=0.1,
+                validation_mae=0.2,
+                persistence_mae=0.25,
+                seed=0,
+            ),
+        }
+    )
+    return Bundle(Path("/nonexistent/fake-bundle"), manifest, b"")
+
+
+class NumpyEngine:
+    """The ``StepEngine`` protocol in numpy: an LSTM step with fixed random weights."""
+
+    def __init__(self, bundle: Bundle, seed: int | None = None) -> None:
+        manifest = bundle.manifest
+        self.bundle = bundle
+        self.features = len(manifest.features)
+        self.layers = manifest.layers
+        self.hidden = manifest.hidden
+        self.timings: list[float] | None = None
+        # Each bundle its own weights (as two trained bundles would differ), unless told.
+        rng = np.random.default_rng(zlib.crc32(manifest.name.encode()) if seed is None else seed)
+        inputs = self.features + len(manifest.time_features)
+        h = self.hidden
+        self._weights = [
+            (
+                rng.normal(0, 0.3, (4 * h, (inputs if layer == 0 else h) + h)).astype(np.float32),
+                rng.normal(0, 0.1, 4 * h).astype(np.float32),
+            )
+            for layer in range(self.layers)
+        ]
+        self._out = rng.normal(0, 0.05, (self.features, h)).astype(np.float32)
+
+    def zero_state(self, batch: int) -> tuple[F32, F32]:
+        shape = (self.layers, batch, self.hidden)
+        return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+
+    def step(self, x: F32, h: F32, c: F32) -> StepResult:
+        layer_input = x
+        h_out, c_out = np.empty_like(h), np.empty_like(c)
+        for layer, (weights, bias) in enumerate(self._weights):
+            gates = np.concatenate([layer_input, h[layer]], axis=1) @ weights.T + bias
+            i, f, g, o = np.split(gates, 4, axis=1)
+            c_out[layer] = _sigmoid(f) * c[layer] + _sigmoid(i) * np.tanh(g)
+            h_out[layer] = _sigmoid(o) * np.tanh(c_out[layer])
+            layer_input = h_out[layer]
+        prediction = x[:, : self.features] + layer_input @ self._out.T
+        return StepResult(prediction=prediction.astype(np.float32), h=h_out, c=c_out)
+
+
+def _sigmoid(z: F32) -> F32:
+    out: F32 = 0.5 * (1.0 + np.tanh(0.5 * z))  # the logistic function, without overflow
+    return out
+
+
+class Sent:
+    """What ``MemoryTransport.publish`` hands back: acknowledged at once."""
+
+    def __init__(self, mid: int) -> None:
+        self.mid = mid
+
+    def is_published(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class Published:
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+@dataclass(frozen=True)
+class Acked:
+    mids: tuple[int, ...]
+
+
+class MemoryTransport:
+    """The daemon's MQTT side in memory (``sensord.daemon.transport.MqttTransport``): the
+    test puts messages in ``inbox``; what the daemon publishes and acknowledges is kept in
+    one ``log``, in order. Every publish is acknowledged by the "broker" (PUBACK) at the
+    next ``write``."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        prefix: str,
+        filters: Sequence[str],
+        read_limit: int = 256,
+        requests: str | None = None,
+    ) -> None:
+        self.prefix, self.filters, self.read_limit = prefix, list(filters), read_limit
+        self.inbox: list[Message] = []
+        self.requests: list[Request] = []
+        self.counters = MqttCounters()
+        self.connected, self.ever_connected = threading.Event(), threading.Event()
+        self.connected_at = 0.0
+        self.on_published: Callable[[int, bool], None] | None = None
+        self.log: list[Published | Acked] = []
+        self._mid = self._pubacked = 0
+
+    def start(self) -> None:
+        self.connected.set()
+        self.ever_connected.set()
+        self.counters.connects += 1
+
+    def stop(self) -> None:
+        self.connected.clear()
+
+    def poll(self, timeout: float) -> None:
+        pass  # what a test sends is in the inbox already
+
+    def take(self, limit: int) -> list[Message]:
+        taken, self.inbox = self.inbox[:limit], self.inbox[limit:]
+        self.counters.received += len(taken)
+        return taken
+
+    def making_progress(self, now: float) -> bool:
+        return True
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        retain: bool = False,
+        correlation: bytes | None = None,
+    ) -> Sent:
+        self._mid += 1
+        self.log.append(Published(topic, payload, retain))
+        return Sent(self._mid)
+
+    def write(self) -> None:
+        if self.on_published is not None:  # the broker's PUBACKs, for the outbox
+            for mid in range(self._pubacked + 1, self._mid + 1):
+                self.on_published(mid, True)
+        self._pubacked = self._mid
+
+    def ack(self, messages: Sequence[Ackable]) -> None:
+        mids = tuple(m.mid for m in messages if m.qos)
+        self.counters.acked += len(mids)
+        self.log.append(Acked(mids))
+
+    def published(self, prefix: str) -> list[Published]:
+        return [e for e in self.log if isinstance(e, Published) and e.topic.startswith(prefix)]

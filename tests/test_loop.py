@@ -1,0 +1,86 @@
+"""The daemon loop through its transport seam: no broker, the real loop, core and outbox.
+
+The daemon takes its MQTT side as a parameter (``sensord.daemon.transport``); here it is
+an in-memory transport, so these tests check the loop's own contract (ingest → core →
+sinks → ack) without a network. tests/integration does the same against a real Mosquitto.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from sensord.config import Settings
+from sensord.core.bundle import Bundle
+from sensord.daemon.ingest import Message
+from sensord.daemon.loop import Daemon
+from sensord.offline.synthetic import generate
+from tests.fakes import Acked, MemoryTransport, Published
+
+T0 = 1_700_000_000.0
+STEP = 300.0
+
+
+def daemon_for(bundle: Bundle, state: Path) -> Daemon:
+    data: dict[str, object] = {
+        "routes": [{"topic": "sensors/+/value", "bundle": str(bundle.path), "max_streams": 3}],
+        "state": {"dir": str(state)},
+        "limits": {"log_interval_s": 0},
+    }
+    return Daemon(Settings.model_validate(data), transport=MemoryTransport)
+
+
+def started(bundle: Bundle, state: Path) -> tuple[Daemon, MemoryTransport]:
+    """A daemon on an in-memory transport, connected."""
+    daemon = daemon_for(bundle, state)
+    assert isinstance(daemon.mqtt, MemoryTransport)
+    daemon.mqtt.start()
+    return daemon, daemon.mqtt
+
+
+def reading(stream: str, k: int, value: float, mid: int) -> Message:
+    payload = orjson.dumps({"value": value, "ts": T0 + k * STEP})
+    return Message(f"sensors/{stream}/value", payload, T0 + k * STEP, 1, mid)
+
+
+def test_a_batch_is_acknowledged_only_after_its_alerts_are_published(
+    bundle: Bundle, tmp_path: Path
+) -> None:
+    daemon, mqtt = started(bundle, tmp_path)
+    values = generate(150, seed=11).values
+    values[100] += 8.0
+    batches = [[reading("spiky", k, float(values[k]), mid=k + 1)] for k in range(150)]
+    for batch in batches:
+        daemon.process(batch)
+    alerts = [e for e in mqtt.log if isinstance(e, Published) and "/alerts/" in e.topic]
+    assert [orjson.loads(a.payload)["event"] for a in alerts] == ["raised", "cleared"]
+    raised = alerts[0]
+    # the batch of reading 100 (mid 101) is acknowledged after its alert, never before
+    at_alert = mqtt.log.index(raised)
+    ack_101 = next(i for i, e in enumerate(mqtt.log) if isinstance(e, Acked) and 101 in e.mids)
+    assert at_alert < ack_101
+    assert daemon.stats()["acked"] == 150 and daemon.stats()["scored"] == 149
+
+
+def test_the_stream_cap_and_bad_payloads_are_rejected_counted_and_still_acknowledged(
+    bundle: Bundle, tmp_path: Path
+) -> None:
+    daemon, mqtt = started(bundle, tmp_path)
+    batch = [reading(f"s{i}", 0, 20.0, mid=i + 1) for i in range(5)]
+    batch.append(Message("sensors/bad/value", b"{not json", T0, 1, 6))
+    daemon.process(batch)
+    stats = daemon.stats()
+    assert stats["rejected"] == {"stream_cap": 2, "malformed": 1}
+    assert stats["streams"] == 3 and stats["routes"]["route0-synthetic"]["received"] == 5
+    assert mqtt.log[-1] == Acked((1, 2, 3, 4, 5, 6))
+
+
+def test_every_declared_figure_is_in_the_stats(bundle: Bundle, tmp_path: Path) -> None:
+    from sensord.daemon.stats import declared_figures
+
+    stats = daemon_for(bundle, tmp_path).stats()
+    missing = [f.key for f in declared_figures() if f.key not in stats]
+    assert not missing, f"declared but not in stats(): {missing}"
+    assert np.isfinite(stats["streams"])

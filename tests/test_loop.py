@@ -7,6 +7,7 @@ sinks → ack) without a network. tests/integration does the same against a real
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,18 +24,19 @@ T0 = 1_700_000_000.0
 STEP = 300.0
 
 
-def daemon_for(bundle: Bundle, state: Path) -> Daemon:
+def daemon_for(bundle: Bundle, state: Path, **sections: object) -> Daemon:
     data: dict[str, object] = {
         "routes": [{"topic": "sensors/+/value", "bundle": str(bundle.path), "max_streams": 3}],
         "state": {"dir": str(state)},
         "limits": {"log_interval_s": 0},
+        **sections,
     }
     return Daemon(Settings.model_validate(data), transport=MemoryTransport)
 
 
-def started(bundle: Bundle, state: Path) -> tuple[Daemon, MemoryTransport]:
+def started(bundle: Bundle, state: Path, **sections: object) -> tuple[Daemon, MemoryTransport]:
     """A daemon on an in-memory transport, connected."""
-    daemon = daemon_for(bundle, state)
+    daemon = daemon_for(bundle, state, **sections)
     assert isinstance(daemon.mqtt, MemoryTransport)
     daemon.mqtt.start()
     return daemon, daemon.mqtt
@@ -84,3 +86,57 @@ def test_every_declared_figure_is_in_the_stats(bundle: Bundle, tmp_path: Path) -
     missing = [f.key for f in declared_figures() if f.key not in stats]
     assert not missing, f"declared but not in stats(): {missing}"
     assert np.isfinite(stats["streams"])
+
+
+def acked_mids(mqtt: MemoryTransport) -> list[int]:
+    return [mid for entry in mqtt.log if isinstance(entry, Acked) for mid in entry.mids]
+
+
+def resent_after_reconnect(values: np.ndarray) -> list[list[Message]]:
+    """What a reconnecting paho publisher does (measured, see daemon/reorder.py): readings
+    0-59 in line, then the newest (85) jumps ahead of the 25 it had queued (60-84)."""
+    batches = [[reading("s", k, float(values[k]), mid=k + 1)] for k in range(60)]
+    batches.append([reading("s", 85, float(values[85]), mid=86)])
+    batches.append([reading("s", k, float(values[k]), mid=k + 1) for k in range(60, 85)])
+    return batches
+
+
+def test_readings_a_reconnecting_publisher_sends_out_of_order_are_put_back_in_order(
+    bundle: Bundle, tmp_path: Path
+) -> None:
+    daemon, mqtt = started(bundle, tmp_path)
+    for batch in resent_after_reconnect(generate(86, seed=3).values):
+        daemon.process(batch)
+    stats = daemon.stats()
+    assert (stats["scored"], stats["late"], stats["first"]) == (85, 0, 1)
+    # 85 waited for the gap to fill and was acknowledged after it was scored, in arrival
+    # order: after 1-60, and before the 25 that arrived after it
+    assert acked_mids(mqtt) == [*range(1, 61), 86, *range(61, 86)]
+    assert len(daemon.reorder) == 0 and len(daemon.acks) == 0
+
+
+def test_a_gap_nobody_fills_waits_only_the_window_and_later_readings_are_late(
+    bundle: Bundle, tmp_path: Path
+) -> None:
+    daemon, mqtt = started(bundle, tmp_path, batching={"reorder_window_ms": 20})
+    *in_line, jump, resent = resent_after_reconnect(generate(86, seed=3).values)
+    for batch in [*in_line, jump]:
+        daemon.process(batch)
+    assert daemon.stats()["scored"] == 59 and 86 not in acked_mids(mqtt)  # held, not acked
+    deadline = time.monotonic() + 10
+    while len(daemon.reorder) and time.monotonic() < deadline:
+        daemon._release_held()  # what the loop does on every turn
+    assert len(daemon.reorder) == 0, "the held reading was not released within 10 s"
+    assert acked_mids(mqtt)[-1] == 86 and daemon.stats()["scored"] == 60
+    daemon.process(resent)  # after the window: older than the stream's last, so late
+    assert daemon.stats()["late"] == 25
+
+
+def test_with_the_window_off_the_old_ones_are_dropped_as_late(
+    bundle: Bundle, tmp_path: Path
+) -> None:
+    daemon, mqtt = started(bundle, tmp_path, batching={"reorder_window_ms": 0})
+    for batch in resent_after_reconnect(generate(86, seed=3).values):
+        daemon.process(batch)
+    assert (daemon.stats()["scored"], daemon.stats()["late"]) == (60, 25)
+    assert acked_mids(mqtt) == [*range(1, 61), 86, *range(61, 86)]

@@ -292,6 +292,21 @@ class BatchingSettings(_Section):
         description="Longest wait for a batch to fill after its first reading; 0: score what "
         "has arrived at once (batches still fill under load, while a batch is scored).",
     )
+    reorder_window_ms: float = Field(
+        1000.0,
+        ge=0,
+        le=60_000,
+        description="How long a reading that arrives after a gap in its stream waits for the "
+        "older ones a reconnecting publisher may send after it (released in order as soon as "
+        "the gap fills); readings with no gap never wait. 0: off (late readings dropped).",
+    )
+    reorder_gap: float = Field(
+        2.5,
+        gt=1,
+        le=1000,
+        description="A gap: a timestamp more than this many of the stream's usual steps past "
+        "its last reading.",
+    )
 
 
 class LimitsSettings(_Section):

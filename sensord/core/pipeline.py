@@ -38,6 +38,7 @@ from sensord.core.detect import (
 )
 from sensord.core.detect.range import range_columns
 from sensord.core.engine import StepEngine
+from sensord.core.gaps import GAP_COLUMNS, learn_step
 from sensord.core.nodata import NODATA_COLUMNS, learn_period
 from sensord.core.sample import (
     DUPLICATE,
@@ -59,11 +60,13 @@ from sensord.core.wave import split_waves
 F64 = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
 # Kept for the edges: when the daemon last heard from a stream (idle eviction), the status
-# it last published for it (so only changes are published), and its usual period (nodata).
+# it last published for it (so only changes are published), its usual period (nodata) and
+# its usual step in its own time (the reorder stage).
 EDGE_COLUMNS = {
     "last_received": ColumnSpec(np.float64, (), -np.inf),
     "published_status": ColumnSpec(np.int8, (), 0),
     **NODATA_COLUMNS,
+    **GAP_COLUMNS,
 }
 
 
@@ -234,6 +237,7 @@ class Pipeline:
         table["prediction"][slots] = result.prediction
         table["steps"][slots] = steps + 1
         remember(table, slots, steps, ts, values)  # for a new bundle to start from (swap.py)
+        learn_step(table, slots, table["last_ts"][slots], ts)
         table["last_ts"][slots] = ts
         arrived = np.where(np.isnan(received), ts, received)
         learn_period(table, slots, table["last_received"][slots], arrived)

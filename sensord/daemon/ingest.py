@@ -100,6 +100,7 @@ class Routed:
     ts: list[float] = field(default_factory=list)
     values: list[float] = field(default_factory=list)  # features per reading, flat
     received: list[float] = field(default_factory=list)
+    messages: list[int] = field(default_factory=list)  # each reading's message in its batch
 
     def __len__(self) -> int:
         return len(self.streams)
@@ -121,17 +122,26 @@ class Routed:
                     self.ts[i],
                     self.values[i * f : (i + 1) * f],
                     self.received[i],
+                    message=self.messages[i],
                 )
         return kept
 
     def add(
-        self, stream: str, topic: str, ts: float, values: Iterable[float], received: float
+        self,
+        stream: str,
+        topic: str,
+        ts: float,
+        values: Iterable[float],
+        received: float,
+        *,
+        message: int = -1,
     ) -> None:
         self.streams.append(stream)
         self.topics.append(topic)
         self.ts.append(ts)
         self.values.extend(values)
         self.received.append(received)
+        self.messages.append(message)
 
 
 class RateLimitedLog:
@@ -217,7 +227,7 @@ class Ingest:
         """A micro-batch as columns per route (indexed like ``rules``); rejects counted."""
         parts = [Routed(len(rule.features)) for rule in self.rules]
         limit, cache = self.max_payload_bytes, self._cache
-        for topic, payload, received, _qos, _mid, _session in messages:
+        for index, (topic, payload, received, _qos, _mid, _session) in enumerate(messages):
             if len(payload) > limit:
                 self.reject("too_large", topic, f"{len(payload)} bytes > {limit}")
                 continue
@@ -231,7 +241,9 @@ class Ingest:
             if rule.short_path:
                 reading = decode_single(payload, rule.format, received)
                 if reading is not None:
-                    part.add(found.stream, topic, reading[0], (reading[1],), received)
+                    part.add(
+                        found.stream, topic, reading[0], (reading[1],), received, message=index
+                    )
                     continue
             try:
                 readings = decode(payload, rule.format, rule.features, received)
@@ -239,5 +251,5 @@ class Ingest:
                 self.reject(exc.reason, topic, exc.detail)
                 continue
             for r in readings:
-                part.add(found.stream, topic, r.ts, r.values.tolist(), received)
+                part.add(found.stream, topic, r.ts, r.values.tolist(), received, message=index)
         return parts

@@ -40,6 +40,7 @@ from sensord.daemon.metrics import MetricsServer
 from sensord.daemon.mqtt import MqttAdapter
 from sensord.daemon.notify import Notifier
 from sensord.daemon.publisher import Discovery, Publisher
+from sensord.daemon.reorder import AckQueue, Pending, Reorder
 from sensord.daemon.retained import RetainedStates
 from sensord.daemon.routes import Route, ShadowView, open_route, reload_route
 from sensord.daemon.stats import (
@@ -82,6 +83,12 @@ class Daemon:
         # Bundles load (hash and shapes verified) before anything connects: fail fast.
         self.routes = [self._open_route(i, r) for i, r in enumerate(settings.routes)]
         self.counters = LoopCounters()
+        self.acks = AckQueue()
+        self.reorder = Reorder(
+            len(self.routes),
+            settings.batching.reorder_window_ms / 1000.0,
+            settings.batching.reorder_gap,
+        )
         self.ingest = Ingest(
             rules=[
                 RouteRule(
@@ -170,6 +177,7 @@ class Daemon:
                 batch = self._collect()
                 if batch:
                     self.process(batch)
+                self._release_held()
                 self._take_requests()
                 self.states.flush()
                 self.mqtt.write()  # alerts leave now, not after the next batch
@@ -218,6 +226,7 @@ class Daemon:
     def _drain(self) -> None:
         while self.mqtt.inbox:
             self.process(self.mqtt.take(self.settings.batching.max_batch))
+        self._release_held(everything=True)  # stopping: nothing more will fill their gaps
         self._take_requests()
 
     # the micro-batch
@@ -230,8 +239,11 @@ class Daemon:
         """
         limit = self.settings.batching.max_batch
         if not self.mqtt.inbox:
-            # Idle: wake at least as often as the watchdog wants a ping.
-            self.mqtt.poll(min(IDLE_WAIT_S, self.notifier.watchdog_interval or IDLE_WAIT_S))
+            # Idle: wake at least as often as the watchdog wants a ping, and in time to
+            # release held readings whose window ends.
+            wait = min(IDLE_WAIT_S, self.notifier.watchdog_interval or IDLE_WAIT_S)
+            wait = min(wait, max(self.reorder.next_due() - time.monotonic(), 0.0))
+            self.mqtt.poll(wait)
         if not self.mqtt.inbox:
             return []
         deadline = time.monotonic() + self.settings.batching.max_delay_ms / 1000.0
@@ -249,22 +261,57 @@ class Daemon:
         self.counters.batches += 1
         journal: list[Entry] = []
         arrived: list[F64] = []
-        for route, routed in zip(self.routes, self.ingest.route_batch(batch), strict=True):
+        released: list[Pending] = []
+        self.acks.begin(batch)
+        now = time.monotonic()
+        for index, (route, routed) in enumerate(
+            zip(self.routes, self.ingest.route_batch(batch), strict=True)
+        ):
             route.received += len(routed)
             table = route.pipeline.table
             part = self.ingest.admit(routed, route.name, table.slot_of, route.settings.max_streams)
-            if not part:
-                continue
-            ts, values, received = part.arrays()
-            scored = route.score(part.streams, ts, values, received)
-            self._sink(route, part, scored, ts, values)
-            journal.append(Entry(route.name, part.streams, ts, values, received))
-            arrived.append(received)
+            part, tokens = self.reorder.order(index, part, table, self.acks.hold, now)
+            released += tokens
+            self._score(route, part, journal, arrived)
+        self._finish(journal, arrived, released, self.acks.finish())
+
+    def _score(self, route: Route, part: Routed, journal: list[Entry], arrived: list[F64]) -> None:
+        if not part:
+            return
+        ts, values, received = part.arrays()
+        scored = route.score(part.streams, ts, values, received)
+        self._sink(route, part, scored, ts, values)
+        journal.append(Entry(route.name, part.streams, ts, values, received))
+        arrived.append(received)
+
+    def _finish(
+        self,
+        journal: list[Entry],
+        arrived: list[F64],
+        released: list[Pending],
+        acks: list[Message],
+    ) -> None:
+        """Publish, journal, then acknowledge what may be (in arrival order)."""
         self.publisher.flush()
         self.durable.record(journal)
-        self.mqtt.ack(batch)
+        for token in released:
+            self.acks.release(token)
+        self.mqtt.ack([*acks, *self.acks.ready()] if released else acks)
         if arrived:  # received → scored, published and acknowledged
             self.timings.lag_s.observe(time.time() - np.concatenate(arrived))
+
+    def _release_held(self, everything: bool = False) -> None:
+        """Score the held readings whose window ended (all of them, at stop)."""
+        due = self.reorder.due(time.monotonic(), everything)
+        if not due:
+            return
+        journal: list[Entry] = []
+        arrived: list[F64] = []
+        released: list[Pending] = []
+        for held in due:
+            self._score(self.routes[held.route], held.part, journal, arrived)
+            released += held.tokens
+        self._finish(journal, arrived, released, [])
 
     def _sink(self, route: Route, part: Routed, scored: Scored, ts: F64, values: F64) -> None:
         """Everything a route's scored batch goes to: the publisher (alerts, states,
@@ -342,6 +389,7 @@ class Daemon:
         parts = [
             self.mqtt.counters,
             summed(r.pipeline.counters for r in self.routes),
+            self.reorder.counters,
             self.counters,
             self.publisher.counters,
             self.states.counters,
@@ -356,6 +404,7 @@ class Daemon:
                 inbox=len(self.mqtt.inbox),
                 states_pending=len(self.states),
                 outbox_pending=len(self.delivery.outbox or ()),
+                held=len(self.reorder),
             ),
         ]
         refused = desk.refused if desk is not None else {}

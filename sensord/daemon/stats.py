@@ -19,6 +19,7 @@ from sensord.core.sample import Counters
 from sensord.daemon.delivery import DeliveryCounters
 from sensord.daemon.desk import FeedbackCounters
 from sensord.daemon.publisher import PublisherCounters
+from sensord.daemon.reorder import ReorderCounters
 from sensord.daemon.retained import RetainedCounters
 from sensord.daemon.routes import Route
 from sensord.daemon.transport import MqttCounters
@@ -51,12 +52,16 @@ class LoopGauges:
         "sensord_states_pending", "Retained stream states waiting to be sent."
     )
     outbox_pending: int = gauge("sensord_outbox_pending", "Alerts in the outbox awaiting PUBACK.")
+    held: int = gauge(
+        "sensord_readings_held_now", "Readings held now, waiting for a gap in their stream to fill."
+    )
 
 
 # Every class whose figures the daemon exports, in the order of the stats line.
 FIGURES: tuple[type, ...] = (
     MqttCounters,
     Counters,
+    ReorderCounters,
     LoopCounters,
     PublisherCounters,
     RetainedCounters,

@@ -1,0 +1,235 @@
+"""Readings that arrive out of order after a reconnect: held briefly and put back in order.
+
+What happens (measured with a plain paho subscriber, a broker restarted under load): when a
+publisher's connection comes back, paho sends what it queued while disconnected from its
+CONNACK handler, but the application's new publishes go out as soon as the socket is open.
+A stream's newest reading reaches the broker, and so sensord, some tens of milliseconds
+before the 25 older ones that were queued. The core drops a reading older than its stream's
+last as late, so the older ones would be lost, and a fault in them never seen.
+
+So a reading that arrives after a gap in its stream's own time (its timestamp more than
+``gap_factor`` usual steps past the stream's last, core/gaps.py) is held, with every later
+reading of that stream, for at most ``window_s``: released in timestamp order as soon as
+the gap is filled, or when the window ends (then whatever older one comes later is late, as
+before). A reading with no gap before it passes straight through: in normal running nothing
+waits. Held readings are acknowledged only once scored, and acknowledgements keep arrival
+order (``AckQueue``), so a crash while holding loses nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from sensord.core.gaps import after_gap
+from sensord.core.state import StateTable
+from sensord.daemon.ingest import Message, Routed
+from sensord.figures import counter
+
+
+@dataclass(eq=False)
+class Pending:
+    """A message awaiting its acknowledgement, and how many of its readings are held."""
+
+    message: Message
+    held: int = 0
+
+
+class AckQueue:
+    """Acknowledgements in arrival order: a message is acknowledged once it and every
+    message before it are scored. Without held readings a batch goes straight through."""
+
+    def __init__(self) -> None:
+        self._queue: deque[Pending] = deque()
+        self._batch: Sequence[Message] = ()
+        self._tokens: dict[int, Pending] = {}
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def begin(self, batch: Sequence[Message]) -> None:
+        self._batch, self._tokens = batch, {}
+
+    def hold(self, index: int) -> Pending:
+        """One more held reading of the current batch's message ``index``."""
+        token = self._tokens.get(index)
+        if token is None:
+            token = self._tokens[index] = Pending(self._batch[index])
+        token.held += 1
+        return token
+
+    def finish(self) -> list[Message]:
+        """The current batch is scored (but for its held readings): what may be acked now."""
+        if not self._tokens and not self._queue:  # the usual case: nothing is held
+            return list(self._batch)
+        for index, message in enumerate(self._batch):
+            self._queue.append(self._tokens.get(index) or Pending(message))
+        self._batch, self._tokens = (), {}
+        return self.ready()
+
+    @staticmethod
+    def release(token: Pending) -> None:
+        token.held -= 1
+
+    def ready(self) -> list[Message]:
+        out = []
+        while self._queue and self._queue[0].held == 0:
+            out.append(self._queue.popleft().message)
+        return out
+
+
+@dataclass
+class ReorderCounters:
+    readings_held: int = counter(
+        "sensord_readings_held",
+        "Readings held after a gap in their stream, for older ones to arrive (reordered).",
+    )
+    holds_expired: int = counter(
+        "sensord_reorder_holds_expired",
+        "Holds released by the end of the reorder window, the gap not filled.",
+    )
+
+
+@dataclass
+class _Held:
+    ts: float
+    values: list[float]
+    received: float
+    topic: str
+    token: Pending
+
+
+@dataclass
+class _Holding:
+    until: float  # monotonic time at which it is released whatever is missing
+    readings: list[_Held] = field(default_factory=list)
+
+
+@dataclass
+class Released:
+    """Readings of one route to score now, with the tokens to release once they are."""
+
+    route: int
+    part: Routed
+    tokens: list[Pending]
+
+
+Hold = Callable[[int], Pending]  # message index in the current batch -> its token
+
+
+class Reorder:
+    """The reorder stage between ingest and the core, for every route of one daemon."""
+
+    def __init__(self, routes: int, window_s: float, gap_factor: float) -> None:
+        self.window_s = window_s
+        self.gap_factor = gap_factor
+        self._held: list[dict[str, _Holding]] = [{} for _ in range(routes)]
+        self.counters = ReorderCounters()
+
+    def __len__(self) -> int:
+        return sum(len(h.readings) for route in self._held for h in route.values())
+
+    def next_due(self) -> float:
+        """When the earliest hold ends (inf: nothing held)."""
+        return min((h.until for r in self._held for h in r.values()), default=math.inf)
+
+    def order(
+        self, route: int, part: Routed, table: StateTable, hold: Hold, now: float
+    ) -> tuple[Routed, list[Pending]]:
+        """What of ``part`` to score now (with the tokens of held readings it releases);
+        the rest is held."""
+        holding = self._held[route]
+        if self.window_s <= 0 or not part:
+            return part, []
+        slots = np.fromiter((table.slot_of.get(s, -1) for s in part.streams), np.intp, len(part))
+        known = slots >= 0
+        gaps = np.zeros(len(part), dtype=bool)
+        if known.any():
+            mine = slots[known]
+            gaps[known] = after_gap(
+                table["last_ts"][mine],
+                table["log_ts_step"][mine],
+                np.asarray(part.ts)[known],
+                self.gap_factor,
+            )
+        if not holding and not gaps.any():
+            return part, []  # nothing out of line: straight through
+        return self._split(route, part, gaps, table=table, hold=hold, now=now)
+
+    def _split(
+        self,
+        route: int,
+        part: Routed,
+        gaps: npt.NDArray[np.bool_],
+        *,
+        table: StateTable,
+        hold: Hold,
+        now: float,
+    ) -> tuple[Routed, list[Pending]]:
+        holding = self._held[route]
+        f = part.features
+        now_part = Routed(f)
+        touched: set[str] = set()
+        for i, stream in enumerate(part.streams):
+            values = part.values[i * f : (i + 1) * f]
+            if stream in holding or gaps[i]:
+                entry = holding.setdefault(stream, _Holding(now + self.window_s))
+                token = hold(part.messages[i])
+                entry.readings.append(
+                    _Held(part.ts[i], values, part.received[i], part.topics[i], token)
+                )
+                self.counters.readings_held += 1
+                touched.add(stream)
+            else:
+                now_part.add(stream, part.topics[i], part.ts[i], values, part.received[i])
+        tokens: list[Pending] = []
+        for stream in touched:
+            if self._filled(holding[stream], table, stream):
+                tokens += self._take(holding.pop(stream), stream, now_part)
+        return now_part, tokens
+
+    def _filled(self, holding: _Holding, table: StateTable, stream: str) -> bool:
+        """No gap left between the stream's last reading and the held ones."""
+        slot = table.slot_of.get(stream)
+        if slot is None:
+            return True
+        last = float(table["last_ts"][slot])
+        step = math.exp(float(table["log_ts_step"][slot]))
+        for ts in sorted(h.ts for h in holding.readings):
+            if ts <= last:
+                continue  # older than the stream's last: late whatever we do
+            if ts - last > self.gap_factor * step:
+                return False
+            last = ts
+        return True
+
+    @staticmethod
+    def _take(holding: _Holding, stream: str, into: Routed) -> list[Pending]:
+        ordered = sorted(holding.readings, key=lambda h: h.ts)
+        for h in ordered:
+            into.add(stream, h.topic, h.ts, h.values, h.received)
+        return [h.token for h in ordered]
+
+    def due(self, now: float, everything: bool = False) -> list[Released]:
+        """Holds whose window has ended (or all of them), in timestamp order per stream."""
+        out = []
+        for route, holding in enumerate(self._held):
+            ended = [s for s, h in holding.items() if everything or h.until <= now]
+            if not ended:
+                continue
+            part: Routed | None = None
+            tokens: list[Pending] = []
+            for stream in ended:
+                entry = holding.pop(stream)
+                if part is None:
+                    part = Routed(len(entry.readings[0].values))
+                tokens += self._take(entry, stream, part)
+                self.counters.holds_expired += not everything
+            assert part is not None
+            out.append(Released(route, part, tokens))
+        return out

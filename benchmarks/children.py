@@ -224,6 +224,7 @@ class AlertWatcher:
     def __init__(self, port: int) -> None:
         # stream, reading ts, arrival, and the daemon's received_at / published_at
         self.raised: list[tuple[str, float, float, float, float]] = []
+        self._last = time.time()  # when the latest alert arrived
         self.client = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5
         )
@@ -236,8 +237,15 @@ class AlertWatcher:
         if not subscribed.wait(timeout=10):
             raise BenchmarkError("the alert watcher could not subscribe")
 
+    def wait_quiet(self, quiet_s: float, longest_s: float = 30.0) -> None:
+        """Until no alert has arrived for ``quiet_s`` (at most ``longest_s``)."""
+        deadline = time.monotonic() + longest_s
+        while time.monotonic() < deadline and time.time() - self._last < quiet_s:
+            time.sleep(0.05)
+
     def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
         arrived = time.time()
+        self._last = arrived
         alert = json.loads(message.payload)
         if alert.get("event") == "raised":
             self.raised.append(

@@ -51,7 +51,14 @@ from benchmarks.children import (
     publish,
     subscriber,
 )
-from benchmarks.report import HEADLINE_STREAMS, machine, print_table, summary
+from benchmarks.report import (
+    HEADLINE_STREAMS,
+    KNEE_P99_FACTOR,
+    machine,
+    machine_load,
+    print_table,
+    summary,
+)
 from benchmarks.traffic import FILTER
 from sensord.cli.broker import LocalBroker, free_port, start_mosquitto
 
@@ -65,13 +72,24 @@ BROKER_CONFIG = "max_queued_messages 0\nmax_inflight_messages 512\n"
 @dataclass(frozen=True)
 class Scale:
     messages: int  # readings per drain
-    latency_s: float  # length of the live latency run
+    latency_s: float  # shortest live latency run (longer when a stream needs it, see below)
     anomalies: int  # spikes injected in it
     epochs: int  # training epochs of the benchmark's bundle
+    # Live rates, readings per second per stream at HEADLINE_STREAMS streams: the first two
+    # are the targets' (1 and 5); the rest look for the knee, stopping after the first run
+    # that falls behind.
+    latency_rates: tuple[float, ...]
 
 
-FULL = Scale(messages=100_000, latency_s=20.0, anomalies=300, epochs=40)
-QUICK = Scale(messages=6_000, latency_s=5.0, anomalies=30, epochs=3)
+FULL = Scale(
+    messages=100_000, latency_s=10.0, anomalies=300, epochs=40, latency_rates=(1, 5, 10, 20, 40)
+)
+QUICK = Scale(messages=6_000, latency_s=5.0, anomalies=30, epochs=3, latency_rates=(5,))
+# Each stream sends at least this many live readings: its spike comes after the alert
+# lifecycle's warm-up (10 samples), so a 1/s run lasts 30 s.
+LIVE_READINGS = 30
+BEHIND_S = 2.0  # a run whose last reading is stepped this long after it was sent fell behind
+STALL_S = 20.0  # a latency run stops waiting when nothing more is stepped for this long
 
 
 @dataclass
@@ -102,6 +120,7 @@ class StreamRun:
 class LatencyRun:
     streams: int
     rate_msg_s: float
+    per_stream_rate: float
     sent: int
     processed: int
     injected: int
@@ -111,6 +130,8 @@ class LatencyRun:
     ready_s: float = math.nan
     # Where the time went, from the alert's received_at/published_at (millisecond clocks).
     legs_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Seconds from the last reading sent to the last one stepped: ~0 when sensord keeps up.
+    behind_s: float = math.nan
 
     def percentiles(self) -> dict[str, float]:
         if not self.latencies_ms:
@@ -218,22 +239,37 @@ def run_streams(work: Path, model: Model, streams: int, messages: int) -> Stream
     return StreamRun(streams, limit, sensord, naive, ready_s, rss, preload_s)
 
 
-def run_latency(work: Path, model: Model, streams: int, rate: float, scale: Scale) -> LatencyRun:
-    """Live traffic at ``rate`` with spikes at known samples; publish-to-alert latency."""
+def run_latency(
+    work: Path, model: Model, streams: int, per_stream: float, scale: Scale
+) -> LatencyRun:
+    """Live traffic at ``per_stream`` readings/s on each of ``streams``, with spikes at known
+    samples; publish-to-alert latency and its legs. Acks, journal and outbox are on (the
+    daemon's defaults)."""
+    rate = streams * per_stream
     with broker() as mqtt:
         metrics_port = free_port()
-        config = write_config(work, "latency", mqtt.port, model.bundle, metrics_port)
-        daemon = DaemonProcess(config, metrics_port, work / "sensord-latency.log")
+        config = write_config(
+            work, f"latency-{per_stream:g}", mqtt.port, model.bundle, metrics_port
+        )
+        daemon = DaemonProcess(config, metrics_port, work / f"sensord-latency-{per_stream:g}.log")
         ready_s = daemon.start()
         watcher = AlertWatcher(mqtt.port)
         try:
-            messages = int(rate * scale.latency_s)
-            sent = publish(mqtt.port, streams, messages, rate=rate, anomalies=scale.anomalies)
+            messages = int(rate * max(scale.latency_s, LIVE_READINGS / per_stream))
+            anomalies = min(scale.anomalies, streams)
+            sent = publish(mqtt.port, streams, messages, rate=rate, anomalies=anomalies)
             total = sum(int(s["messages"]) for s in sent)
-            deadline = time.monotonic() + 30
-            while daemon.processed() < total and time.monotonic() < deadline:
+            published = time.monotonic()
+            # Wait on the condition, not a fixed time: a busy box is slower, not wrong.
+            # Give up only when nothing more is stepped for STALL_S.
+            last, moved = daemon.processed(), time.monotonic()
+            while last < total and time.monotonic() - moved < STALL_S:
                 time.sleep(0.1)
-            time.sleep(1.0)  # the last alerts on their way
+                now_processed = daemon.processed()
+                if now_processed > last:
+                    last, moved = now_processed, time.monotonic()
+            behind_s = time.monotonic() - published if last >= total else math.inf
+            watcher.wait_quiet(1.0)  # the last alerts on their way
             processed = daemon.processed()
         finally:
             watcher.stop()
@@ -256,6 +292,7 @@ def run_latency(work: Path, model: Model, streams: int, rate: float, scale: Scal
     return LatencyRun(
         streams=streams,
         rate_msg_s=rate,
+        per_stream_rate=per_stream,
         sent=total,
         processed=processed,
         injected=len(injected),
@@ -271,7 +308,34 @@ def run_latency(work: Path, model: Model, streams: int, rate: float, scale: Scal
             for leg, v in legs.items()
             if v
         },
+        behind_s=round(behind_s, 2),
     )
+
+
+def latency_sweep(
+    work: Path, model: Model, streams: int, scale: Scale
+) -> tuple[list[LatencyRun], float | None]:
+    """The live rates in turn, up to the first past the knee; and the knee's rate (readings
+    per second per stream: the first whose p99 is KNEE_P99_FACTOR times the first run's, or
+    that fell behind), None when every rate kept up."""
+    runs: list[LatencyRun] = []
+    for per_stream in scale.latency_rates:
+        run = run_latency(work, model, streams, per_stream, scale)
+        runs.append(run)
+        p99 = run.percentiles()["p99"]
+        print(
+            f"  latency at {streams} streams x {per_stream:g}/s ({run.rate_msg_s:,.0f} msg/s): "
+            f"p99 {p99} ms, behind {run.behind_s} s",
+            flush=True,
+        )
+        base = runs[0].percentiles()["p99"]
+        if (
+            not math.isfinite(run.behind_s)
+            or run.behind_s > BEHIND_S
+            or (len(runs) > 1 and p99 > KNEE_P99_FACTOR * base)
+        ):
+            return runs, per_stream
+    return runs, None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -292,6 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = args.keep or Path(tempfile.mkdtemp(prefix="sensord-throughput-"))
     work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    busy = machine_load()
+    print(f"machine: {busy['why']}", flush=True)
     try:
         model = train_model(work, scale.epochs)
         print(
@@ -307,10 +373,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flush=True,
             )
         target = next((r for r in runs if r.streams == HEADLINE_STREAMS), runs[-1])
-        latency = run_latency(work, model, target.streams, target.sensord.rate / 2, scale)
-        top = summary(runs, latency)
+        latencies, knee = latency_sweep(work, model, target.streams, scale)
+        latency = latencies[0]
+        top = summary(runs, latency, latencies)
         print()
-        print_table(runs, latency, top)
+        print_table(runs, latencies, top, knee)
+        if busy["busy"]:
+            print(f"\nWARNING: {busy['why']}: these figures are not to be trusted")
         report = {
             **top,
             "quick": args.quick,
@@ -320,6 +389,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "bundle": {"layers": 2, "hidden": 64, "train_s": round(model.train_s, 2)},
             "runs": [r.as_dict() for r in runs],
             "latency": {**asdict(latency), "percentiles": latency.percentiles()},
+            "latency_runs": [
+                {**asdict(run), "percentiles": run.percentiles()} for run in latencies
+            ],
+            "knee_readings_per_stream_s": knee,
+            "load": busy,
         }
         if args.json:
             args.json.write_text(json.dumps(report, indent=2) + "\n")

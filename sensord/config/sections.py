@@ -304,8 +304,8 @@ class BatchingSettings(_Section):
         2.5,
         gt=1,
         le=1000,
-        description="A gap: a timestamp more than this many of the stream's usual steps past "
-        "its last reading.",
+        description="A gap: a timestamp more than this many times the stream's longest recent "
+        "step (between its readings' timestamps) past its last reading.",
     )
 
 

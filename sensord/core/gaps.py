@@ -1,10 +1,13 @@
-"""Gaps in a stream's own time: how far apart its readings usually are, by their timestamps.
+"""Gaps in a stream's own time: how far apart its readings can be, by their timestamps.
 
-Each stream learns its usual step as a geometric moving average of the intervals between
-the timestamps of the readings it steps (one long outage must not teach a 1 s sensor that
-its step is an hour), kept in the state table and so in snapshots. The daemon's reorder
-stage (daemon/reorder.py) reads it to tell a reading that arrives after a gap, whose older
-neighbours may still be on their way, from the next reading in line.
+Each stream keeps the longest recent interval between the timestamps of the readings it
+steps, as a decaying maximum: a new interval longer than it takes its place, and it shrinks
+by ``DECAY`` (in log terms) with every reading, so one outage is forgotten after a few
+hundred readings while a sensor that reports on change, at irregular intervals, keeps its
+longest ones in mind. It is kept in the state table and so in snapshots. The daemon's
+reorder stage (daemon/reorder.py) reads it to tell a reading that arrives after a gap, whose
+older neighbours may still be on their way, from the next reading in line: a maximum rather
+than an average, so that an irregular sensor is not held at every longer interval.
 """
 
 from __future__ import annotations
@@ -16,25 +19,25 @@ from sensord.core.state import ColumnSpec, Slots, StateTable
 
 F64 = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
-STEP_WEIGHT = 0.1  # of the newest interval in the moving average of log intervals
-GAP_COLUMNS = {"log_ts_step": ColumnSpec(np.float64, (), np.nan)}
+DECAY = 0.01  # of the log of the longest interval per reading (halves in about 70)
+GAP_COLUMNS = {"log_long_step": ColumnSpec(np.float64, (), np.nan)}
 
 
 def learn_step(table: StateTable, slots: Slots, previous: F64, ts: F64) -> None:
-    """Fold the interval since each stream's previous timestamp into its usual step."""
+    """Fold the interval since each stream's previous timestamp into its longest step."""
     step = ts - previous
     ok = np.isfinite(previous) & (step > 0)
     if not ok.any():
         return
     slots, log_step = slots[ok], np.log(step[ok])
-    old = table["log_ts_step"][slots]
-    table["log_ts_step"][slots] = np.where(
-        np.isnan(old), log_step, old + STEP_WEIGHT * (log_step - old)
+    old = table["log_long_step"][slots]
+    table["log_long_step"][slots] = np.where(
+        np.isnan(old), log_step, np.maximum(log_step, old - DECAY)
     )
 
 
 def after_gap(last: F64, log_step: F64, ts: F64, factor: float) -> Bools:
-    """Readings at ``ts`` more than ``factor`` usual steps after their stream's last one
+    """Readings at ``ts`` more than ``factor`` longest steps after their stream's last one
     (False where either is not known yet)."""
     with np.errstate(invalid="ignore"):
         gap: Bools = (ts - last) > factor * np.exp(log_step)

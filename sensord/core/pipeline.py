@@ -61,7 +61,7 @@ F64 = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
 # Kept for the edges: when the daemon last heard from a stream (idle eviction), the status
 # it last published for it (so only changes are published), its usual period (nodata) and
-# its usual step in its own time (the reorder stage).
+# its longest recent step in its own time (the reorder stage).
 EDGE_COLUMNS = {
     "last_received": ColumnSpec(np.float64, (), -np.inf),
     "published_status": ColumnSpec(np.int8, (), 0),

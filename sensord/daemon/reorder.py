@@ -8,7 +8,7 @@ before the 25 older ones that were queued. The core drops a reading older than i
 last as late, so the older ones would be lost, and a fault in them never seen.
 
 So a reading that arrives after a gap in its stream's own time (its timestamp more than
-``gap_factor`` usual steps past the stream's last, core/gaps.py) is held, with every later
+``gap_factor`` times the stream's longest recent step past its last, core/gaps.py) is held, with every later
 reading of that stream, for at most ``window_s``: released in timestamp order as soon as
 the gap is filled, or when the window ends (then whatever older one comes later is late, as
 before). A reading with no gap before it passes straight through: in normal running nothing
@@ -153,7 +153,7 @@ class Reorder:
             mine = slots[known]
             gaps[known] = after_gap(
                 table["last_ts"][mine],
-                table["log_ts_step"][mine],
+                table["log_long_step"][mine],
                 np.asarray(part.ts)[known],
                 self.gap_factor,
             )
@@ -199,7 +199,7 @@ class Reorder:
         if slot is None:
             return True
         last = float(table["last_ts"][slot])
-        step = math.exp(float(table["log_ts_step"][slot]))
+        step = math.exp(float(table["log_long_step"][slot]))
         for ts in sorted(h.ts for h in holding.readings):
             if ts <= last:
                 continue  # older than the stream's last: late whatever we do

@@ -48,3 +48,8 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
             assert run[consumer]["rate_msg_s"] > 0 and run[consumer]["cpu_s"] > 0
     assert report["latency"]["caught"] > 0  # spikes were injected and alerted on
     assert report["latency"]["processed"] == report["latency"]["sent"]  # nothing lost
+    # each leg of the latency, and whether the box was too busy to trust the figures
+    legs = report["latency_runs"][0]["legs_ms"]
+    assert set(legs) == {"to_sensord", "in_sensord", "to_subscriber"}, legs
+    assert all(math.isfinite(leg["p99"]) for leg in legs.values())
+    assert isinstance(report["load"]["busy"], bool) and "cores" in report["load"]["why"]

@@ -301,7 +301,7 @@ class BatchingSettings(_Section):
         "the gap fills); readings with no gap never wait. 0: off (late readings dropped).",
     )
     reorder_gap: float = Field(
-        2.5,
+        1.5,
         gt=1,
         le=1000,
         description="A gap: a timestamp more than this many times the stream's longest recent "

@@ -8,12 +8,12 @@ before the 25 older ones that were queued. The core drops a reading older than i
 last as late, so the older ones would be lost, and a fault in them never seen.
 
 So a reading that arrives after a gap in its stream's own time (its timestamp more than
-``gap_factor`` times the stream's longest recent step past its last, core/gaps.py) is held, with every later
-reading of that stream, for at most ``window_s``: released in timestamp order as soon as
-the gap is filled, or when the window ends (then whatever older one comes later is late, as
-before). A reading with no gap before it passes straight through: in normal running nothing
-waits. Held readings are acknowledged only once scored, and acknowledgements keep arrival
-order (``AckQueue``), so a crash while holding loses nothing.
+``gap_factor`` times the stream's longest recent step past its last, core/gaps.py) is held,
+with every later reading of that stream, for at most ``window_s``: released in timestamp
+order as soon as the gap is filled, or when the window ends (then whatever older one comes
+later is late, as before). A reading with no gap before it passes straight through: in
+normal running nothing waits. Held readings are acknowledged only once scored, and
+acknowledgements keep arrival order (``AckQueue``), so a crash while holding loses nothing.
 """
 
 from __future__ import annotations

@@ -20,8 +20,10 @@ BUSY_SHARE = 0.85  # a spin loop getting less of a core than this: the box is bu
 BUSY_USED = 0.25  # or others using more than this share of all cores before it starts
 SPIN_S = 0.5
 MEMORY_STREAMS = 10_000
+# The drain rate over the do-nothing subscriber's, by stream count (issue 15's targets).
+DRAIN_TARGETS = {1: 0.6, 10: 0.8, 100: 1.0, 1000: 1.0, 10_000: 1.0}
 TARGETS = {
-    "ratio_sensord_over_limit": (">=", 0.8),
+    "ratio_sensord_over_limit": (">=", 1.0),
     "ratio_sensord_over_naive": (">=", 8.0),
     "latency_p99_ms": ("<=", 25.0),
     "in_sensord_p99_ms_at_5_per_s": ("<=", 10.0),
@@ -50,6 +52,9 @@ def summary(
         "in_sensord_p99_ms_at_5_per_s": _in_sensord_p99(latencies, 5.0),
         "rss_mb_10000_streams": round(memory.rss_mb, 1) if memory else None,
         "ready_s": round(max(ready), 3) if ready else None,
+    }
+    result["ratio_by_streams"] = {
+        r.streams: round(r.sensord.rate / r.limit.rate, 3) for r in runs if r.limit.rate
     }
     result["targets"] = _targets(result)
     return result
@@ -80,6 +85,13 @@ def _targets(result: dict[str, Any]) -> dict[str, Any]:
             else (value >= target if op == ">=" else value <= target)
         )
         met[key] = {"value": value, "target": f"{op} {target}", "met": ok}
+    for streams, target in DRAIN_TARGETS.items():
+        ratio = result["ratio_by_streams"].get(streams)
+        met[f"drain_over_limit_{streams}_streams"] = {
+            "value": ratio,
+            "target": f">= {target}",
+            "met": None if ratio is None else ratio >= target,
+        }
     return met
 
 

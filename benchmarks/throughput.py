@@ -63,7 +63,7 @@ from benchmarks.traffic import FILTER
 from sensord.cli.broker import LocalBroker, free_port, start_mosquitto
 
 REPO = Path(__file__).resolve().parents[1]
-STREAM_COUNTS = (1, 100, 1000, 10_000)
+STREAM_COUNTS = (1, 10, 100, 1000, 10_000)
 # The broker as deploy/mosquitto/sensord.conf sizes it: every queued reading kept, and 512
 # in flight to a client.
 BROKER_CONFIG = "max_queued_messages 0\nmax_inflight_messages 512\n"
@@ -346,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--streams",
         type=lambda text: [int(v) for v in text.split(",")],
         default=list(STREAM_COUNTS),
-        help="stream counts, comma-separated (default 1,100,1000,10000)",
+        help="stream counts, comma-separated (default 1,10,100,1000,10000)",
     )
     parser.add_argument("--messages", type=int, help="readings per drain (default by scale)")
     parser.add_argument("--keep", type=Path, help="keep the work directory (logs) here")

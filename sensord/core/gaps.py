@@ -23,13 +23,21 @@ DECAY = 0.01  # of the log of the longest interval per reading (halves in about 
 GAP_COLUMNS = {"log_long_step": ColumnSpec(np.float64, (), np.nan)}
 
 
+def log_intervals(slots: Slots, previous: F64, current: F64) -> tuple[Slots, F64] | None:
+    """The streams with an interval since their previous time, and its log (None: none)."""
+    interval = current - previous
+    ok = np.isfinite(previous) & (interval > 0)
+    if not ok.any():
+        return None
+    return slots[ok], np.log(interval[ok])
+
+
 def learn_step(table: StateTable, slots: Slots, previous: F64, ts: F64) -> None:
     """Fold the interval since each stream's previous timestamp into its longest step."""
-    step = ts - previous
-    ok = np.isfinite(previous) & (step > 0)
-    if not ok.any():
+    found = log_intervals(slots, previous, ts)
+    if found is None:
         return
-    slots, log_step = slots[ok], np.log(step[ok])
+    slots, log_step = found
     old = table["log_long_step"][slots]
     table["log_long_step"][slots] = np.where(
         np.isnan(old), log_step, np.maximum(log_step, old - DECAY)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from sensord.core.gaps import log_intervals
 from sensord.core.state import ColumnSpec, Slots, StateTable
 
 F64 = npt.NDArray[np.float64]
@@ -51,11 +52,10 @@ class Silence:
 
 def learn_period(table: StateTable, slots: Slots, previous: F64, received: F64) -> None:
     """Fold the interval since each stream's previous reading into its usual period."""
-    gap = received - previous
-    ok = np.isfinite(previous) & (gap > 0)
-    if not ok.any():
+    found = log_intervals(slots, previous, received)
+    if found is None:
         return
-    slots, log_gap = slots[ok], np.log(gap[ok])
+    slots, log_gap = found
     old = table["log_period"][slots]
     table["log_period"][slots] = np.where(
         np.isnan(old), log_gap, old + PERIOD_WEIGHT * (log_gap - old)

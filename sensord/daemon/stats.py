@@ -72,8 +72,8 @@ FIGURES: tuple[type, ...] = (
     RecordCounters,
     LoopGauges,
 )
-# The core's counters also exported per route (label ``route``, ``sensord_route_*``).
-PER_ROUTE = ("scored", "raised", "updated", "cleared")
+# The core's counters each route reports in its own stats.
+ROUTE_COUNTERS = ("scored", "first", "duplicate", "late", "raised", "updated", "cleared")
 
 
 def declared_figures() -> tuple[Declared, ...]:
@@ -111,8 +111,7 @@ def route_stats(route: Route) -> dict[str, Any]:
     counters = values(route.pipeline.counters)
     return {
         "received": route.received,
-        **{key: counters[key] for key in ("scored", "first", "duplicate", "late")},
-        **{key: counters[key] for key in ("raised", "updated", "cleared")},
+        **{key: counters[key] for key in ROUTE_COUNTERS},
         "streams": len(route.pipeline.table),
         "nodata_active": nodata_active(route),
         "live": route.figures.summary(route.pipeline),

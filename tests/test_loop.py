@@ -140,3 +140,52 @@ def test_with_the_window_off_the_old_ones_are_dropped_as_late(
         daemon.process(batch)
     assert (daemon.stats()["scored"], daemon.stats()["late"]) == (60, 25)
     assert acked_mids(mqtt) == [*range(1, 61), 86, *range(61, 86)]
+
+
+def test_a_fast_stream_with_several_readings_in_one_batch_is_not_held(
+    bundle: Bundle, tmp_path: Path
+) -> None:
+    """Each reading is measured against the one before it in the batch, not against the
+    stream's last stepped one (against which the third of a batch would look like a gap)."""
+    daemon, mqtt = started(bundle, tmp_path)
+    values = generate(120, seed=4).values
+    for start in range(0, 120, 40):
+        daemon.process(
+            [reading("s", k, float(values[k]), mid=k + 1) for k in range(start, start + 40)]
+        )
+    stats = daemon.stats()
+    assert (stats["readings_held"], stats["scored"]) == (0, 119)
+    assert acked_mids(mqtt) == list(range(1, 121))
+
+
+def test_a_gap_in_a_streams_first_steps_is_not_held(bundle: Bundle, tmp_path: Path) -> None:
+    """Over its first few intervals a stream's longest step is not known well enough to
+    call a longer one a gap (core/gaps.py MIN_INTERVALS)."""
+    daemon, _ = started(bundle, tmp_path)
+    values = generate(20, seed=5).values
+    for k in (0, 1, 2, 3, 9, 10):
+        daemon.process([reading("s", k, float(values[k]), mid=k + 1)])
+    assert daemon.stats()["readings_held"] == 0 and daemon.stats()["scored"] == 5
+
+
+def test_holds_end_early_when_the_broker_window_fills_behind_them(
+    bundle: Bundle, tmp_path: Path
+) -> None:
+    """Acks keep arrival order, so a held reading holds back the acks after it; with a
+    broker's window of them waiting and nothing arriving, the holds end at once rather
+    than at the end of a long window (the broker would send nothing more meanwhile)."""
+    from sensord.daemon.loop import BROKER_WINDOW_FLOOR
+
+    daemon, mqtt = started(bundle, tmp_path, batching={"reorder_window_ms": 60_000})
+    *in_line, jump, _ = resent_after_reconnect(generate(86, seed=3).values)
+    for batch in [*in_line, jump]:
+        daemon.process(batch)
+    others = [reading("other", k, 20.0, mid=1000 + k) for k in range(BROKER_WINDOW_FLOOR - 2)]
+    daemon.process(others)
+    assert len(daemon.acks) == BROKER_WINDOW_FLOOR - 1  # 86 and the 18 behind it
+    assert daemon._collect() == [] and len(daemon.reorder) == 1, "released below the floor"
+    daemon.process([reading("other", BROKER_WINDOW_FLOOR - 2, 20.0, mid=2000)])
+    assert daemon._collect() == [] and len(daemon.reorder) == 0, "not released at the floor"
+    stats = daemon.stats()
+    assert (stats["holds_unblocked"], stats["holds_expired"]) == (1, 0)
+    assert acked_mids(mqtt)[-BROKER_WINDOW_FLOOR:] == [86, *range(1000, 1018), 2000]

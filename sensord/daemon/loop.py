@@ -64,6 +64,13 @@ log = get_logger(__name__)
 HOUSEKEEPING_S = 1.0
 STATS_LOG_S = 60.0
 IDLE_WAIT_S = 0.5
+# Acknowledgements go out in arrival order, so a held reading also holds back the acks of
+# every message after it; once the broker's in-flight window to us is full of those, it
+# sends nothing more (not even the older readings the hold waits for). Brokers allow at
+# least this many (Mosquitto and VerneMQ 20 by default, EMQX 32); with that many waiting
+# and nothing arriving for STALL_S, the holds end at once instead of at their window's end.
+BROKER_WINDOW_FLOOR = 20
+STALL_S = 0.05
 F64 = npt.NDArray[np.float64]
 
 
@@ -243,7 +250,11 @@ class Daemon:
             # release held readings whose window ends.
             wait = min(IDLE_WAIT_S, self.notifier.watchdog_interval or IDLE_WAIT_S)
             wait = min(wait, max(self.reorder.next_due() - time.monotonic(), 0.0))
+            if self._broker_may_be_blocked():
+                wait = min(wait, STALL_S)
             self.mqtt.poll(wait)
+            if not self.mqtt.inbox and self._broker_may_be_blocked():
+                self._release_held(unblock=True)
         if not self.mqtt.inbox:
             return []
         deadline = time.monotonic() + self.settings.batching.max_delay_ms / 1000.0
@@ -253,6 +264,10 @@ class Daemon:
                 break
             self.mqtt.poll(remaining)
         return self.mqtt.take(limit)
+
+    def _broker_may_be_blocked(self) -> bool:
+        """Enough acknowledgements wait behind held readings to fill a broker's window."""
+        return len(self.acks) >= BROKER_WINDOW_FLOOR
 
     def process(self, batch: Sequence[Message]) -> None:
         """ingest → core → sinks → ack: score a micro-batch, hand its alerts to the outbox
@@ -300,9 +315,10 @@ class Daemon:
         if arrived:  # received → scored, published and acknowledged
             self.timings.lag_s.observe(time.time() - np.concatenate(arrived))
 
-    def _release_held(self, everything: bool = False) -> None:
-        """Score the held readings whose window ended (all of them, at stop)."""
-        due = self.reorder.due(time.monotonic(), everything)
+    def _release_held(self, everything: bool = False, unblock: bool = False) -> None:
+        """Score the held readings whose window ended (all of them, at stop or to unblock
+        the broker)."""
+        due = self.reorder.due(time.monotonic(), everything, unblock)
         if not due:
             return
         journal: list[Entry] = []

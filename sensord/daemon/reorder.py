@@ -31,6 +31,8 @@ from sensord.core.state import StateTable
 from sensord.daemon.ingest import Message, Routed
 from sensord.figures import counter
 
+RELEASE_TICKS = 4  # holds end on ticks of a quarter window (Reorder._release_at)
+
 
 @dataclass(eq=False)
 class Pending:
@@ -93,6 +95,11 @@ class ReorderCounters:
         "sensord_reorder_holds_expired",
         "Holds released by the end of the reorder window, the gap not filled.",
     )
+    holds_unblocked: int = counter(
+        "sensord_reorder_holds_unblocked",
+        "Holds released early because the broker had stopped sending: its in-flight "
+        "window was full of readings whose acknowledgements waited behind them.",
+    )
 
 
 @dataclass
@@ -150,11 +157,14 @@ class Reorder:
         known = slots >= 0
         gaps = np.zeros(len(part), dtype=bool)
         if known.any():
+            ts = np.asarray(part.ts)
+            previous = _previous_ts(slots, ts, table["last_ts"])
             mine = slots[known]
             gaps[known] = after_gap(
-                table["last_ts"][mine],
+                previous[known],
                 table["log_long_step"][mine],
-                np.asarray(part.ts)[known],
+                table["steps"][mine],
+                ts[known],
                 self.gap_factor,
             )
         if not holding and not gaps.any():
@@ -178,7 +188,7 @@ class Reorder:
         for i, stream in enumerate(part.streams):
             values = part.values[i * f : (i + 1) * f]
             if stream in holding or gaps[i]:
-                entry = holding.setdefault(stream, _Holding(now + self.window_s))
+                entry = holding.setdefault(stream, _Holding(self._release_at(now)))
                 token = hold(part.messages[i])
                 entry.readings.append(
                     _Held(part.ts[i], values, part.received[i], part.topics[i], token)
@@ -192,6 +202,15 @@ class Reorder:
             if self._filled(holding[stream], table, stream):
                 tokens += self._take(holding.pop(stream), stream, now_part)
         return now_part, tokens
+
+    def _release_at(self, now: float) -> float:
+        """When a hold made now ends: after the window, at the next tick of a quarter
+        window. A stream released alone steps its held readings one wave each (about
+        0.4 ms a wave, whatever its size); released on a common tick, the streams whose
+        holds ended share those waves. In a 1,000-stream drain whose publisher's jitter
+        made holds, ungrouped releases cost a fifth of sensord's rate."""
+        tick = self.window_s / RELEASE_TICKS
+        return math.ceil((now + self.window_s) / tick) * tick
 
     def _filled(self, holding: _Holding, table: StateTable, stream: str) -> bool:
         """No gap left between the stream's last reading and the held ones."""
@@ -215,8 +234,10 @@ class Reorder:
             into.add(stream, h.topic, h.ts, h.values, h.received)
         return [h.token for h in ordered]
 
-    def due(self, now: float, everything: bool = False) -> list[Released]:
-        """Holds whose window has ended (or all of them), in timestamp order per stream."""
+    def due(self, now: float, everything: bool = False, unblock: bool = False) -> list[Released]:
+        """Holds whose window has ended (or all of them: stopping, or ``unblock``ing the
+        broker), in timestamp order per stream."""
+        everything = everything or unblock
         out = []
         for route, holding in enumerate(self._held):
             ended = [s for s, h in holding.items() if everything or h.until <= now]
@@ -230,6 +251,21 @@ class Reorder:
                     part = Routed(len(entry.readings[0].values))
                 tokens += self._take(entry, stream, part)
                 self.counters.holds_expired += not everything
+                self.counters.holds_unblocked += unblock
             assert part is not None
             out.append(Released(route, part, tokens))
         return out
+
+
+def _previous_ts(
+    slots: npt.NDArray[np.intp], ts: npt.NDArray[np.float64], last_ts: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """Each reading's predecessor in its stream: the one before it in this part, or for
+    the first the stream's last stepped (``slots`` -1: a new stream; its entries are
+    meaningless). A part holds several readings of a fast stream; measured against the last
+    stepped one, its third would look like a gap."""
+    previous = np.where(slots >= 0, last_ts[np.maximum(slots, 0)], np.nan)
+    order = np.argsort(slots, kind="stable")  # stable: arrival order within a stream
+    same = slots[order][1:] == slots[order][:-1]
+    previous[order[1:][same]] = ts[order[:-1][same]]
+    return previous

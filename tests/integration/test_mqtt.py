@@ -200,3 +200,20 @@ def test_tls_packets_arrive_whole_and_a_wrong_ca_is_refused() -> None:
     finally:
         broker.stop()
         shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_the_client_refuses_per_filter_callbacks_it_would_never_call() -> None:
+    """BufferedClient hands every message to on_message (paho's per-filter lookup cost 11 %
+    of a drain), so a per-filter callback would be silently skipped: it is refused."""
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from sensord.daemon.mqttbuffer import BufferedClient
+
+    client = BufferedClient(CallbackAPIVersion.VERSION2)
+    with pytest.raises(NotImplementedError):
+        client.message_callback_add("a/#", lambda client, userdata, message: None)
+
+
+def test_a_request_filter_outside_the_prefix_is_refused() -> None:
+    with pytest.raises(ValueError, match="not under the prefix"):
+        MqttAdapter(MqttSettings(), "sensord", ["sensors/#"], requests="elsewhere/feedback/+")

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,15 +197,24 @@ class Feed:
     def payload(self, stream: int, k: int) -> bytes:
         return orjson.dumps({"value": float(self.values[stream, k]), "ts": T0 + k * STEP})
 
-    def reference(self, settings: Settings, bundle: Bundle) -> tuple[Pipeline, set[str]]:
-        """What a daemon that never crashed makes of the feed: its final state and the
-        ids of the alerts it raises."""
+    def reference(
+        self, settings: Settings, bundle: Bundle, lost: Collection[tuple[str, int]] = ()
+    ) -> tuple[Pipeline, set[str]]:
+        """What a daemon that never crashed makes of the feed (without the ``lost``
+        readings, which a broker killed inside its save window never delivered): its final
+        state and the ids of the alerts it raises."""
         pipeline = Pipeline(Engine(bundle), settings.pipeline_settings(settings.routes[0]))
         names = [self.name(s) for s in range(self.streams)]
+        lost = set(lost)
         raised: set[str] = set()
         for k in range(self.steps):
+            rows = [s for s in range(self.streams) if (names[s], k) not in lost]
+            if not rows:
+                continue
             out = pipeline.process_batch(
-                names, np.full(self.streams, T0 + k * STEP), self.values[:, k : k + 1]
+                [names[s] for s in rows],
+                np.full(len(rows), T0 + k * STEP),
+                self.values[rows, k : k + 1],
             )
             raised |= {e.alert_id for _, e in out.events if e.event == "raised"}
         return pipeline, raised

@@ -89,6 +89,7 @@ QUICK = Scale(messages=6_000, latency_s=5.0, anomalies=30, epochs=3, latency_rat
 # lifecycle's warm-up (10 samples), so a 1/s run lasts 30 s.
 LIVE_READINGS = 30
 BEHIND_S = 2.0  # a run whose last reading is stepped this long after it was sent fell behind
+SETTLE_S = 30.0  # longest wait for a quiet box before a latency run
 STALL_S = 20.0  # a latency run stops waiting when nothing more is stepped for this long
 
 
@@ -132,6 +133,8 @@ class LatencyRun:
     legs_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     # Seconds from the last reading sent to the last one stepped: ~0 when sensord keeps up.
     behind_s: float = math.nan
+    # The box's load just before the run (report.machine_load), after waiting for quiet.
+    load_before: dict[str, Any] = field(default_factory=dict)
 
     def percentiles(self) -> dict[str, float]:
         if not self.latencies_ms:
@@ -312,6 +315,17 @@ def run_latency(
     )
 
 
+def settle(longest_s: float = SETTLE_S) -> dict[str, Any]:
+    """Wait (up to ``longest_s``) for the box to be quiet before a latency run: what the
+    drains before it left behind (a broker deleting its store, processes exiting) would
+    otherwise be in its tail. Returns the last reading of the load."""
+    deadline = time.monotonic() + longest_s
+    load = machine_load()
+    while load["busy"] and time.monotonic() < deadline:
+        load = machine_load()
+    return load
+
+
 def latency_sweep(
     work: Path, model: Model, streams: int, scale: Scale
 ) -> tuple[list[LatencyRun], float | None]:
@@ -320,12 +334,14 @@ def latency_sweep(
     that fell behind), None when every rate kept up."""
     runs: list[LatencyRun] = []
     for per_stream in scale.latency_rates:
+        load = settle()
         run = run_latency(work, model, streams, per_stream, scale)
+        run.load_before = load
         runs.append(run)
         p99 = run.percentiles()["p99"]
         print(
             f"  latency at {streams} streams x {per_stream:g}/s ({run.rate_msg_s:,.0f} msg/s): "
-            f"p99 {p99} ms, behind {run.behind_s} s",
+            f"p99 {p99} ms, behind {run.behind_s} s (before it, {load['why']})",
             flush=True,
         )
         base = runs[0].percentiles()["p99"]

@@ -298,14 +298,17 @@ class BatchingSettings(_Section):
         le=60_000,
         description="How long a reading that arrives after a gap in its stream waits for the "
         "older ones a reconnecting publisher may send after it (released in order as soon as "
-        "the gap fills); readings with no gap never wait. 0: off (late readings dropped).",
+        "the gap fills); readings with no gap never wait. Holds end sooner when 20 or more "
+        "acknowledgements wait behind them and nothing arrives for 50 ms (the broker's window "
+        "is full). 0: off (late readings dropped).",
     )
     reorder_gap: float = Field(
         1.5,
         gt=1,
         le=1000,
         description="A gap: a timestamp more than this many times the stream's longest recent "
-        "step (between its readings' timestamps) past its last reading.",
+        "step (between its readings' timestamps) past its last reading; only once the stream "
+        "has made 16 steps.",
     )
 
 

@@ -6,7 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
+say() { echo "== setup: $*"; }
 if [ ! -x .venv/bin/python ]; then
+    say "creating .venv with $("$PYTHON" --version)"
     "$PYTHON" -m venv .venv
 fi
 # pip's output is shown only when it fails (this machine's pip.conf makes it warn at length).
@@ -21,9 +23,11 @@ pip() {
     rm -f "$log"
 }
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+    say "installing torch 2.13.0 (CPU build; a minute or so the first time)"
     pip install "torch==2.13.0"
 fi
-pip install -e ".[train,plot,broker,dev]"
+say "installing sensord with its extras (train, plot, broker, spot, dev)"
+pip install -e ".[train,plot,broker,spot,dev]"
 # Debian packages the tests use: a real Mosquitto broker of their own, and systemd-analyze
 # to rate the unit's sandboxing (deploy/sensord.service).
 apt_install() {  # package, command it provides
@@ -31,6 +35,7 @@ apt_install() {  # package, command it provides
         return
     fi
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing $1 from Debian's packages"
         apt-get install -y -q "$1" >/dev/null 2>&1 \
             || { apt-get update -q >/dev/null && apt-get install -y -q "$1" >/dev/null; }
     else

@@ -1,5 +1,6 @@
 """The sensord command: one-line errors with exit 1, no traceback unless --debug."""
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -205,3 +206,61 @@ def test_console_script_train_inspect_replay(
     assert failed.returncode == EXIT_BAD_BUNDLE
     assert failed.stderr.strip().startswith("sensord: error:")
     assert len(failed.stderr.strip().splitlines()) == 1
+
+
+def test_commands_that_need_an_extra_say_so_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # the train extra, partly missing
+    assert main(["demo", "--offline", "--out", str(tmp_path / "demo")]) == 1
+    err = capsys.readouterr().err
+    assert "needs the train extra (tqdm is missing)" in err and "Traceback" not in err
+    assert not (tmp_path / "demo" / "history.csv").exists()  # nothing generated first
+    assert main(["train", str(tmp_path / "x.csv"), "--out", str(tmp_path / "b")]) == 1
+    assert "needs the train extra (tqdm is missing)" in capsys.readouterr().err
+
+
+def test_replay_plot_without_matplotlib_fails_before_replaying(
+    small_bundle: Bundle,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    out = tmp_path / "result.csv"
+    args = ["replay", str(tmp_path / "absent.csv"), "--bundle", str(small_bundle.path)]
+    assert main([*args, "--out", str(out), "--plot", str(tmp_path / "p.png")]) == 1
+    err = capsys.readouterr().err
+    assert "--plot needs the plot extra" in err and "absent.csv" not in err
+
+
+def test_demo_with_a_broker_that_is_not_there_fails_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sensord.cli.broker import free_port
+
+    port = free_port()
+    code = main(["demo", "--host", "127.0.0.1", "--port", str(port), "--out", str(tmp_path)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"--port {port}: no MQTT broker answers" in err
+    assert not (tmp_path / "bundle").exists() and not (tmp_path / "history.csv").exists()
+
+
+@pytest.mark.parametrize("command", ["simulate", "demo", "replay", "train", "retrain"])
+def test_every_option_has_help_and_shows_its_default(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sensord.cli.main import build_parser
+
+    parser = build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args([command, "--help"])
+    text = capsys.readouterr().out
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    sub = commands.choices[command]
+    for action in sub._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.help, f"{command} {action.option_strings[0]} has no help text"
+    if command == "simulate":
+        assert "--seed SEED           random seed (same seed, same readings) (default: 0)" in text

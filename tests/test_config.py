@@ -182,3 +182,44 @@ def test_password_from_a_systemd_credential(
     assert chosen is not None and chosen.get_secret_value() == "from-config"
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "none"))
     assert load_settings(path).mqtt.password is None
+
+
+def test_a_bad_environment_variable_is_named_not_blamed_on_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, route(tmp_path))
+    monkeypatch.setenv("SENSORD_MQTT__PORT", "not-a-port")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    lines = str(info.value).splitlines()
+    assert lines[0] == "environment: invalid configuration"
+    assert lines[1].startswith("mqtt.port (from $SENSORD_MQTT__PORT): 'not-a-port': ")
+    # with a bad key in the file as well, the file is named and each line says its source
+    bad = write(tmp_path, "[mqtt]\nkeepalive = -5\n" + route(tmp_path))
+    with pytest.raises(ConfigError) as info:
+        load_settings(bad)
+    lines = str(info.value).splitlines()
+    assert lines[0] == f"{bad}: invalid configuration"
+    assert any(line.startswith("mqtt.keepalive: -5: ") for line in lines), lines
+
+
+def test_check_config_with_no_file_says_so(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SENSORD_CONFIG", raising=False)
+    assert main(["check-config"]) == EXIT_BAD_CONFIG
+    err = capsys.readouterr().err
+    assert "no configuration file given" in err and "routes: []" not in err
+
+
+def test_the_spot_detector_without_libspot_is_a_configuration_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "libspot", None)  # import libspot now raises ImportError
+    path = write(tmp_path, route(tmp_path) + '[routes.detector]\nkind = "spot"\n')
+    with pytest.raises(
+        ConfigError, match=r"routes\[0\]\.detector\.kind: 'spot': .*sensord\[spot\]"
+    ):
+        load_settings(path)

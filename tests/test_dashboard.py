@@ -88,7 +88,7 @@ def _stats() -> dict[str, Any]:
         "states_pending": 3,
         "states_superseded": 1,
         "acked": 1140,
-        "broker_dropped": -1,
+        "broker_dropped": 0,
         "ack_stale": 10,
         "alerts_delivered": 6,
         "alerts_refused": 0,

@@ -86,6 +86,7 @@ def test_every_declared_figure_is_in_the_stats(bundle: Bundle, tmp_path: Path) -
     missing = [f.key for f in declared_figures() if f.key not in stats]
     assert not missing, f"declared but not in stats(): {missing}"
     assert np.isfinite(stats["streams"])
+    assert stats["broker_dropped"] is None  # not known until the broker reports it (not -1)
 
 
 def acked_mids(mqtt: MemoryTransport) -> list[int]:

@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 from sensord.cli.arguments import SubParsers, positive_int
+from sensord.cli.extras import require_train_extra
 from sensord.core.sample import Outcome
 from sensord.errors import InputError
 from sensord.offline.plot import write_plot
@@ -35,7 +36,7 @@ def add_command(commands: SubParsers) -> None:
         default=None,
         help="broker to use (default: 127.0.0.1:1883 if it answers, else start one)",
     )
-    p.add_argument("--port", type=int, default=1883)
+    p.add_argument("--port", type=int, default=1883, help="broker port")
     p.add_argument("--streams", type=positive_int, default=20, help="simulated sensors")
     p.add_argument("--rate", type=float, default=100.0, help="messages per second, in all")
     p.add_argument("--duration", type=float, default=30.0, help="seconds of traffic")
@@ -45,7 +46,7 @@ def add_command(commands: SubParsers) -> None:
         action="store_true",
         help="no MQTT: train on a generated series and replay it with anomalies",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of data and anomalies")
     p.set_defaults(command=_demo)
 
 
@@ -67,6 +68,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def run_offline_demo(out: Path, rows: int, seed: int) -> int:
+    require_train_extra("demo --offline")
     from sensord.training.options import TrainOptions
     from sensord.training.progress import train_with_progress
 

@@ -17,10 +17,11 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from sensord.cli.broker import LocalBroker, answers, start_local_broker
+from sensord.cli.extras import require_train_extra
 from sensord.cli.simulate import Injected, SimulationPlan, simulate
 from sensord.core.bundle import load_bundle
 from sensord.core.timestamps import format_timestamp
-from sensord.errors import SensordError
+from sensord.errors import InputError, SensordError
 from sensord.offline.synthetic import generate, write_csv
 
 PREFIX = "sensord-demo"
@@ -101,6 +102,8 @@ class LiveDemo:
 
     def _broker(self) -> tuple[LocalBroker | None, str, int, str]:
         if self.host is not None:
+            if not answers(self.host, self.port):  # before minutes of training, not after
+                raise InputError(f"--host {self.host} --port {self.port}: no MQTT broker answers")
             print(f"1/4 broker: using {self.host}:{self.port}")
             return None, self.host, self.port, "5"
         if answers("127.0.0.1", self.port):
@@ -122,6 +125,12 @@ class LiveDemo:
         else:
             print(f"2/4 bundle: reusing {path}")
             return path
+        require_train_extra("demo")
+        print(
+            f"2/4 bundle: training a small LSTM on generated history into {path} "
+            "(a minute or two on a small machine; reused next time)",
+            flush=True,
+        )
         from sensord.training.options import TrainOptions
         from sensord.training.progress import train_with_progress
 

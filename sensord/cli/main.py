@@ -16,7 +16,8 @@ from pathlib import Path
 from sensord import __version__, logs
 from sensord.cli import demo, simulate
 from sensord.cli import models as climodels
-from sensord.cli.arguments import SubParsers, positive_int
+from sensord.cli.arguments import CommandParser, SubParsers, positive_int
+from sensord.cli.extras import require_plot_extra, require_train_extra
 from sensord.core.alert import AlertPolicy
 from sensord.core.bundle import load_bundle
 from sensord.core.detect import DEFAULT_THRESHOLD, DETECTOR_KINDS, DetectorSettings
@@ -80,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "console", "json"),
         help="log format (default: the config's, else auto)",
     )
-    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        title="commands", required=True, metavar="COMMAND", parser_class=CommandParser
+    )
     _add_train(commands)
     _add_inspect(commands)
     _add_replay(commands)
@@ -183,7 +186,9 @@ def _add_replay(commands: SubParsers) -> None:
     p.add_argument("--out", type=Path, required=True, help="result CSV to write")
     p.add_argument("--plot", type=Path, default=None, help="PNG to draw (needs matplotlib)")
     p.add_argument("--stream", default=None, help="stream to plot (default: the first)")
-    p.add_argument("--detector", choices=DETECTOR_KINDS, default=DETECTOR.kind)
+    p.add_argument(
+        "--detector", choices=DETECTOR_KINDS, default=DETECTOR.kind, help="detector kind"
+    )
     p.add_argument(
         "--threshold", type=float, default=DEFAULT_THRESHOLD, help="score threshold, (0, 1)"
     )
@@ -237,6 +242,7 @@ def _add_check_config(commands: SubParsers) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    require_train_extra("train")
     try:
         from sensord.training.export import PARITY_TOLERANCE
         from sensord.training.progress import train_with_progress
@@ -285,6 +291,9 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     from sensord.offline.replay import open_pipeline, replay, write_result
+
+    if args.plot is not None:
+        require_plot_extra("replay")  # before the file is replayed, not after
 
     try:
         settings = PipelineSettings(
@@ -353,7 +362,7 @@ def _add_out_of_order(parser: argparse.ArgumentParser) -> None:
         "--out-of-order",
         choices=("error", "drop"),
         default=TRAIN.out_of_order,
-        help="a row not after its stream's previous one: an error (default), or dropped and "
+        help="a row not after its stream's previous one: an error, or dropped and "
         "counted as the daemon drops a late reading",
     )
 

@@ -178,11 +178,11 @@ def _pace(started: float, sent: int, rate: float) -> None:
 
 def add_command(commands: SubParsers) -> None:
     p = commands.add_parser("simulate", help="publish synthetic sensor streams to a broker")
-    p.add_argument("--host", default="localhost")
-    p.add_argument("--port", type=int, default=1883)
-    p.add_argument("--protocol", choices=("5", "3.1.1"), default="5")
+    p.add_argument("--host", default="localhost", help="MQTT broker host")
+    p.add_argument("--port", type=int, default=1883, help="MQTT broker port")
+    p.add_argument("--protocol", choices=("5", "3.1.1"), default="5", help="MQTT version")
     p.add_argument("--topic", default="sensors/{stream}/value", help="topic template with {stream}")
-    p.add_argument("--streams", type=positive_int, default=10)
+    p.add_argument("--streams", type=positive_int, default=10, help="simulated sensors")
     p.add_argument("--rate", type=float, default=100.0, help="messages per second, in all")
     p.add_argument("--duration", type=float, default=30.0, help="seconds")
     p.add_argument(
@@ -197,8 +197,8 @@ def add_command(commands: SubParsers) -> None:
         default=110,
         help="no anomaly in a stream's first N samples (the detector's own warm-up is 100)",
     )
-    p.add_argument("--qos", type=int, choices=(0, 1, 2), default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--qos", type=int, choices=(0, 1, 2), default=1, help="MQTT QoS of readings")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same readings)")
     p.set_defaults(command=_simulate)
 
 

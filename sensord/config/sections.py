@@ -13,6 +13,7 @@ from sensord.core.detect import DEFAULT_THRESHOLD, DetectorKind, DetectorSetting
 from sensord.wire.topics import check_stream_template, check_topic_filter, safe_topic_level
 
 CONFIG_ENV = "SENSORD_CONFIG"
+ENV_PREFIX = "SENSORD_"  # SENSORD_MQTT__PORT sets mqtt.port
 ChannelName = Literal["point", "sustained", "contextual", "shift", "extremes"]
 CHANNEL_NAMES: tuple[ChannelName, ...] = ("point", "sustained", "contextual", "shift", "extremes")
 SECRET_MASK = "**********"

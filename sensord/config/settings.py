@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from sensord.config.sections import (
     CONFIG_ENV,
+    ENV_PREFIX,
     SECRET_MASK,
     AlertsSettings,
     BatchingSettings,
@@ -32,6 +33,7 @@ from sensord.config.sections import (
 )
 from sensord.core.alert import AlertPolicy
 from sensord.core.detect import DetectorSettings
+from sensord.core.detect.spot import load_libspot
 from sensord.core.pipeline import PipelineSettings
 from sensord.errors import ConfigError
 
@@ -40,7 +42,7 @@ class Settings(BaseSettings):
     """The whole configuration of ``sensord run``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SENSORD_", env_nested_delimiter="__", extra="forbid", validate_default=True
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_default=True
     )
 
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
@@ -133,9 +135,15 @@ def load_settings(path: Path | None, require_routes: bool = True) -> Settings:
     try:
         settings = with_credentials(Settings(**data), os.environ)
     except ValidationError as exc:
-        raise ConfigError(f"{where}: invalid configuration\n" + format_errors(exc)) from None
+        lines, from_file = format_errors(exc, os.environ)
+        heading = where if from_file else "environment"
+        raise ConfigError(f"{heading}: invalid configuration\n" + "\n".join(lines)) from None
     problems = cross_check(settings)
     if require_routes and not settings.routes:
+        if path is None:
+            raise ConfigError(
+                f"no configuration file given: pass one (--config FILE) or set ${CONFIG_ENV}"
+            )
         problems.append("routes: []: at least one [[routes]] entry is needed (topic and bundle)")
     if problems:
         raise ConfigError(f"{where}: invalid configuration\n" + "\n".join(problems))
@@ -151,6 +159,12 @@ def cross_check(settings: Settings) -> list[str]:
             f"mqtt.receive_maximum: {mqtt.receive_maximum}: must be at least "
             f"batching.max_batch ({batch}), or batches can never fill"
         )
+    for i, route in enumerate(settings.routes):
+        if route.detector.kind == "spot":
+            try:
+                load_libspot()
+            except ConfigError as exc:
+                problems.append(f"routes[{i}].detector.kind: 'spot': {exc}")
     names = [r.name for r in settings.routes if r.name]
     for name in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"routes.name: {name!r}: two routes have this name")
@@ -191,16 +205,40 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
 
 
-def format_errors(exc: ValidationError) -> str:
-    """One line per error: ``key path: value: reason``; secrets masked."""
-    lines = []
+def format_errors(
+    exc: ValidationError, environ: Mapping[str, str] | None = None
+) -> tuple[list[str], bool]:
+    """One line per error: ``key path: value: reason``, secrets masked, and the environment
+    variable named where the value came from one; and whether any came from the file."""
+    lines, from_file = [], False
     for error in exc.errors():
         path = _key_path(error["loc"])
         value = error.get("input")
         shown = SECRET_MASK if "password" in path else _show_value(value)
         reason = re.sub(r"^Value error, ", "", error["msg"])
-        lines.append(f"{path}: {shown}: {reason}")
-    return "\n".join(lines)
+        variable = _env_source(error["loc"], environ or {})
+        if variable is None:
+            from_file = True
+            lines.append(f"{path}: {shown}: {reason}")
+        else:
+            lines.append(f"{path} (from ${variable}): {shown}: {reason}")
+    return lines, from_file
+
+
+def _env_source(loc: tuple[int | str, ...], environ: Mapping[str, str]) -> str | None:
+    """The environment variable that set the value at ``loc`` (``SENSORD_MQTT__PORT`` for
+    ``mqtt.port``, or ``SENSORD_MQTT`` holding JSON), if one did."""
+    names = {name.upper(): name for name in environ if name.upper().startswith(ENV_PREFIX)}
+    keys: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            break  # a list's items come from JSON in the variable above them
+        keys.append(str(part))
+    for n in range(len(keys), 0, -1):
+        name = names.get(ENV_PREFIX + "__".join(keys[:n]).upper())
+        if name is not None:
+            return name
+    return None
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:

@@ -30,6 +30,9 @@ NODATA_COLUMNS = {
     "log_period": ColumnSpec(np.float64, (), np.nan),
     "intervals": ColumnSpec(np.int64, (), 0),
     "nodata": ColumnSpec(np.bool_, (), False),
+    # The last reading before the silence: the returning reading overwrites last_received
+    # before the clear is reported, so the clear's silence is measured from this.
+    "silent_since": ColumnSpec(np.float64, (), np.nan),
 }
 
 
@@ -82,6 +85,7 @@ def silent(
         stream = table.stream_of[slot]
         if stream is not None:
             table["nodata"][slot] = True
+            table["silent_since"][slot] = last[slot]
             found.append(Silence(stream, slot, float(last[slot]), float(period[slot])))
     return found
 
@@ -97,11 +101,17 @@ def returned(table: StateTable, slots: Slots) -> list[Silence]:
         Silence(
             table.stream_of[slot] or "",
             slot,
-            float(table["last_received"][slot]),
+            _silent_since(table, slot),
             usual_period(table, slot),
         )
         for slot in back.tolist()
     ]
+
+
+def _silent_since(table: StateTable, slot: int) -> float:
+    since = float(table["silent_since"][slot])
+    # (NaN: a snapshot from before this column; the returning reading is all we know.)
+    return since if math.isfinite(since) else float(table["last_received"][slot])
 
 
 def usual_period(table: StateTable, slot: int) -> float:

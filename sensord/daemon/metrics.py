@@ -68,7 +68,13 @@ class DaemonCollector(Collector):
     def _totals(self, stats: Mapping[str, Any]) -> Iterator[Metric]:
         for figure in self._figures:
             family = CounterMetricFamily if figure.kind == "counter" else GaugeMetricFamily
-            yield family(figure.metric, figure.help, value=stats.get(figure.key, 0))
+            value = stats.get(figure.key, 0)
+            # None: not known yet (the broker's own count); no sample rather than a sentinel
+            yield (
+                family(figure.metric, figure.help, value=value)
+                if value is not None
+                else (family(figure.metric, figure.help))
+            )
         rejected = CounterMetricFamily(
             "sensord_readings_rejected", "Readings rejected, by reason.", labels=["reason"]
         )

@@ -376,7 +376,7 @@ class MqttAdapter:
             count = int(payload)
         except ValueError:
             return
-        if count > max(self.counters.broker_dropped, 0):
+        if count > (self.counters.broker_dropped or 0):
             log.warning("the broker dropped messages", dropped_total=count)
         self.counters.broker_dropped = count
 

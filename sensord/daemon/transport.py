@@ -102,9 +102,9 @@ class MqttCounters:
         "Readings scored after their connection was lost: not acknowledged, sent again.",
     )
     # The broker's own count, if it publishes one ($SYS): sensord cannot see these drops.
-    broker_dropped: int = gauge(
+    broker_dropped: int | None = gauge(
         "sensord_broker_dropped_messages",
         "Messages the broker dropped, all clients (Mosquitto's $SYS count; QoS 0 overload "
-        "or full queues); -1 until the broker reports it.",
-        default=-1,
+        "or full queues); absent until the broker reports it.",
+        default=None,
     )

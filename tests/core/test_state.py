@@ -23,7 +23,7 @@ def test_growth_keeps_every_stream_state() -> None:
     t["h"][slots] = np.arange(2 * 2 * 3, dtype=np.float32).reshape(2, 2, 3)
     t["count"][slots] = [1, 2]
     grown, _ = t.lookup([f"s{i}" for i in range(10)])
-    assert t.capacity == 16 and len(t) == 12
+    assert len(t) == 12 and 12 <= t.capacity <= 12 + 16  # grown by a quarter, at least 16
     a, b = t.lookup(["a", "b"])[0]
     assert t["h"][a].ravel().tolist() == list(range(6))
     assert t["count"][[a, b]].tolist() == [1, 2]

@@ -223,6 +223,14 @@ def test_nodata_raises_when_a_stream_falls_silent_and_clears_when_it_returns(
         # reorder window for older ones, so "chatty", silent by then too, may come first.
         assert wait_for(lambda: quiet_events()[:2] == ["raised", "cleared"]), quiet_events()
         assert daemon.stats()["nodata_cleared"] == 1
+        cleared = next(
+            e
+            for e in client.json_on("sensord/nodata/")
+            if e["stream"] == "quiet" and e["event"] == "cleared"
+        )
+        # measured from the last reading before the silence, not from the returning one
+        assert float(cleared["silent_s"]) >= float(raised[0]["silent_s"]), cleared
+        assert cleared["last_reading_at"] == raised[0]["last_reading_at"], cleared
 
 
 def test_metrics_endpoint_scraped_and_parsed(

@@ -10,13 +10,19 @@ on its first ``INIT_SAMPLES`` errors; until then the bundle's calibration scores
 
 The libspot models live beside the state table, one per stream, not in its columns: they are
 not in snapshots, so after a restart each stream fits its model again.
+
+libspot is the ``spot`` extra (``pip install 'sensord[spot]'``): its package pulls build
+tools an edge install has no use for, and no other detector needs it. It is imported when a
+``spot`` detector is made, and its absence is a configuration error that says so.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import libspot
 import numpy as np
 
 from sensord.core.detect.base import (
@@ -29,6 +35,10 @@ from sensord.core.detect.base import (
 )
 from sensord.core.detect.lognormal import FixedDetector
 from sensord.core.state import ColumnSpec, Slots, StateTable
+from sensord.errors import ConfigError
+
+if TYPE_CHECKING:
+    import libspot
 
 LEVEL = 0.98
 Q = 1e-5  # tail probability (a score of 0.5) above which a value is kept out of the fit
@@ -43,6 +53,7 @@ class SpotDetector(ErrorDetector):
 
     def __init__(self, context: DetectorContext, settings: DetectorSettings) -> None:
         super().__init__(context, settings)
+        self._libspot = load_libspot()
         self._fallback = FixedDetector(context, settings)
         self._models: dict[int, libspot.Spot] = {}
         self._init: dict[int, list[float]] = {}
@@ -90,7 +101,7 @@ class SpotDetector(ErrorDetector):
                 self._collect(slot, value)
                 normal = True
             else:
-                normal = model.step(value) != libspot.ANOMALY
+                normal = model.step(value) != self._libspot.ANOMALY
             if normal:  # DSPOT: the drift follows normal values only
                 previous = drift[i]
                 drift[i] = (
@@ -107,7 +118,7 @@ class SpotDetector(ErrorDetector):
         buffer.append(value)
         if len(buffer) < INIT_SAMPLES:
             return
-        model = libspot.Spot(q=Q, level=LEVEL, max_excess=MAX_EXCESS)
+        model = self._libspot.Spot(q=Q, level=LEVEL, max_excess=MAX_EXCESS)
         try:
             model.fit(np.asarray(buffer, dtype=np.float64))
         except RuntimeError:
@@ -117,6 +128,17 @@ class SpotDetector(ErrorDetector):
             return
         self._models[slot] = model
         del self._init[slot]
+
+
+def load_libspot() -> ModuleType:
+    """The libspot module, or a ConfigError saying how to install it."""
+    try:
+        return importlib.import_module("libspot")
+    except ImportError:
+        raise ConfigError(
+            "detector 'spot' needs libspot, which is not installed: "
+            "pip install 'sensord[spot]' (or choose another detector.kind)"
+        ) from None
 
 
 def _score(model: libspot.Spot, value: float) -> float:

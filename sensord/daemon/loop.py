@@ -34,6 +34,7 @@ from sensord.core.nodata import NodataPolicy, returned, silent
 from sensord.core.sample import FIRST, Scored
 from sensord.daemon.delivery import AlertDelivery
 from sensord.daemon.desk import FeedbackCounters, open_desk
+from sensord.daemon.health import Health
 from sensord.daemon.histogram import LoopTimings
 from sensord.daemon.ingest import Ingest, Message, RateLimitedLog, Routed, RouteRule
 from sensord.daemon.metrics import MetricsServer
@@ -113,6 +114,7 @@ class Daemon:
             read_limit=settings.batching.max_batch,
             requests=feedback_filter(self.prefix) if settings.feedback.enabled else None,
         )
+        self.health = Health(self.mqtt.connected.is_set, self.mqtt.making_progress)
         self.states = RetainedStates(
             lambda topic, payload: self.mqtt.publish(topic, payload, qos=1, retain=True)
         )
@@ -171,8 +173,9 @@ class Daemon:
                 self.stats,
                 metrics.host,
                 metrics.port,
-                self.timings.histograms,
+                histograms=self.timings.histograms,
                 figures=declared_figures(),
+                health=self.health,
             )
             log.info("metrics", url=f"http://{metrics.host}:{self.metrics.port}/metrics")
         self.mqtt.start()
@@ -189,6 +192,7 @@ class Daemon:
                 self.states.flush()
                 self.mqtt.write()  # alerts leave now, not after the next batch
                 now = time.monotonic()
+                self.health.beat(now)
                 self._announce_ready()
                 if self.mqtt.making_progress(now):  # and this loop is: it is here
                     self.notifier.watchdog(now)
@@ -214,6 +218,7 @@ class Daemon:
             log.info("ready", routes=len(self.routes), streams=streams)
 
     def _shutdown(self) -> None:
+        self.health.stopping = True
         self.notifier.stopping()
         log.info("stopping: draining, publishing, disconnecting, saving state")
         self._drain()

@@ -1,4 +1,5 @@
-"""The metrics edge: the daemon's counters for Prometheus, at ``http://HOST:PORT/metrics``.
+"""The metrics edge: the daemon's counters for Prometheus, at ``http://HOST:PORT/metrics``
+(and its health at ``/healthz`` on the same port).
 
 Nothing is counted twice: a collector reads the daemon's own counters when Prometheus
 scrapes, so the scoring loop pays nothing for metrics. Every reading the daemon did not
@@ -11,9 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import start_http_server
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -22,8 +21,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from sensord.daemon.health import Health
 from sensord.daemon.histogram import Histogram
-from sensord.errors import ConfigError
+from sensord.daemon.http import HttpEdge, edge_app
 from sensord.figures import Declared
 
 Stats = Callable[[], Mapping[str, Any]]
@@ -144,26 +144,22 @@ def _histograms(histograms: Mapping[str, Histogram]) -> Iterator[Metric]:
 
 
 class MetricsServer:
-    """An HTTP endpoint serving one daemon's metrics."""
+    """The metrics port: ``/metrics`` for Prometheus and ``/healthz`` (daemon/http.py)."""
 
     def __init__(
         self,
         stats: Stats,
         host: str,
         port: int,
+        *,
         histograms: Histograms | None = None,
         figures: Sequence[Declared] = (),
+        health: Health | None = None,
     ) -> None:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(DaemonCollector(stats, histograms, figures))
-        try:
-            self._server, self._thread = start_http_server(port, addr=host, registry=registry)
-        except OSError as exc:
-            raise ConfigError(f"metrics: cannot listen on {host}:{port} ({exc.strerror})") from None
-        server: WSGIServer = self._server
-        self.port: int = server.server_port
+        self._edge = HttpEdge(edge_app(registry, health), host, port, "metrics")
+        self.port: int = self._edge.port
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._edge.stop()

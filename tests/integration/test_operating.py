@@ -4,6 +4,7 @@ endpoint and Home Assistant discovery, on a real broker."""
 from __future__ import annotations
 
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -17,7 +18,15 @@ from sensord.cli.broker import LocalBroker
 from sensord.core.bundle import Bundle
 from sensord.offline.synthetic import generate
 from sensord.ops.feedback import read_feedback, read_verdicts
-from tests.integration.conftest import Client, mqtt_client, running, scored, settings_for, wait_for
+from tests.integration.conftest import (
+    Client,
+    mqtt_client,
+    running,
+    scored,
+    settings_for,
+    start_broker,
+    wait_for,
+)
 from tests.test_homeassistant import DISCOVERY_SCHEMA, ha_binary_sensor_state
 
 T0 = 1_700_000_000.0
@@ -341,3 +350,26 @@ def test_feedback_on_an_older_alert_is_taken_after_a_restart_when_recorded(
         (answer,) = client.json_on("sensord/feedback/s1/response")
         assert answer["accepted"] is True, answer
     assert read_verdicts(tmp_path / "feedback.jsonl") == {first: "confirmed"}
+
+
+def health_of(port: int) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            return r.status, orjson.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, orjson.loads(exc.read())
+
+
+def test_healthz_follows_the_broker_connection(bundle: Bundle, tmp_path: Path) -> None:
+    own = start_broker()  # this test stops its broker
+    try:
+        with running(settings_for(own, bundle, tmp_path)) as daemon:
+            assert daemon.metrics is not None
+            port = daemon.metrics.port
+            assert wait_for(lambda: health_of(port)[0] == 200), health_of(port)
+            own.stop()
+            assert wait_for(lambda: health_of(port)[0] == 503, 15), health_of(port)
+            _, body = health_of(port)
+            assert body["reasons"] == ["not connected to the MQTT broker"], body
+    finally:
+        own.stop()

@@ -190,3 +190,28 @@ def test_holds_end_early_when_the_broker_window_fills_behind_them(
     stats = daemon.stats()
     assert (stats["holds_unblocked"], stats["holds_expired"]) == (1, 0)
     assert acked_mids(mqtt)[-BROKER_WINDOW_FLOOR:] == [86, *range(1000, 1018), 2000]
+
+
+def test_bridge_info_says_what_runs_once_and_again_only_on_change(
+    bundle: Bundle, tmp_path: Path
+) -> None:
+    daemon, mqtt = started(bundle, tmp_path, mqtt={"username": "operator", "password": "s3cret-pw"})
+    daemon._bridge_info()
+    daemon._bridge_info()  # nothing changed: nothing sent
+    sent = [e for e in mqtt.log if isinstance(e, Published) and e.topic == "sensord/bridge/info"]
+    assert len(sent) == 1 and sent[0].retain
+    info = orjson.loads(sent[0].payload)
+    assert info["kind"] == "bridge_info" and info["prefix"] == "sensord"
+    (route,) = info["routes"]
+    manifest = bundle.manifest
+    assert (route["model"], route["model_version"]) == (manifest.name, manifest.version)
+    assert route["topic"] == "sensors/+/value" and route["detector"] == "channels"
+    assert info["features"]["feedback"] is True and info["features"]["metrics"] is False
+    text = sent[0].payload.decode()
+    assert "s3cret-pw" not in text and "operator" not in text and str(tmp_path) not in text
+    daemon.routes[0].shadow = daemon.routes[0].pipeline  # as a reload that adds a shadow
+    daemon._bridge_info()
+    sent = [e for e in mqtt.log if isinstance(e, Published) and e.topic == "sensord/bridge/info"]
+    assert len(sent) == 2
+    shadow = orjson.loads(sent[1].payload)["routes"][0]["shadow"]
+    assert shadow == {"model": manifest.name, "model_version": manifest.version}

@@ -181,6 +181,7 @@ class Daemon:
         self.mqtt.start()
         self.delivery.replay()
         self.publisher.announce_all(self.routes)
+        self._bridge_info()
         next_housekeeping = next_stats = time.monotonic()
         try:
             while not self._stop.is_set():
@@ -398,6 +399,21 @@ class Daemon:
     def _reload_route(self, route: Route, live: bool, shadow: bool) -> None:
         self.counters.reloads += 1
         self.counters.reload_failures += reload_route(route, live=live, shadow=shadow)
+        self._bridge_info()
+
+    def _bridge_info(self) -> None:
+        """What this sensord runs, retained on ``<prefix>/bridge/info`` when it changes."""
+        s = self.settings
+        features = {
+            "metrics": s.metrics.port is not None,
+            "feedback": s.feedback.enabled,
+            "record": s.record.enabled,
+            "nodata": s.nodata.enabled,
+            "homeassistant": s.homeassistant.enabled,
+            "snapshots": s.state.snapshot,
+            "reorder_window_ms": s.batching.reorder_window_ms,
+        }
+        self.publisher.bridge_info(self.routes, features, time.time())
 
     def _open_route(self, index: int, settings: RouteSettings) -> Route:
         core = self.settings.pipeline_settings(settings)

@@ -10,8 +10,10 @@ which spans to leave out.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +33,8 @@ from sensord.wire.homeassistant import REMOVAL_PAYLOAD, discovery_payload, disco
 from sensord.wire.published import (
     alert_payload,
     alert_topic,
+    bridge_info_payload,
+    bridge_info_topic,
     nodata_payload,
     nodata_topic,
     state_payload,
@@ -94,6 +98,7 @@ class Publisher:
         self.discovery = discovery
         self.counters = PublisherCounters()
         self._pending: list[tuple[str, bytes]] = []
+        self._bridge_said: tuple[list[dict[str, Any]], dict[str, Any]] | None = None
 
     def flush(self) -> None:
         """Hand this batch's events to the outbox and the broker, in one outbox write."""
@@ -272,8 +277,43 @@ class Publisher:
         self.states.put(topic, render)
         self.counters.discovery_published += 1
 
+    def bridge_info(self, routes: Sequence[Route], features: dict[str, Any], now: float) -> bool:
+        """``<prefix>/bridge/info`` (retained), if what it says has changed since the last
+        one (its time aside); True if published."""
+        described = [describe_route(route) for route in routes]
+        if (described, features) == self._bridge_said:
+            return False
+        self._bridge_said = (described, features)
+        payload = bridge_info_payload(
+            version=sensord.__version__,
+            prefix=self.prefix,
+            routes=described,
+            features=features,
+            now=now,
+        )
+        self.states.put(bridge_info_topic(self.prefix), lambda: payload)
+        return True
+
     def announce_all(self, routes: list[Route]) -> None:
         """Discovery for every stream with state (restored ones too), at start."""
         for route in routes:
             for stream in route.pipeline.table.slot_of:
                 self.announce(stream)
+
+
+def describe_route(route: Route) -> dict[str, Any]:
+    """A route as bridge/info tells it: what it listens to and with which model."""
+    manifest = route.pipeline.bundle.manifest
+    shadow = route.shadow.bundle.manifest if route.shadow is not None else None
+    return {
+        "name": route.name,
+        "topic": route.settings.topic,
+        "model": manifest.name,
+        "model_version": manifest.version,
+        "features": list(manifest.features),
+        "detector": route.pipeline.settings.detector.kind,
+        "threshold": route.pipeline.detector.threshold,
+        "shadow": None
+        if shadow is None
+        else {"model": shadow.name, "model_version": shadow.version},
+    }

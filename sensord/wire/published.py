@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
@@ -40,6 +41,29 @@ def state_topic(prefix: str, stream: str) -> str:
 
 def nodata_topic(prefix: str, stream: str) -> str:
     return f"{prefix}/nodata/{stream}"
+
+
+def bridge_info_topic(prefix: str) -> str:
+    return f"{prefix}/bridge/info"
+
+
+def bridge_info_payload(
+    *, version: str, prefix: str, routes: list[dict[str, Any]], features: dict[str, Any], now: float
+) -> bytes:
+    """The JSON of ``<prefix>/bridge/info`` (retained): what this sensord is and runs, as
+    zigbee2mqtt's ``bridge/info`` says it of itself. Nothing secret goes in: no broker
+    address, user or password, no paths."""
+    return orjson.dumps(
+        {
+            "schema": SCHEMA_VERSION,
+            "kind": "bridge_info",
+            "sensord_version": version,
+            "prefix": prefix,
+            "time": format_timestamp(now),
+            "routes": routes,
+            "features": features,
+        }
+    )
 
 
 def feedback_filter(prefix: str) -> str:

@@ -373,3 +373,17 @@ def test_healthz_follows_the_broker_connection(bundle: Bundle, tmp_path: Path) -
             assert body["reasons"] == ["not connected to the MQTT broker"], body
     finally:
         own.stop()
+
+
+def test_bridge_info_is_retained_for_late_subscribers(
+    broker: LocalBroker, bundle: Bundle, tmp_path: Path
+) -> None:
+    with (
+        running(settings_for(broker, bundle, tmp_path)),
+        mqtt_client(broker, subscribe="sensord/bridge/info") as client,  # after the start
+    ):
+        assert wait_for(lambda: bool(client.on("sensord/bridge/info"))), "no bridge/info"
+        (info,) = client.json_on("sensord/bridge/info")
+        assert client.on("sensord/bridge/info")[0].retain
+        assert info["routes"][0]["model_version"] == bundle.manifest.version
+        assert info["features"]["metrics"] is True

@@ -43,7 +43,14 @@ from sensord.wire.homeassistant import (
     node_id,
     object_id,
 )
-from sensord.wire.published import OFFLINE, ONLINE, state_payload, state_topic, status_topic
+from sensord.wire.published import (
+    OFFLINE,
+    ONLINE,
+    availability_topic,
+    state_payload,
+    state_topic,
+    status_topic,
+)
 from sensord.wire.topics import TopicFilter
 
 # ---------------------------------------------------------------- mirrored from Home Assistant
@@ -357,9 +364,15 @@ def test_payload_reads_what_sensord_publishes() -> None:
     cfg = config(prefix="site/a")
     assert cfg["state_topic"] == state_topic("site/a", STREAM)
     assert cfg["json_attributes_topic"] == state_topic("site/a", STREAM)
-    assert cfg["availability_topic"] == status_topic("site/a")
-    assert cfg["payload_available"].encode() == ONLINE
-    assert cfg["payload_not_available"].encode() == OFFLINE
+    # available only while sensord is online and the stream is not silent
+    assert cfg["availability_mode"] == "all"
+    assert [a["topic"] for a in cfg["availability"]] == [
+        status_topic("site/a"),
+        availability_topic("site/a", STREAM),
+    ]
+    for entry in cfg["availability"]:
+        assert entry["payload_available"].encode() == ONLINE
+        assert entry["payload_not_available"].encode() == OFFLINE
 
 
 def test_device_groups_the_streams_of_one_instance() -> None:
@@ -410,11 +423,11 @@ def test_payload_is_deterministic() -> None:
         ),
         pytest.param(lambda c: c.update(qos=3), id="qos is 0, 1 or 2"),
         pytest.param(
-            lambda c: c.update(availability_topic="sensord/#/x"), id="not a subscribable topic"
+            lambda c: c["availability"][1].update(topic="sensord/#/x"),
+            id="not a subscribable topic",
         ),
-        pytest.param(
-            lambda c: c.update(availability=[{"topic": "a"}]), id="availability is exclusive"
-        ),
+        pytest.param(lambda c: c.update(availability_topic="a"), id="availability is exclusive"),
+        pytest.param(lambda c: c.update(availability_mode="most"), id="all, any or latest"),
         pytest.param(lambda c: c["device"].pop("identifiers"), id="a device needs an identifier"),
         pytest.param(
             lambda c: c["device"].update(mdl="x"), id="abbreviations are expanded before this"

@@ -31,8 +31,11 @@ from sensord.logs import get_logger
 from sensord.ops.recording import Recorder
 from sensord.wire.homeassistant import REMOVAL_PAYLOAD, discovery_payload, discovery_topic
 from sensord.wire.published import (
+    OFFLINE,
+    ONLINE,
     alert_payload,
     alert_topic,
+    availability_topic,
     bridge_info_payload,
     bridge_info_topic,
     nodata_payload,
@@ -179,8 +182,9 @@ class Publisher:
             slot, code = scored.slots[i], int(codes[i])
             if published[slot] == code:
                 continue
-            if published[slot] == 0:
-                self.announce(part.streams[i])  # first status: a new stream
+            if published[slot] == 0:  # first status: a new stream
+                self.announce(part.streams[i])
+                self.available(part.streams[i], True)
             published[slot] = code
             self.state(
                 route,
@@ -228,9 +232,16 @@ class Publisher:
         self.states.put(state_topic(self.prefix, stream), render)
         self.counters.states_published += 1
 
+    def available(self, stream: str, available: bool) -> None:
+        """The stream's retained availability (``online`` / ``offline``)."""
+        if self.publish_state:
+            payload = ONLINE if available else OFFLINE
+            self.states.put(availability_topic(self.prefix, stream), lambda: payload)
+
     def evicted(self, route: Route, stream: str, now: float) -> None:
         if self.publish_state:
             self.state(route, stream, "evicted", since=now)
+            self.states.put(availability_topic(self.prefix, stream), lambda: REMOVAL_PAYLOAD)
         if self.discovery is not None:
             topic = discovery_topic(self.discovery.prefix, self.discovery.node, stream)
             self.states.put(topic, lambda: REMOVAL_PAYLOAD)  # the entity goes away
@@ -243,11 +254,13 @@ class Publisher:
             "nodata", stream=silence.stream, route=route.name, silent_s=round(now - silence.last)
         )
         self._nodata_event("raised", route, silence, now)
+        self.available(silence.stream, False)
 
     def data_returned(self, route: Route, silence: Silence, now: float) -> None:
         self.counters.nodata_cleared += 1
         log.info("nodata cleared", stream=silence.stream, route=route.name)
         self._nodata_event("cleared", route, silence, now)
+        self.available(silence.stream, True)
 
     def _nodata_event(self, event: str, route: Route, silence: Silence, now: float) -> None:
         payload = nodata_payload(

@@ -9,8 +9,10 @@ that a Home Assistant started later still finds them:
 
 The entity reads what sensord already publishes (see :mod:`sensord.wire.published`): its state
 and its attributes come from the retained ``<prefix>/state/<stream>`` JSON, its availability from
-``<prefix>/status`` (``online`` / ``offline``, the Last Will saying ``offline``). Nothing is
-published for Home Assistant alone, so turning discovery on or off changes no other topic.
+``<prefix>/status`` (``online`` / ``offline``, the Last Will saying ``offline``) and the
+stream's own ``<prefix>/availability/<stream>`` (``offline`` while it is silent), both
+required. Nothing is published for Home Assistant alone, so turning discovery on or off
+changes no other topic.
 
 Names follow Home Assistant's rules (``homeassistant/components/mqtt/discovery.py``,
 ``schemas.py``): topic ids are ``[a-zA-Z0-9_-]``, entity ids lower-case slugs of at most 255
@@ -26,7 +28,13 @@ from typing import Any
 
 import orjson
 
-from sensord.wire.published import OFFLINE, ONLINE, state_topic, status_topic
+from sensord.wire.published import (
+    OFFLINE,
+    ONLINE,
+    availability_topic,
+    state_topic,
+    status_topic,
+)
 from sensord.wire.topics import safe_topic_level
 
 DEFAULT_DISCOVERY_PREFIX = "homeassistant"
@@ -105,9 +113,20 @@ def discovery_payload(*, prefix: str, node: str, stream: str, sw_version: str) -
         "payload_on": _PAYLOAD_ON,
         "payload_off": _PAYLOAD_OFF,
         "json_attributes_topic": topic,
-        "availability_topic": status_topic(prefix),
-        "payload_available": ONLINE.decode(),
-        "payload_not_available": OFFLINE.decode(),
+        # Available while sensord is online and the stream is not silent (nodata).
+        "availability": [
+            {
+                "topic": status_topic(prefix),
+                "payload_available": ONLINE.decode(),
+                "payload_not_available": OFFLINE.decode(),
+            },
+            {
+                "topic": availability_topic(prefix, stream),
+                "payload_available": ONLINE.decode(),
+                "payload_not_available": OFFLINE.decode(),
+            },
+        ],
+        "availability_mode": "all",
         "qos": 1,
         "device": _device(node, sw_version),
         "origin": {"name": "sensord", "sw_version": sw_version},

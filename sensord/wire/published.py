@@ -39,6 +39,12 @@ def state_topic(prefix: str, stream: str) -> str:
     return f"{prefix}/state/{stream}"
 
 
+def availability_topic(prefix: str, stream: str) -> str:
+    """Retained ``online`` while the stream sends, ``offline`` once it fell silent (nodata),
+    as zigbee2mqtt's ``<device>/availability``; removed when the stream is evicted."""
+    return f"{prefix}/availability/{stream}"
+
+
 def nodata_topic(prefix: str, stream: str) -> str:
     return f"{prefix}/nodata/{stream}"
 

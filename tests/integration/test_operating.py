@@ -210,6 +210,7 @@ def test_nodata_raises_when_a_stream_falls_silent_and_clears_when_it_returns(
         running(settings) as daemon,
         mqtt_client(broker, subscribe="sensord/nodata/#") as client,
     ):
+        client.client.subscribe("sensord/availability/quiet", qos=1)
         for k in range(20):  # every 50 ms: a usual period of about 0.05 s
             feed(client, "quiet", values[k : k + 1], start=k)
             feed(client, "chatty", values[k : k + 1], start=k)
@@ -240,6 +241,12 @@ def test_nodata_raises_when_a_stream_falls_silent_and_clears_when_it_returns(
         # measured from the last reading before the silence, not from the returning one
         assert float(cleared["silent_s"]) >= float(raised[0]["silent_s"]), cleared
         assert cleared["last_reading_at"] == raised[0]["last_reading_at"], cleared
+
+        def availability() -> list[str]:
+            return [m.payload.decode() for m in client.on("sensord/availability/quiet")]
+
+        # online when first seen, offline while silent, online again (Home Assistant's view)
+        assert wait_for(lambda: availability() == ["online", "offline", "online"]), availability()
 
 
 def test_metrics_endpoint_scraped_and_parsed(
@@ -307,13 +314,21 @@ def test_home_assistant_discovery_for_each_stream(
         assert wait_for(lambda: last_status("boiler.t1") == "alert")
         assert wait_for(lambda: last_status("pump") == "normal")
         configs = {m.topic: m for m in client.on("homeassistant/")}
+    with mqtt_client(broker, subscribe="sensord/availability/#") as late:  # retained for it
+        mine = ("sensord/availability/boiler.t1", "sensord/availability/pump")
+        assert wait_for(lambda: {m.topic for m in late.on("sensord/availability/")} >= set(mine))
+        availability = {m.topic: m for m in late.on("sensord/availability/")}
     node = settings.mqtt.client_id.replace(".", "_")
     for topic, message in configs.items():
         assert topic.startswith(f"homeassistant/binary_sensor/{node}/") and topic.endswith(
             "/config"
         )
         config = DISCOVERY_SCHEMA(orjson.loads(message.payload))
-        assert config["availability_topic"] == "sensord/status"
+        sensord_up, stream_up = config["availability"]
+        assert sensord_up["topic"] == "sensord/status" and config["availability_mode"] == "all"
+        # the stream's own availability is published, retained, and says online
+        published = availability[stream_up["topic"]]
+        assert published.retain and published.payload.decode() == stream_up["payload_available"]
     by_state = {
         orjson.loads(m.payload)["state_topic"]: DISCOVERY_SCHEMA(orjson.loads(m.payload))
         for m in configs.values()

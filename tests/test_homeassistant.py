@@ -38,6 +38,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from sensord.wire.homeassistant import (
     DEFAULT_DISCOVERY_PREFIX,
     REMOVAL_PAYLOAD,
+    bridge_payload,
+    bridge_topic,
     discovery_payload,
     discovery_topic,
     node_id,
@@ -64,6 +66,15 @@ TOPIC_MATCHER = re.compile(
 # core.py and const.py
 VALID_ENTITY_ID = re.compile(r"^(?!.+__)(?!_)[\da-z_]+(?<!_)\.(?!_)[\da-z_]+(?<!_)$")
 MAX_LENGTH_STATE_ENTITY_ID = 255
+
+
+def ha_entity_id(domain: str, config: dict[str, Any]) -> str:
+    """The entity id Home Assistant makes for an MQTT entity with a device and a name
+    (has_entity_name: "<device name> <name>", slugified by util/__init__.py slugify)."""
+    friendly = f"{config['device']['name']} {config['name']}"
+    slug = re.sub(r"[^a-z0-9]+", "_", friendly.lower()).strip("_")
+    return f"{domain}.{slug}"[:MAX_LENGTH_STATE_ENTITY_ID]
+
 
 # components/binary_sensor/__init__.py: BinarySensorDeviceClass
 BINARY_SENSOR_DEVICE_CLASSES = [
@@ -357,7 +368,7 @@ def test_payload_is_a_valid_binary_sensor_discovery_config() -> None:
     assert validated["device_class"] == "problem"
     assert validated["qos"] == 1
     assert (validated["payload_on"], validated["payload_off"]) == ("ON", "OFF")
-    assert validated["name"] == STREAM
+    assert (validated["name"], validated["device"]["name"]) == ("Anomaly", STREAM)
 
 
 def test_payload_reads_what_sensord_publishes() -> None:
@@ -375,13 +386,27 @@ def test_payload_reads_what_sensord_publishes() -> None:
         assert entry["payload_not_available"].encode() == OFFLINE
 
 
-def test_device_groups_the_streams_of_one_instance() -> None:
+def test_each_stream_is_a_device_reached_through_the_instance() -> None:
     devices = [config(stream=s)["device"] for s in ("boiler.t1", "pump:p2", "x")]
-    assert devices[0] == devices[1] == devices[2]
-    assert devices[0]["manufacturer"] == "sensord"
-    assert devices[0]["sw_version"] == "0.1.0"
-    assert config(node=node_id("plant-b"))["device"]["identifiers"] != devices[0]["identifiers"]
+    assert len({d["identifiers"][0] for d in devices}) == 3
+    assert [d["name"] for d in devices] == ["boiler.t1", "pump:p2", "x"]
+    bridge = orjson.loads(bridge_payload(prefix=PREFIX, node=NODE, sw_version="0.1.0"))
+    validated = DISCOVERY_SCHEMA(bridge)
+    assert validated["device_class"] == "connectivity"
+    assert {d["via_device"] for d in devices} == {bridge["device"]["identifiers"][0]}
+    assert bridge["state_topic"] == status_topic(PREFIX)
+    assert (bridge["payload_on"].encode(), bridge["payload_off"].encode()) == (ONLINE, OFFLINE)
+    other = config(node=node_id("plant-b"))["device"]
+    assert other["identifiers"] != devices[0]["identifiers"]
     assert config()["origin"] == {"name": "sensord", "sw_version": "0.1.0"}
+
+
+def test_a_stream_named_bridge_does_not_take_the_instances_topic() -> None:
+    assert discovery_topic("homeassistant", NODE, "bridge") != bridge_topic("homeassistant", NODE)
+    assert (
+        config(stream="bridge")["unique_id"]
+        != orjson.loads(bridge_payload(prefix=PREFIX, node=NODE, sw_version="0.1.0"))["unique_id"]
+    )
 
 
 def test_unique_ids_are_stable_and_distinct() -> None:
@@ -393,17 +418,24 @@ def test_unique_ids_are_stable_and_distinct() -> None:
 
 @pytest.mark.parametrize(
     ("client", "stream"),
-    [("sensord", "boiler.t1"), ("Plant-A", "Hall:T--1"), ("...", ":::"), ("c" * 128, "s" * 128)],
+    [("sensord", "boiler.t1"), ("Plant-A", "Hall:T--1"), ("...", "a:::"), ("c" * 128, "s" * 128)],
 )
-def test_default_entity_id_is_a_valid_binary_sensor_entity_id(client: str, stream: str) -> None:
-    entity_id = config(node=node_id(client), stream=stream)["default_entity_id"]
+def test_the_entity_id_home_assistant_makes_is_valid(client: str, stream: str) -> None:
+    entity_id = ha_entity_id("binary_sensor", config(node=node_id(client), stream=stream))
     assert VALID_ENTITY_ID.match(entity_id), entity_id
-    assert entity_id.startswith("binary_sensor.")
-    assert len(entity_id) <= MAX_LENGTH_STATE_ENTITY_ID
 
 
-def test_default_entity_id_reads_like_the_stream() -> None:
-    assert config()["default_entity_id"] == "binary_sensor.sensord_boiler_t1"
+def test_names_read_well_with_nothing_said_twice() -> None:
+    """What the issue saw: entity binary_sensor.sensord_sensord_eco_sim_0000 shown as
+    "sensord sensord-eco sim-0000"."""
+    cfg = config(node=node_id("sensord-eco"), stream="sim-0000")
+    assert f"{cfg['device']['name']} {cfg['name']}" == "sim-0000 Anomaly"
+    assert ha_entity_id("binary_sensor", cfg) == "binary_sensor.sim_0000_anomaly"
+    assert "default_entity_id" not in cfg  # ignored before HA 2025.10, misbehaving in 2025.11
+    bridge = orjson.loads(bridge_payload(prefix=PREFIX, node="sensord-eco", sw_version="1"))
+    assert f"{bridge['device']['name']} {bridge['name']}" == "sensord-eco Connection"
+    plain = orjson.loads(bridge_payload(prefix=PREFIX, node="plant-b", sw_version="1"))
+    assert plain["device"]["name"] == "sensord plant-b"
 
 
 def test_payload_is_deterministic() -> None:

@@ -29,7 +29,13 @@ from sensord.daemon.routes import Route
 from sensord.figures import counter
 from sensord.logs import get_logger
 from sensord.ops.recording import Recorder
-from sensord.wire.homeassistant import REMOVAL_PAYLOAD, discovery_payload, discovery_topic
+from sensord.wire.homeassistant import (
+    REMOVAL_PAYLOAD,
+    bridge_payload,
+    bridge_topic,
+    discovery_payload,
+    discovery_topic,
+)
 from sensord.wire.published import (
     OFFLINE,
     ONLINE,
@@ -308,7 +314,15 @@ class Publisher:
         return True
 
     def announce_all(self, routes: list[Route]) -> None:
-        """Discovery for every stream with state (restored ones too), at start."""
+        """Discovery for the instance and every stream with state (restored ones too), at
+        start."""
+        if self.discovery is not None:
+            payload = bridge_payload(
+                prefix=self.prefix, node=self.discovery.node, sw_version=sensord.__version__
+            )
+            self.states.put(
+                bridge_topic(self.discovery.prefix, self.discovery.node), lambda: payload
+            )
         for route in routes:
             for stream in route.pipeline.table.slot_of:
                 self.announce(stream)

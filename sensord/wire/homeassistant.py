@@ -5,7 +5,9 @@ that a Home Assistant started later still finds them:
 
 - ``<discovery_prefix>/binary_sensor/<node>/<object_id>/config``: :func:`discovery_payload`
   when a stream is first seen (and again at every connect: the same bytes are a no-op for
-  Home Assistant), :data:`REMOVAL_PAYLOAD` when the stream is evicted.
+  Home Assistant), :data:`REMOVAL_PAYLOAD` when the stream is evicted;
+- ``<discovery_prefix>/binary_sensor/<node>/bridge/config``: :func:`bridge_payload`, the
+  instance itself, at start.
 
 The entity reads what sensord already publishes (see :mod:`sensord.wire.published`): its state
 and its attributes come from the retained ``<prefix>/state/<stream>`` JSON, its availability from
@@ -15,9 +17,9 @@ required. Nothing is published for Home Assistant alone, so turning discovery on
 changes no other topic.
 
 Names follow Home Assistant's rules (``homeassistant/components/mqtt/discovery.py``,
-``schemas.py``): topic ids are ``[a-zA-Z0-9_-]``, entity ids lower-case slugs of at most 255
-characters. The ``object_id`` option stopped working in 2026.4; the entity id is now suggested
-by ``default_entity_id`` (``binary_sensor.<slug>``).
+``schemas.py``): topic ids are ``[a-zA-Z0-9_-]``. Each stream is a device named as the stream
+with one entity, "Anomaly", reached through the instance's own device (``bridge_payload``);
+Home Assistant composes "<stream> Anomaly" and the entity id from those names.
 """
 
 from __future__ import annotations
@@ -45,11 +47,7 @@ REMOVAL_PAYLOAD: bytes = b""
 # What Home Assistant accepts as <node_id> and <object_id> in a discovery topic.
 _TOPIC_ID = re.compile(r"[a-zA-Z0-9_-]+")
 _NOT_TOPIC_ID = re.compile(r"[^a-zA-Z0-9_-]")
-_NOT_SLUG = re.compile(r"[^a-z0-9]+")
 _HASH_CHARS = 8
-# Home Assistant refuses entity ids longer than 255 characters (MAX_LENGTH_STATE_ENTITY_ID).
-_MAX_ENTITY_ID = 255
-_ENTITY_PREFIX = f"{COMPONENT}."
 _PAYLOAD_ON = "ON"
 _PAYLOAD_OFF = "OFF"
 # Only ``status`` is read, so keys added to the state later (feedback, nodata, ...) change
@@ -60,6 +58,8 @@ _VALUE_TEMPLATE = (
     " and value_json.get('status') == 'alert' else '" + _PAYLOAD_OFF + "' }}"
 )
 _DEVICE_MODEL = "anomaly detector"
+ENTITY_NAME = "Anomaly"  # the stream's device is named as the stream
+BRIDGE_OBJECT = "bridge"  # the object id of the instance's own entity
 
 
 def node_id(client_id: str) -> str:
@@ -77,9 +77,11 @@ def object_id(stream: str) -> str:
     character becomes ``_`` and a hash of the original id is appended, so ``a.b`` and
     ``a_b`` (and ``a:b``) get different entities; the hash is stable across runs and
     machines, so the entity survives restarts. (Only a stream named exactly like another's
-    hashed id, ``a_b_<that hash>``, could collide with it.)
+    hashed id, ``a_b_<that hash>``, could collide with it.) A stream named ``bridge`` is
+    hashed too: that object id is the instance's own (:func:`bridge_topic`).
     """
-    return _topic_id(stream, "stream id")
+    obj = _topic_id(stream, "stream id")
+    return f"{obj}_{_short_hash(stream)}" if obj == BRIDGE_OBJECT else obj
 
 
 def discovery_topic(discovery_prefix: str, node: str, stream: str) -> str:
@@ -92,21 +94,23 @@ def discovery_topic(discovery_prefix: str, node: str, stream: str) -> str:
 def discovery_payload(*, prefix: str, node: str, stream: str, sw_version: str) -> bytes:
     """The retained discovery config of ``stream``'s anomaly binary sensor (JSON bytes).
 
-    ``prefix`` is sensord's own topic prefix and ``node`` comes from :func:`node_id`. The
-    stream's route and model are not in it: the device block must be the same for every
-    stream of the instance (Home Assistant keeps one device and would take whichever
-    stream's model it read last), and the entity's attributes carry both from the state.
+    ``prefix`` is sensord's own topic prefix and ``node`` comes from :func:`node_id`. Each
+    stream is a device of its own, named as the stream, reached through the sensord
+    instance's device (``via_device``, :func:`bridge_payload`); the entity is that device's
+    "Anomaly", so Home Assistant shows "<stream> Anomaly" and makes the entity id
+    ``binary_sensor.<stream>_anomaly`` from it, with nothing said twice. No suggested entity
+    id is sent (``default_entity_id`` is ignored before 2025.10, and ``object_id`` stopped
+    working in 2026.4): the names are the suggestion, ``unique_id`` the identity.
     """
     _check_prefix(prefix, "prefix")
     _check_node(node)
     obj = object_id(stream)
     topic = state_topic(prefix, stream)
     config: dict[str, Any] = {
-        "name": stream,
+        "name": ENTITY_NAME,
         # ':' is in neither id's alphabet, so no two (node, stream) pairs share a unique_id
         # ('_' would make node "s", stream "2_x" and node "s_2", stream "x" meet).
         "unique_id": f"sensord:{node}:{obj}",
-        "default_entity_id": _ENTITY_PREFIX + _entity_object_id(f"{node}_{stream}"),
         "device_class": "problem",
         "state_topic": topic,
         "value_template": _VALUE_TEMPLATE,
@@ -128,21 +132,55 @@ def discovery_payload(*, prefix: str, node: str, stream: str, sw_version: str) -
         ],
         "availability_mode": "all",
         "qos": 1,
-        "device": _device(node, sw_version),
+        "device": {
+            "identifiers": [f"sensord_{node}_{obj}"],
+            "name": stream,
+            "manufacturer": "sensord",
+            "model": _DEVICE_MODEL,
+            "sw_version": sw_version,
+            "via_device": _bridge_id(node),
+        },
         "origin": {"name": "sensord", "sw_version": sw_version},
     }
     return orjson.dumps(config)
 
 
-def _device(node: str, sw_version: str) -> dict[str, Any]:
-    """One device per sensord instance: identical for all its streams, so they group."""
-    return {
-        "identifiers": [f"sensord_{node}"],
-        "name": "sensord" if node == "sensord" else f"sensord {node}",
-        "manufacturer": "sensord",
-        "model": _DEVICE_MODEL,
-        "sw_version": sw_version,
+def bridge_topic(discovery_prefix: str, node: str) -> str:
+    """The discovery topic of the sensord instance's own entity (its connection)."""
+    _check_prefix(discovery_prefix, "discovery prefix")
+    _check_node(node)
+    return f"{discovery_prefix}/{COMPONENT}/{node}/{BRIDGE_OBJECT}/config"
+
+
+def bridge_payload(*, prefix: str, node: str, sw_version: str) -> bytes:
+    """The sensord instance as a device (every stream's ``via_device``) with one entity:
+    its connection to the broker, from ``<prefix>/status`` (the Last Will says offline)."""
+    _check_prefix(prefix, "prefix")
+    _check_node(node)
+    config: dict[str, Any] = {
+        "name": "Connection",
+        "unique_id": f"sensord:{node}:{BRIDGE_OBJECT}",
+        "device_class": "connectivity",
+        "entity_category": "diagnostic",
+        "state_topic": status_topic(prefix),
+        "payload_on": ONLINE.decode(),
+        "payload_off": OFFLINE.decode(),
+        "qos": 1,
+        "device": {
+            "identifiers": [_bridge_id(node)],
+            # "sensord" once: a client id that already says it is not prefixed again
+            "name": node if "sensord" in node.lower() else f"sensord {node}",
+            "manufacturer": "sensord",
+            "model": "sensord bridge",
+            "sw_version": sw_version,
+        },
+        "origin": {"name": "sensord", "sw_version": sw_version},
     }
+    return orjson.dumps(config)
+
+
+def _bridge_id(node: str) -> str:
+    return f"sensord_{node}"
 
 
 def _topic_id(text: str, what: str) -> str:
@@ -154,19 +192,6 @@ def _topic_id(text: str, what: str) -> str:
         )
     cleaned = _NOT_TOPIC_ID.sub("_", text)
     return text if cleaned == text else f"{cleaned}_{_short_hash(text)}"
-
-
-def _entity_object_id(text: str) -> str:
-    """A valid entity object id (lower-case slug) suggested by ``text``.
-
-    Only a suggestion: ``unique_id`` is the entity's identity, and Home Assistant appends
-    ``_2`` should two suggestions meet. Over-long slugs are cut and told apart by a hash.
-    """
-    slug = _NOT_SLUG.sub("_", text.lower()).strip("_")
-    limit = _MAX_ENTITY_ID - len(_ENTITY_PREFIX)
-    if not slug or len(slug) > limit:
-        slug = f"{slug[: limit - _HASH_CHARS - 1].rstrip('_')}_{_short_hash(text)}".lstrip("_")
-    return slug
 
 
 def _short_hash(text: str) -> str:

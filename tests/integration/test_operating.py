@@ -305,7 +305,7 @@ def test_home_assistant_discovery_for_each_stream(
         feed(client, "boiler.t1", spiky_series(n=104))
         feed(client, "pump", [20.0 + k * 0.01 for k in range(20)])
         assert wait_for(lambda: scored(daemon) == 124, timeout=60)
-        assert wait_for(lambda: len(client.on("homeassistant/")) == 2)
+        assert wait_for(lambda: len(client.on("homeassistant/")) == 3)  # 2 streams, 1 bridge
 
         def last_status(stream: str) -> object:
             states = client.json_on(f"sensord/state/{stream}")
@@ -314,16 +314,21 @@ def test_home_assistant_discovery_for_each_stream(
         assert wait_for(lambda: last_status("boiler.t1") == "alert")
         assert wait_for(lambda: last_status("pump") == "normal")
         configs = {m.topic: m for m in client.on("homeassistant/")}
+    node = settings.mqtt.client_id.replace(".", "_")
+    bridge = DISCOVERY_SCHEMA(
+        orjson.loads(configs.pop(f"homeassistant/binary_sensor/{node}/bridge/config").payload)
+    )
+    assert bridge["device_class"] == "connectivity" and bridge["state_topic"] == "sensord/status"
     with mqtt_client(broker, subscribe="sensord/availability/#") as late:  # retained for it
         mine = ("sensord/availability/boiler.t1", "sensord/availability/pump")
         assert wait_for(lambda: {m.topic for m in late.on("sensord/availability/")} >= set(mine))
         availability = {m.topic: m for m in late.on("sensord/availability/")}
-    node = settings.mqtt.client_id.replace(".", "_")
     for topic, message in configs.items():
         assert topic.startswith(f"homeassistant/binary_sensor/{node}/") and topic.endswith(
             "/config"
         )
         config = DISCOVERY_SCHEMA(orjson.loads(message.payload))
+        assert config["device"]["via_device"] == bridge["device"]["identifiers"][0]
         sensord_up, stream_up = config["availability"]
         assert sensord_up["topic"] == "sensord/status" and config["availability_mode"] == "all"
         # the stream's own availability is published, retained, and says online

@@ -55,11 +55,10 @@ class Watcher:
         if msg.topic.startswith(f"{PREFIX}/alerts/"):
             alert = json.loads(msg.payload)
             self.alerts.append(alert)
+            severity = f", {alert['severity']}" if alert["severity"] else ""
             print(
-                f"  ALERT {alert['event']:<7} {alert['stream']:<9} at {alert['time']} "
-                f"value {alert['value']['value']:.2f} expected "
-                f"{alert['expected']['value']:.2f} score {alert['score']:.2f} "
-                f"({alert['severity']})",
+                f"  ALERT {alert['event']:<7} at {alert['time']}: {alert['message']} "
+                f"(score {alert['score']:.2f}{severity})",
                 flush=True,
             )
 

@@ -205,6 +205,11 @@ class RouteSettings(_Section):
         7 * 86400, gt=0, description="Forget a stream silent this long; none: never."
     )
     detector: DetectorConfig = Field(default_factory=DetectorConfig, description="Detector.")
+    units: dict[str, str] = Field(
+        default_factory=dict,
+        description='Units of the bundle\'s features, by feature name (e.g. value = "°C"): '
+        "shown in alerts and their messages.",
+    )
     shadow: Path | None = Field(
         None,
         description="A second bundle scored on the same readings without publishing "

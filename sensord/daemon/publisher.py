@@ -138,7 +138,7 @@ class Publisher:
                 alert_id=event.alert_id,
             )
         if self.publish_state:
-            self._state_changes(route, part, scored, raised_ids)
+            self._state_changes(route, part, scored, values, raised_ids)
 
     def _alert(
         self, route: Route, event: AlertEvent, *, topic: str | None, received: float, now: float
@@ -151,6 +151,7 @@ class Publisher:
             features=route.features,
             received=received,
             published=now,
+            units=route.settings.units,
         )
         self._pending.append((alert_topic(self.prefix, event.stream), payload))
         self.counters.alerts_published += 1
@@ -166,7 +167,7 @@ class Publisher:
             )
 
     def _state_changes(
-        self, route: Route, part: Routed, scored: Scored, raised_ids: dict[int, str]
+        self, route: Route, part: Routed, scored: Scored, values: F64, raised_ids: dict[int, str]
     ) -> None:
         """Publish each stream's status where it changed; the comparison is vectorised so
         only the few readings that change a status cost Python work."""
@@ -192,12 +193,16 @@ class Publisher:
                 self.announce(part.streams[i])
                 self.available(part.streams[i], True)
             published[slot] = code
+            features = route.features
             self.state(
                 route,
                 part.streams[i],
                 STATUS_NAMES[code],
                 since=part.ts[i],
                 alert_id=raised_ids.get(int(i)),
+                score=float(scored.score[i]),
+                value=_by_feature(features, values[i]),
+                expected=_by_feature(features, scored.expected[i]),
             )
 
     def accepted(self, route: Route, event: AlertEvent) -> None:
@@ -221,6 +226,9 @@ class Publisher:
         since: float,
         alert_id: str | None = None,
         feedback: dict[str, object] | None = None,
+        score: float | None = None,
+        value: dict[str, float | None] | None = None,
+        expected: dict[str, float | None] | None = None,
     ) -> None:
         """Queue a stream's retained state (rendered only when it is sent)."""
         manifest = route.pipeline.bundle.manifest
@@ -234,6 +242,9 @@ class Publisher:
             model_version=manifest.version,
             alert_id=alert_id,
             feedback=feedback,
+            score=score,
+            value=value,
+            expected=expected,
         )
         self.states.put(state_topic(self.prefix, stream), render)
         self.counters.states_published += 1
@@ -344,3 +355,7 @@ def describe_route(route: Route) -> dict[str, Any]:
         if shadow is None
         else {"model": shadow.name, "model_version": shadow.version},
     }
+
+
+def _by_feature(features: Sequence[str], row: F64) -> dict[str, float | None]:
+    return {f: float(v) if np.isfinite(v) else None for f, v in zip(features, row, strict=True)}

@@ -137,6 +137,12 @@ def open_route(
     bundle_dir = resolved(settings.bundle)
     engine = Engine(load_bundle(Path(bundle_dir)), timings=timings)
     name = route_name(index, settings, engine.bundle.name)
+    unknown = sorted(set(settings.units) - set(engine.bundle.features))
+    if unknown:
+        raise ConfigError(
+            f"routes[{index}].units: {unknown[0]!r}: not a feature of the bundle "
+            f"{list(engine.bundle.features)}"
+        )
     route = Route(name, settings, Pipeline(engine, core), bundle_dir=bundle_dir, timings=timings)
     if settings.shadow is not None:
         shadow_dir = resolved(settings.shadow)

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -22,7 +22,10 @@ import orjson
 from sensord.core.alert import AlertEvent
 from sensord.core.timestamps import format_timestamp
 
-SCHEMA_VERSION = 1
+# 2: alerts carry the error in the sensor's units (by feature; the scaled RMS is
+# error_scaled), units, a message, duration_s on a clear and a severity only while raised;
+# states carry the score and the reading that changed them.
+SCHEMA_VERSION = 2
 ONLINE = b"online"
 OFFLINE = b"offline"
 
@@ -130,34 +133,71 @@ def alert_payload(
     features: Sequence[str],
     received: float,
     published: float,
+    units: Mapping[str, str] | None = None,
 ) -> bytes:
     """The JSON of an alert event."""
+    cleared = event.event == "cleared"
     return orjson.dumps(
         {
             "schema": SCHEMA_VERSION,
             "event": event.event,
             "alert_id": event.alert_id,
             "stream": event.stream,
+            "message": alert_message(event, features, units or {}),
             "topic": topic,
             "route": route,
             "time": format_timestamp(event.ts),
             "ts": event.ts,
             "raised_at": format_timestamp(event.raised_ts),
+            "duration_s": round(event.ts - event.raised_ts, 3) if cleared else None,
             "received_at": format_timestamp(received),
             "published_at": format_timestamp(published),
-            "value": dict(zip(features, event.values, strict=True)),
-            "expected": dict(zip(features, event.expected, strict=True)),
-            "error": _finite_or_none(event.error),
+            "value": _by_feature(features, event.values),
+            "expected": _by_feature(features, event.expected),
+            "error": _by_feature(
+                features, [v - e for v, e in zip(event.values, event.expected, strict=True)]
+            ),
+            "units": {f: units[f] for f in features if f in units} if units else None,
+            "error_scaled": _finite_or_none(event.error),
             "score": _finite_or_none(event.score),
             "peak_score": _finite_or_none(event.peak_score),
             "threshold": event.threshold,
-            "severity": event.severity,
+            "severity": None if cleared else event.severity,
             "channel": event.channel,
             "drivers": drivers(event, features),
             "reason": event.reason,
             "model": {"name": event.model, "version": event.model_version},
         }
     )
+
+
+def alert_message(event: AlertEvent, features: Sequence[str], units: Mapping[str, str]) -> str:
+    """One line an operator reads at a glance, e.g. ``boiler.t1: anomaly (point): value
+    14.92 °C, expected 22.98 °C`` or ``boiler.t1: back to normal after 4 min``."""
+    if event.event == "cleared":
+        after = _duration(event.ts - event.raised_ts)
+        how = {"accepted": " (accepted as the new normal)", "adopted": " (adopted)"}
+        return f"{event.stream}: back to normal after {after}{how.get(event.reason or '', '')}"
+    lead = event.drivers[0][0] if event.drivers else features[0]
+    i = list(features).index(lead)
+    unit = f" {units[lead]}" if lead in units else ""
+    what = "anomaly" if event.event == "raised" else "anomaly goes on"
+    return (
+        f"{event.stream}: {what} ({event.channel}): {lead} {event.values[i]:.4g}{unit}, "
+        f"expected {event.expected[i]:.4g}{unit}"
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _by_feature(features: Sequence[str], values: Sequence[float]) -> dict[str, float | None]:
+    return {f: _finite_or_none(float(v)) for f, v in zip(features, values, strict=True)}
 
 
 def drivers(event: AlertEvent, features: Sequence[str]) -> list[dict[str, object]]:
@@ -190,8 +230,12 @@ def state_payload(
     model_version: str,
     alert_id: str | None = None,
     feedback: dict[str, object] | None = None,
+    score: float | None = None,
+    value: Mapping[str, float | None] | None = None,
+    expected: Mapping[str, float | None] | None = None,
 ) -> bytes:
-    """The JSON of a stream's retained state (with the operator's feedback on its alert)."""
+    """The JSON of a stream's retained state (with the operator's feedback on its alert):
+    its status since when, and the score, reading and expectation that changed it."""
     return orjson.dumps(
         {
             "schema": SCHEMA_VERSION,
@@ -200,6 +244,9 @@ def state_payload(
             "since": format_timestamp(since),
             "route": route,
             "alert_id": alert_id,
+            "score": None if score is None else _finite_or_none(score),
+            "value": value,
+            "expected": expected,
             "feedback": feedback,
             "model": {"name": model, "version": model_version},
         }

@@ -47,11 +47,24 @@ def test_anomaly_raises_then_clears_and_clean_stream_stays_quiet(
             ("cleared", "spiky"),
         ]
         raised, cleared = alerts
-        assert raised["ts"] == T0 + 100 * STEP and raised["schema"] == 1
+        assert raised["ts"] == T0 + 100 * STEP and raised["schema"] == 2
         assert raised["alert_id"] == cleared["alert_id"]
         assert raised["topic"] == "sensors/spiky/value"
         assert raised["model"] == {"name": "synthetic", "version": bundle.manifest.version}
         assert raised["value"]["value"] == pytest.approx(spiky[100])
+        # an operator's view: the error in the sensor's units, a message, severity while up
+        expected = raised["expected"]["value"]
+        assert raised["error"]["value"] == pytest.approx(spiky[100] - expected)
+        assert raised["error_scaled"] > 0 and raised["severity"] in ("warning", "critical")
+        assert raised["message"].startswith("spiky: anomaly (")
+        assert raised["duration_s"] is None
+        assert cleared["severity"] is None and cleared["message"].startswith("spiky: back to")
+        assert cleared["duration_s"] == pytest.approx(cleared["ts"] - raised["ts"])
+        alert_state = next(
+            s for s in client.json_on("sensord/state/spiky") if s["status"] == "alert"
+        )
+        assert alert_state["score"] == pytest.approx(raised["score"])
+        assert alert_state["value"]["value"] == pytest.approx(spiky[100])
         assert set(raised) >= {
             "expected",
             "error",

@@ -172,24 +172,41 @@ def test_a_gap_in_a_streams_first_steps_is_not_held(bundle: Bundle, tmp_path: Pa
 def test_holds_end_early_when_the_broker_window_fills_behind_them(
     bundle: Bundle, tmp_path: Path
 ) -> None:
-    """Acks keep arrival order, so a held reading holds back the acks after it; with a
-    broker's window of them waiting and nothing arriving, the holds end at once rather
-    than at the end of a long window (the broker would send nothing more meanwhile)."""
-    from sensord.daemon.loop import BROKER_WINDOW_FLOOR
-
-    daemon, mqtt = started(bundle, tmp_path, batching={"reorder_window_ms": 60_000})
+    """Acks keep arrival order, so a held reading holds back the acks after it; once our
+    Receive Maximum of them wait (MQTT 5), the broker can send nothing more, the older
+    readings included, so the holds end at once rather than at the end of the window."""
+    window = 20
+    daemon, mqtt = started(
+        bundle,
+        tmp_path,
+        batching={"reorder_window_ms": 60_000, "max_batch": 16},
+        mqtt={"receive_maximum": window},
+    )
     *in_line, jump, _ = resent_after_reconnect(generate(86, seed=3).values)
     for batch in [*in_line, jump]:
         daemon.process(batch)
-    others = [reading("other", k, 20.0, mid=1000 + k) for k in range(BROKER_WINDOW_FLOOR - 2)]
+    others = [reading("other", k, 20.0, mid=1000 + k) for k in range(window - 2)]
     daemon.process(others)
-    assert len(daemon.acks) == BROKER_WINDOW_FLOOR - 1  # 86 and the 18 behind it
-    assert daemon._collect() == [] and len(daemon.reorder) == 1, "released below the floor"
-    daemon.process([reading("other", BROKER_WINDOW_FLOOR - 2, 20.0, mid=2000)])
-    assert daemon._collect() == [] and len(daemon.reorder) == 0, "not released at the floor"
+    assert len(daemon.acks) == window - 1  # 86 and the 18 behind it
+    assert daemon._collect() == [] and len(daemon.reorder) == 1, "released below the window"
+    daemon.process([reading("other", window - 2, 20.0, mid=2000)])
+    assert daemon._collect() == [] and len(daemon.reorder) == 0, "not released at the window"
     stats = daemon.stats()
     assert (stats["holds_unblocked"], stats["holds_expired"]) == (1, 0)
-    assert acked_mids(mqtt)[-BROKER_WINDOW_FLOOR:] == [86, *range(1000, 1018), 2000]
+    assert acked_mids(mqtt)[-window:] == [86, *range(1000, 1018), 2000]
+
+
+def test_with_mqtt_3_the_broker_window_is_unknown_and_holds_wait_their_window(
+    bundle: Bundle, tmp_path: Path
+) -> None:
+    daemon, _ = started(
+        bundle, tmp_path, batching={"reorder_window_ms": 60_000}, mqtt={"protocol": "3.1.1"}
+    )
+    *in_line, jump, _ = resent_after_reconnect(generate(86, seed=3).values)
+    for batch in [*in_line, jump]:
+        daemon.process(batch)
+    daemon.process([reading("other", k, 20.0, mid=1000 + k) for k in range(2000)])
+    assert daemon._collect() == [] and len(daemon.reorder) == 1
 
 
 def test_bridge_info_says_what_runs_once_and_again_only_on_change(

@@ -304,9 +304,9 @@ class BatchingSettings(_Section):
         le=60_000,
         description="How long a reading that arrives after a gap in its stream waits for the "
         "older ones a reconnecting publisher may send after it (released in order as soon as "
-        "the gap fills); readings with no gap never wait. Holds end sooner when 20 or more "
-        "acknowledgements wait behind them and nothing arrives for 50 ms (the broker's window "
-        "is full). 0: off (late readings dropped).",
+        "the gap fills); readings with no gap never wait. With MQTT 5, holds end sooner "
+        "when mqtt.receive_maximum acknowledgements wait behind them (the broker can send "
+        "nothing more). 0: off (late readings dropped).",
     )
     reorder_gap: float = Field(
         1.5,

@@ -65,13 +65,6 @@ log = get_logger(__name__)
 HOUSEKEEPING_S = 1.0
 STATS_LOG_S = 60.0
 IDLE_WAIT_S = 0.5
-# Acknowledgements go out in arrival order, so a held reading also holds back the acks of
-# every message after it; once the broker's in-flight window to us is full of those, it
-# sends nothing more (not even the older readings the hold waits for). Brokers allow at
-# least this many (Mosquitto and VerneMQ 20 by default, EMQX 32); with that many waiting
-# and nothing arriving for STALL_S, the holds end at once instead of at their window's end.
-BROKER_WINDOW_FLOOR = 20
-STALL_S = 0.05
 F64 = npt.NDArray[np.float64]
 
 
@@ -92,6 +85,8 @@ class Daemon:
         self.routes = [self._open_route(i, r) for i, r in enumerate(settings.routes)]
         self.counters = LoopCounters()
         self.acks = AckQueue()
+        mqtt = settings.mqtt
+        self._broker_window = mqtt.receive_maximum if mqtt.protocol == "5" else None
         self.reorder = Reorder(
             len(self.routes),
             settings.batching.reorder_window_ms / 1000.0,
@@ -256,11 +251,9 @@ class Daemon:
             # release held readings whose window ends.
             wait = min(IDLE_WAIT_S, self.notifier.watchdog_interval or IDLE_WAIT_S)
             wait = min(wait, max(self.reorder.next_due() - time.monotonic(), 0.0))
-            if self._broker_may_be_blocked():
-                wait = min(wait, STALL_S)
-            self.mqtt.poll(wait)
-            if not self.mqtt.inbox and self._broker_may_be_blocked():
+            if self._broker_blocked():
                 self._release_held(unblock=True)
+            self.mqtt.poll(wait)
         if not self.mqtt.inbox:
             return []
         deadline = time.monotonic() + self.settings.batching.max_delay_ms / 1000.0
@@ -271,9 +264,14 @@ class Daemon:
             self.mqtt.poll(remaining)
         return self.mqtt.take(limit)
 
-    def _broker_may_be_blocked(self) -> bool:
-        """Enough acknowledgements wait behind held readings to fill a broker's window."""
-        return len(self.acks) >= BROKER_WINDOW_FLOOR
+    def _broker_blocked(self) -> bool:
+        """The broker will send nothing more until we acknowledge: acknowledgements go out
+        in arrival order, so a held reading holds back those of every message after it,
+        and with MQTT 5 the broker sends at most our Receive Maximum unacknowledged
+        (measured: Mosquitto 2.0 then ignores its own max_inflight_messages). Waiting
+        longer for older readings is then pointless: none can arrive. (MQTT 3.1.1 does not
+        say the broker's window, so there the holds end with their window.)"""
+        return self._broker_window is not None and len(self.acks) >= self._broker_window
 
     def process(self, batch: Sequence[Message]) -> None:
         """ingest → core → sinks → ack: score a micro-batch, hand its alerts to the outbox

@@ -97,8 +97,8 @@ class ReorderCounters:
     )
     holds_unblocked: int = counter(
         "sensord_reorder_holds_unblocked",
-        "Holds released early because the broker had stopped sending: its in-flight "
-        "window was full of readings whose acknowledgements waited behind them.",
+        "Holds released early because the broker could send nothing more: sensord's "
+        "Receive Maximum of readings waited for acknowledgements behind them.",
     )
 
 

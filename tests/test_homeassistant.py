@@ -44,6 +44,8 @@ from sensord.wire.homeassistant import (
     discovery_topic,
     node_id,
     object_id,
+    score_payload,
+    score_topic,
 )
 from sensord.wire.published import (
     OFFLINE,
@@ -292,6 +294,36 @@ PLATFORM_SCHEMA_MODERN = MQTT_RO_SCHEMA.extend(
 ).extend(MQTT_ENTITY_COMMON_SCHEMA.schema)
 
 DISCOVERY_SCHEMA = PLATFORM_SCHEMA_MODERN.extend({}, extra=vol.PREVENT_EXTRA)
+
+# mqtt/sensor.py (_PLATFORM_SCHEMA_BASE; HA removes unknown keys, the mirror refuses them)
+SENSOR_STATE_CLASSES = ["measurement", "measurement_angle", "total", "total_increasing"]
+SENSOR_DISCOVERY_SCHEMA = (
+    MQTT_RO_SCHEMA.extend(
+        {
+            vol.Optional("device_class"): vol.Any(cv_string, None),
+            vol.Optional("expire_after"): cv_positive_int,
+            vol.Optional("force_update", default=False): cv_boolean,
+            vol.Optional("last_reset_value_template"): cv_template,
+            vol.Optional("name"): vol.Any(cv_string, None),
+            vol.Optional("options"): cv_ensure_list,
+            vol.Optional("suggested_display_precision"): cv_positive_int,
+            vol.Optional("state_class"): vol.Any(vol.In(SENSOR_STATE_CLASSES), None),
+            vol.Optional("unit_of_measurement"): vol.Any(cv_string, None),
+        }
+    )
+    .extend(MQTT_ENTITY_COMMON_SCHEMA.schema)
+    .extend({}, extra=vol.PREVENT_EXTRA)
+)
+
+
+def ha_sensor_state(config: dict[str, Any], payload: bytes) -> str | None:
+    """What MqttSensor makes of a state message: the rendered value, None for "None"
+    (unknown)."""
+    variables: dict[str, Any] = {"value": payload.decode(config["encoding"])}
+    with contextlib.suppress(ValueError):
+        variables["value_json"] = orjson.loads(payload)
+    rendered = HA_JINJA.from_string(config["value_template"]).render(variables).strip()
+    return None if rendered == "None" else rendered
 
 
 def ha_receive_discovery(
@@ -576,3 +608,20 @@ def test_raw_node_ids_raise(bad: str) -> None:
         discovery_topic(DEFAULT_DISCOVERY_PREFIX, bad, STREAM)
     with pytest.raises(ValueError):
         payload(node=bad)
+
+
+def test_the_score_is_a_sensor_beside_the_anomaly_on_the_same_device() -> None:
+    score = orjson.loads(score_payload(prefix=PREFIX, node=NODE, stream=STREAM, sw_version="1"))
+    validated = SENSOR_DISCOVERY_SCHEMA(score)
+    anomaly = config(sw="1")
+    assert score["device"] == anomaly["device"] and validated["name"] == "Anomaly score"
+    assert validated["unique_id"] != anomaly["unique_id"]
+    assert validated["availability"] == anomaly["availability"]
+    assert ha_entity_id("sensor", validated) == "sensor.boiler_t1_anomaly_score"
+    assert score_topic("homeassistant", NODE, STREAM) == (
+        f"homeassistant/sensor/{NODE}/{object_id(STREAM)}/config"
+    )
+    with_score = state("alert", score=0.9731, value={"value": 30.1})
+    assert ha_sensor_state(validated, with_score) == "0.9731"
+    assert ha_sensor_state(validated, state("warming_up", score=None)) is None  # unknown
+    assert ha_sensor_state(validated, b"garbage") is None

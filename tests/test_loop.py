@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import pytest
 
 from sensord.config import Settings
 from sensord.core.bundle import Bundle
@@ -232,3 +233,31 @@ def test_bridge_info_says_what_runs_once_and_again_only_on_change(
     assert len(sent) == 2
     shadow = orjson.loads(sent[1].payload)["routes"][0]["shadow"]
     assert shadow == {"model": manifest.name, "model_version": manifest.version}
+
+
+def test_the_state_is_refreshed_with_the_latest_score_and_reading(
+    bundle: Bundle, tmp_path: Path
+) -> None:
+    values = generate(30, seed=6).values
+
+    def states_of(refresh_s: float) -> list[dict[str, object]]:
+        daemon, mqtt = started(
+            bundle, tmp_path / str(refresh_s), alerts={"state_refresh_s": refresh_s}
+        )
+        for k in range(30):  # readings 300 s apart
+            daemon.process([reading("s", k, float(values[k]), mid=k + 1)])
+        return [
+            orjson.loads(e.payload)
+            for e in mqtt.log
+            if isinstance(e, Published) and e.topic == "sensord/state/s"
+        ]
+
+    changes = states_of(0)
+    assert [s["status"] for s in changes] == ["warming_up", "normal"]
+    refreshed = states_of(600)  # every other reading
+    assert [s["status"] for s in refreshed[:2]] == ["warming_up", "warming_up"]
+    last = refreshed[-1]
+    assert last["status"] == "normal" and last["since"] == changes[1]["since"]
+    assert last["value"] == {"value": pytest.approx(float(values[28]))}
+    assert isinstance(last["score"], float) and last["alert_id"] is None
+    assert 14 <= len(refreshed) <= 17  # 2 changes + one every 600 s of 30 readings at 300 s

@@ -243,6 +243,14 @@ class AlertsSettings(_Section):
     )
     hysteresis: float = Field(0.1, ge=0, lt=1, description="Clear only below threshold minus this.")
     publish_state: bool = Field(True, description="Publish retained <prefix>/state/<stream>.")
+    state_refresh_s: float = Field(
+        60.0,
+        ge=0,
+        le=86_400,
+        description="Also republish a stream's state this often (as its readings arrive) with "
+        "its latest score and reading, for dashboards and Home Assistant's score entity; "
+        "0: only when its status changes.",
+    )
 
     @field_validator("prefix")
     @classmethod

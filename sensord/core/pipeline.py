@@ -65,6 +65,10 @@ Bools = npt.NDArray[np.bool_]
 EDGE_COLUMNS = {
     "last_received": ColumnSpec(np.float64, (), -np.inf),
     "published_status": ColumnSpec(np.int8, (), 0),
+    # The published status's start (its reading's time) and when a state was last sent
+    # (receive time), for refreshing the retained state with the latest score.
+    "status_since": ColumnSpec(np.float64, (), np.nan),
+    "state_sent_at": ColumnSpec(np.float64, (), -np.inf),
     **NODATA_COLUMNS,
     **GAP_COLUMNS,
 }

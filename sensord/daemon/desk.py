@@ -165,16 +165,19 @@ class FeedbackDesk:
         slot = table.slot_of[feedback.stream]
         if not table["alert_active"][slot]:
             return  # cleared already: its state no longer names the alert
-        shown = {k: v for k, v in asdict(feedback).items() if k in ("verdict", "by", "note")}
-        shown["at"] = feedback.at
         self.publisher.state(
             route,
             feedback.stream,
             "alert",
             since=float(table["raised_ts"][slot]),
             alert_id=feedback.alert_id,
-            feedback=shown,
+            feedback=_shown(feedback),
         )
+
+    def shown(self, alert_id: str) -> dict[str, object] | None:
+        """The latest verdict on an alert as its state shows it, if any."""
+        feedback = self.store.latest(alert_id) if self.store is not None else None
+        return _shown(feedback) if feedback is not None else None
 
     def close(self) -> None:
         if self.store is not None:
@@ -242,3 +245,11 @@ def open_desk(settings: Settings, publisher: Publisher, reply: Reply) -> Feedbac
         max_bytes=settings.feedback.max_payload_bytes,
         log_interval_s=settings.limits.log_interval_s,
     )
+
+
+def _shown(feedback: Feedback) -> dict[str, object]:
+    shown: dict[str, object] = {
+        k: v for k, v in asdict(feedback).items() if k in ("verdict", "by", "note")
+    }
+    shown["at"] = feedback.at
+    return shown

@@ -126,6 +126,7 @@ class Daemon:
             self.delivery,
             self.states,
             publish_state=settings.alerts.publish_state,
+            state_refresh_s=settings.alerts.state_refresh_s,
             recorder=self.recorder,
             recorded=self.recorded,
             discovery=Discovery(ha.discovery_prefix, node_id(settings.mqtt.client_id))
@@ -135,6 +136,7 @@ class Daemon:
         self.desk = open_desk(settings, self.publisher, self._reply)
         if self.desk is not None:  # feedback may name alerts raised before this start
             self.desk.remember_recorded(settings.records_dir, self.recorded)
+            self.publisher.feedback_of = self.desk.shown
         self.nodata = NodataPolicy(
             settings.nodata.multiple, settings.nodata.min_silence_s, settings.nodata.min_intervals
         )

@@ -9,8 +9,9 @@ which spans to leave out.
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -19,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 import sensord
-from sensord.core.alert import AlertEvent
+from sensord.core.alert import AlertEvent, alert_id
 from sensord.core.nodata import Silence
 from sensord.core.sample import FIRST, Scored
 from sensord.daemon.delivery import AlertDelivery
@@ -35,6 +36,8 @@ from sensord.wire.homeassistant import (
     bridge_topic,
     discovery_payload,
     discovery_topic,
+    score_payload,
+    score_topic,
 )
 from sensord.wire.published import (
     OFFLINE,
@@ -52,6 +55,7 @@ from sensord.wire.published import (
 
 log = get_logger(__name__)
 F64 = npt.NDArray[np.float64]
+Bools = npt.NDArray[np.bool_]
 # Codes of the published_status state column; 0 means nothing published yet.
 STATUS_CODES = {"warming_up": 1, "normal": 2, "alert": 3}
 STATUS_NAMES = {code: name for name, code in STATUS_CODES.items()}
@@ -94,6 +98,7 @@ class Publisher:
         states: RetainedStates,
         *,
         publish_state: bool = True,
+        state_refresh_s: float = 0.0,
         recorder: Recorder | None = None,
         recorded: frozenset[str] = frozenset(),
         discovery: Discovery | None = None,
@@ -102,6 +107,9 @@ class Publisher:
         self.delivery = delivery
         self.states = states
         self.publish_state = publish_state
+        self.state_refresh_s = state_refresh_s
+        # The operator's verdict shown on an alert's state (the feedback desk's, if on).
+        self.feedback_of: Callable[[str], dict[str, object] | None] | None = None
         self.recorder = recorder
         self.recorded = recorded  # the routes whose alerts are recorded with their readings
         self.discovery = discovery
@@ -193,6 +201,8 @@ class Publisher:
                 self.announce(part.streams[i])
                 self.available(part.streams[i], True)
             published[slot] = code
+            table["status_since"][slot] = part.ts[i]
+            table["state_sent_at"][slot] = part.received[i]
             features = route.features
             self.state(
                 route,
@@ -204,6 +214,44 @@ class Publisher:
                 value=_by_feature(features, values[i]),
                 expected=_by_feature(features, scored.expected[i]),
             )
+        if self.state_refresh_s > 0:
+            self._refresh(route, part, scored, values, stepped)
+
+    def _refresh(
+        self, route: Route, part: Routed, scored: Scored, values: F64, stepped: Bools
+    ) -> None:
+        """Republish the state of streams whose last one is ``state_refresh_s`` old, with
+        their latest score and reading (the status, its start and alert as they were)."""
+        table = route.pipeline.table
+        received = np.asarray(part.received, dtype=np.float64)
+        sent = table["state_sent_at"]
+        due = np.flatnonzero(stepped & (received - sent[scored.slots] >= self.state_refresh_s))
+        if not due.size:
+            return
+        # a stream's last reading in the batch is the one to show
+        _, last = np.unique(scored.slots[due][::-1], return_index=True)
+        manifest, features = route.pipeline.bundle.manifest, route.features
+        for i in due[::-1][last].tolist():
+            slot, stream = int(scored.slots[i]), part.streams[i]
+            code = int(table["published_status"][slot])
+            if code == 0:
+                continue
+            active = code == STATUS_CODES["alert"]
+            alert = alert_id(manifest.name, stream, float(table["raised_ts"][slot]))
+            since = float(table["status_since"][slot])
+            sent[slot] = received[i]
+            self.state(
+                route,
+                stream,
+                STATUS_NAMES[code],
+                # (NaN: restored from a snapshot older than the column; this is all we know)
+                since=since if math.isfinite(since) else float(part.ts[i]),
+                alert_id=alert if active else None,
+                feedback=self.feedback_of(alert) if active and self.feedback_of else None,
+                score=float(scored.score[i]),
+                value=_by_feature(features, values[i]),
+                expected=_by_feature(features, scored.expected[i]),
+            )
 
     def accepted(self, route: Route, event: AlertEvent) -> None:
         """An alert an operator cleared as the stream's new normal: the cleared event, the
@@ -211,9 +259,10 @@ class Publisher:
         now = time.time()
         self._alert(route, event, topic=None, received=now, now=now)
         if self.publish_state:
-            route.pipeline.table["published_status"][route.pipeline.table.slot_of[event.stream]] = (
-                STATUS_CODES["normal"]
-            )
+            table = route.pipeline.table
+            slot = table.slot_of[event.stream]
+            table["published_status"][slot] = STATUS_CODES["normal"]
+            table["status_since"][slot] = now
             self.state(route, event.stream, "normal", since=now)
         self.flush()
 
@@ -260,8 +309,12 @@ class Publisher:
             self.state(route, stream, "evicted", since=now)
             self.states.put(availability_topic(self.prefix, stream), lambda: REMOVAL_PAYLOAD)
         if self.discovery is not None:
-            topic = discovery_topic(self.discovery.prefix, self.discovery.node, stream)
-            self.states.put(topic, lambda: REMOVAL_PAYLOAD)  # the entity goes away
+            ha = self.discovery
+            for topic in (
+                discovery_topic(ha.prefix, ha.node, stream),
+                score_topic(ha.prefix, ha.node, stream),
+            ):
+                self.states.put(topic, lambda: REMOVAL_PAYLOAD)  # the entities go away
 
     # nodata
 
@@ -305,6 +358,14 @@ class Publisher:
             sw_version=sensord.__version__,
         )
         self.states.put(topic, render)
+        score = partial(
+            score_payload,
+            prefix=self.prefix,
+            node=self.discovery.node,
+            stream=stream,
+            sw_version=sensord.__version__,
+        )
+        self.states.put(score_topic(self.discovery.prefix, self.discovery.node, stream), score)
         self.counters.discovery_published += 1
 
     def bridge_info(self, routes: Sequence[Route], features: dict[str, Any], now: float) -> bool:

@@ -6,6 +6,8 @@ that a Home Assistant started later still finds them:
 - ``<discovery_prefix>/binary_sensor/<node>/<object_id>/config``: :func:`discovery_payload`
   when a stream is first seen (and again at every connect: the same bytes are a no-op for
   Home Assistant), :data:`REMOVAL_PAYLOAD` when the stream is evicted;
+- ``<discovery_prefix>/sensor/<node>/<object_id>/config``: :func:`score_payload`, the
+  stream's anomaly score beside it, published and removed with it;
 - ``<discovery_prefix>/binary_sensor/<node>/bridge/config``: :func:`bridge_payload`, the
   instance itself, at start.
 
@@ -59,6 +61,11 @@ _VALUE_TEMPLATE = (
 )
 _DEVICE_MODEL = "anomaly detector"
 ENTITY_NAME = "Anomaly"  # the stream's device is named as the stream
+SCORE_NAME = "Anomaly score"
+SCORE_COMPONENT = "sensor"
+_SCORE_TEMPLATE = (
+    "{{ value_json.score if value_json is mapping and value_json.score is number else None }}"
+)
 BRIDGE_OBJECT = "bridge"  # the object id of the instance's own entity
 
 
@@ -142,6 +149,34 @@ def discovery_payload(*, prefix: str, node: str, stream: str, sw_version: str) -
         },
         "origin": {"name": "sensord", "sw_version": sw_version},
     }
+    return orjson.dumps(config)
+
+
+def score_topic(discovery_prefix: str, node: str, stream: str) -> str:
+    """``<discovery_prefix>/sensor/<node>/<object_id>/config``: the stream's score entity."""
+    _check_prefix(discovery_prefix, "discovery prefix")
+    _check_node(node)
+    return f"{discovery_prefix}/{SCORE_COMPONENT}/{node}/{object_id(stream)}/config"
+
+
+def score_payload(*, prefix: str, node: str, stream: str, sw_version: str) -> bytes:
+    """The stream's "Anomaly score" sensor beside its binary sensor, on the same device:
+    the state's ``score`` (its latest, as ``[alerts] state_refresh_s`` refreshes it; a
+    null renders as "None", which Home Assistant shows as unknown)."""
+    config = orjson.loads(
+        discovery_payload(prefix=prefix, node=node, stream=stream, sw_version=sw_version)
+    )
+    for key in ("device_class", "payload_on", "payload_off", "json_attributes_topic"):
+        del config[key]
+    config.update(
+        {
+            "name": SCORE_NAME,
+            "unique_id": f"{config['unique_id']}:score",
+            "value_template": _SCORE_TEMPLATE,
+            "state_class": "measurement",
+            "suggested_display_precision": 2,
+        }
+    )
     return orjson.dumps(config)
 
 

@@ -27,7 +27,11 @@ from tests.integration.conftest import (
     start_broker,
     wait_for,
 )
-from tests.test_homeassistant import DISCOVERY_SCHEMA, ha_binary_sensor_state
+from tests.test_homeassistant import (
+    DISCOVERY_SCHEMA,
+    SENSOR_DISCOVERY_SCHEMA,
+    ha_binary_sensor_state,
+)
 
 T0 = 1_700_000_000.0
 STEP = 300.0
@@ -305,7 +309,8 @@ def test_home_assistant_discovery_for_each_stream(
         feed(client, "boiler.t1", spiky_series(n=104))
         feed(client, "pump", [20.0 + k * 0.01 for k in range(20)])
         assert wait_for(lambda: scored(daemon) == 124, timeout=60)
-        assert wait_for(lambda: len(client.on("homeassistant/")) == 3)  # 2 streams, 1 bridge
+        # per stream an anomaly and a score entity, and the bridge
+        assert wait_for(lambda: len(client.on("homeassistant/")) == 5)
 
         def last_status(stream: str) -> object:
             states = client.json_on(f"sensord/state/{stream}")
@@ -319,6 +324,12 @@ def test_home_assistant_discovery_for_each_stream(
         orjson.loads(configs.pop(f"homeassistant/binary_sensor/{node}/bridge/config").payload)
     )
     assert bridge["device_class"] == "connectivity" and bridge["state_topic"] == "sensord/status"
+    scores = {t: m for t, m in configs.items() if t.startswith("homeassistant/sensor/")}
+    for topic in scores:
+        configs.pop(topic)
+    assert len(scores) == 2
+    for message in scores.values():
+        assert SENSOR_DISCOVERY_SCHEMA(orjson.loads(message.payload))["name"] == "Anomaly score"
     with mqtt_client(broker, subscribe="sensord/availability/#") as late:  # retained for it
         mine = ("sensord/availability/boiler.t1", "sensord/availability/pump")
         assert wait_for(lambda: {m.topic for m in late.on("sensord/availability/")} >= set(mine))

@@ -16,6 +16,7 @@ import pytest
 
 from sensord.config import Settings
 from sensord.core.bundle import Bundle
+from sensord.core.timestamps import format_timestamp
 from sensord.daemon.ingest import Message
 from sensord.daemon.loop import Daemon
 from sensord.offline.synthetic import generate
@@ -261,3 +262,22 @@ def test_the_state_is_refreshed_with_the_latest_score_and_reading(
     assert last["value"] == {"value": pytest.approx(float(values[28]))}
     assert isinstance(last["score"], float) and last["alert_id"] is None
     assert 14 <= len(refreshed) <= 17  # 2 changes + one every 600 s of 30 readings at 300 s
+
+
+def test_a_refresh_after_a_snapshot_older_than_the_status_start_column(
+    bundle: Bundle, tmp_path: Path
+) -> None:
+    """A snapshot from before ``status_since`` restores it as NaN: the refresh says the
+    reading's time instead of failing (it did: format_timestamp(nan))."""
+    daemon, mqtt = started(bundle, tmp_path, alerts={"state_refresh_s": 1})
+    values = generate(20, seed=7).values
+    for k in range(12):
+        daemon.process([reading("s", k, float(values[k]), mid=k + 1)])
+    daemon.routes[0].pipeline.table["status_since"][:] = np.nan
+    daemon.process([reading("s", 12, float(values[12]), mid=13)])
+    last = orjson.loads(
+        [e for e in mqtt.log if isinstance(e, Published) and e.topic == "sensord/state/s"][
+            -1
+        ].payload
+    )
+    assert last["since"] == format_timestamp(T0 + 12 * STEP)

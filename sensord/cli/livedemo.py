@@ -44,7 +44,10 @@ class Watcher:
     offline: threading.Event = field(default_factory=threading.Event)
 
     def on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        if msg.topic.startswith((f"{PREFIX}/state/", f"{PREFIX}/status")) and msg.payload:
+        retained_kinds = ("state/", "status", "availability/", "bridge/")
+        if msg.topic.startswith(tuple(f"{PREFIX}/{kind}" for kind in retained_kinds)) and (
+            msg.payload
+        ):
             self.retained_topics.add(msg.topic)
         if msg.topic == f"{PREFIX}/status":
             status = msg.payload.decode(errors="replace")

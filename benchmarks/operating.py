@@ -43,6 +43,13 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "feedback": {"enabled": False},
         "batching": {"reorder_window_ms": 0},
     },
+    # The retained state's refresh off (plain otherwise): what looking for due refreshes
+    # costs each batch (a drain's readings all arrive within one refresh interval).
+    "-refresh": {
+        "nodata": {"enabled": False},
+        "feedback": {"enabled": False},
+        "alerts": {"state_refresh_s": 0},
+    },
     "defaults": {},  # nodata and feedback on, as shipped
     "+record": {"record": {"enabled": True}},
     "+shadow": {"shadow": True},

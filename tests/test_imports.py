@@ -12,7 +12,8 @@ names = [m.name for m in pkgutil.walk_packages(sensord.__path__, 'sensord.')
 for name in names:
     importlib.import_module(name)
 # the online path must run even if training's libraries are installed: prove none was pulled in
-bad = sorted(n for n in ('torch', 'onnx', 'tqdm') if n in sys.modules)
+# (nor libspot, the spot extra: imported only when a spot detector is made)
+bad = sorted(n for n in ('torch', 'onnx', 'tqdm', 'libspot') if n in sys.modules)
 print(','.join(names))
 print('BAD:' + ','.join(bad))
 """

@@ -26,6 +26,8 @@ from sensord.offline.synthetic import generate, write_csv
 
 PREFIX = "sensord-demo"
 SENSOR_TOPIC = "demo-sensors/{stream}/value"
+# What the daemon leaves retained under the prefix, cleared when the demo ends.
+RETAINED = tuple(f"{PREFIX}/{kind}" for kind in ("state/", "status", "availability/", "bridge/"))
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 # An alert catches an injected anomaly if it is raised on the same stream within this many
@@ -44,10 +46,7 @@ class Watcher:
     offline: threading.Event = field(default_factory=threading.Event)
 
     def on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        retained_kinds = ("state/", "status", "availability/", "bridge/")
-        if msg.topic.startswith(tuple(f"{PREFIX}/{kind}" for kind in retained_kinds)) and (
-            msg.payload
-        ):
+        if msg.topic.startswith(RETAINED) and msg.payload:
             self.retained_topics.add(msg.topic)
         if msg.topic == f"{PREFIX}/status":
             status = msg.payload.decode(errors="replace")

@@ -47,6 +47,7 @@ from sensord.wire.published import (
     availability_topic,
     bridge_info_payload,
     bridge_info_topic,
+    by_feature,
     nodata_payload,
     nodata_topic,
     state_payload,
@@ -211,8 +212,8 @@ class Publisher:
                 since=part.ts[i],
                 alert_id=raised_ids.get(int(i)),
                 score=float(scored.score[i]),
-                value=_by_feature(features, values[i]),
-                expected=_by_feature(features, scored.expected[i]),
+                value=by_feature(features, values[i]),
+                expected=by_feature(features, scored.expected[i]),
             )
         if self.state_refresh_s > 0:
             self._refresh(route, part, scored, values, stepped)
@@ -249,8 +250,8 @@ class Publisher:
                 alert_id=alert if active else None,
                 feedback=self.feedback_of(alert) if active and self.feedback_of else None,
                 score=float(scored.score[i]),
-                value=_by_feature(features, values[i]),
-                expected=_by_feature(features, scored.expected[i]),
+                value=by_feature(features, values[i]),
+                expected=by_feature(features, scored.expected[i]),
             )
 
     def accepted(self, route: Route, event: AlertEvent) -> None:
@@ -416,7 +417,3 @@ def describe_route(route: Route) -> dict[str, Any]:
         if shadow is None
         else {"model": shadow.name, "model_version": shadow.version},
     }
-
-
-def _by_feature(features: Sequence[str], row: F64) -> dict[str, float | None]:
-    return {f: float(v) if np.isfinite(v) else None for f, v in zip(features, row, strict=True)}

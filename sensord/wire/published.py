@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -152,9 +152,9 @@ def alert_payload(
             "duration_s": round(event.ts - event.raised_ts, 3) if cleared else None,
             "received_at": format_timestamp(received),
             "published_at": format_timestamp(published),
-            "value": _by_feature(features, event.values),
-            "expected": _by_feature(features, event.expected),
-            "error": _by_feature(
+            "value": by_feature(features, event.values),
+            "expected": by_feature(features, event.expected),
+            "error": by_feature(
                 features, [v - e for v, e in zip(event.values, event.expected, strict=True)]
             ),
             "units": {f: units[f] for f in features if f in units} if units else None,
@@ -196,7 +196,8 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _by_feature(features: Sequence[str], values: Sequence[float]) -> dict[str, float | None]:
+def by_feature(features: Sequence[str], values: Iterable[float]) -> dict[str, float | None]:
+    """Values by feature name, non-finite ones as null (alerts and states alike)."""
     return {f: _finite_or_none(float(v)) for f, v in zip(features, values, strict=True)}
 
 

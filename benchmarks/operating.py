@@ -1,6 +1,7 @@
 """What running it for months costs the scoring loop: recording, a shadow bundle, Home
-Assistant discovery, beside a daemon with none of them; and what the channels detector (the
-default) costs beside the likelihood detector it replaced.
+Assistant discovery, the web page (kept, and open in a browser), beside a daemon with none of
+them; and what the channels detector (the default) costs beside the likelihood detector it
+replaced.
 
 In-process and without a network (the daemon's ``process`` on prepared batches of JSON
 readings, acknowledgements going nowhere), so the figure is the loop's own CPU time per
@@ -18,7 +19,11 @@ import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
+import urllib.error
+import urllib.request
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +40,8 @@ from sensord.daemon.loop import Daemon
 
 BATCH = 256
 WARM_BATCHES = 20
+WATCHED = 64  # streams charted while the page is open ([web] streams' default)
+ANSWERS = 50  # page answers timed per request kind
 CONFIGS: dict[str, dict[str, Any]] = {
     "plain": {"nodata": {"enabled": False}, "feedback": {"enabled": False}},
     # The reorder stage off (plain otherwise): what looking for gaps costs each batch.
@@ -54,6 +61,17 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "+record": {"record": {"enabled": True}},
     "+shadow": {"shadow": True},
     "+homeassistant": {"homeassistant": {"enabled": True}},
+    # The web page served, nobody looking: the board's per-batch columns (plain otherwise).
+    "+web": {"nodata": {"enabled": False}, "feedback": {"enabled": False}, "web": {"port": 0}},
+    # The page open in a browser at its own pace (the streams list every 2 s, a stream's
+    # chart every 1 s, health every 5 s) with WATCHED streams charted: the loop's copies and
+    # the page's thread, both in this process's CPU time.
+    "+web open": {
+        "nodata": {"enabled": False},
+        "feedback": {"enabled": False},
+        "web": {"port": 0},
+        "page": True,
+    },
     "all": {"record": {"enabled": True}, "shadow": True, "homeassistant": {"enabled": True}},
     # The detector before the channels (plain otherwise): the cost of the detector itself.
     "likelihood": {
@@ -70,7 +88,7 @@ def settings_for(bundle: Path, state: Path, options: dict[str, Any]) -> Settings
         route["shadow"] = str(bundle)
     if "detector" in options:
         route["detector"] = options["detector"]
-    sections = {k: v for k, v in options.items() if k not in ("shadow", "detector")}
+    sections = {k: v for k, v in options.items() if k not in ("shadow", "detector", "page")}
     return Settings(
         mqtt={"host": "127.0.0.1", "port": 1},  # never connected: process() needs no broker
         routes=[route],
@@ -79,14 +97,14 @@ def settings_for(bundle: Path, state: Path, options: dict[str, Any]) -> Settings
     )
 
 
-def batches(streams: int, readings: int, seed: int = 0) -> list[list[Message]]:
+def batches(streams: int, readings: int, seed: int = 0, t0: float = 1.7e9) -> list[list[Message]]:
     rng = np.random.default_rng(seed)
     values = 20.0 + rng.standard_normal(readings)
     now = time.time()
     made = [
         Message(
             f"sensors/s{i % streams}/value",
-            orjson.dumps({"value": float(values[i]), "ts": 1.7e9 + i // streams}),
+            orjson.dumps({"value": float(values[i]), "ts": t0 + i // streams}),
             now,
             1,
             i % 65_535 + 1,
@@ -101,17 +119,116 @@ def cpu_per_reading(bundle: Path, options: dict[str, Any], work: list[list[Messa
     """Microseconds of this process's CPU per reading after a warm-up, for one daemon."""
     with tempfile.TemporaryDirectory() as state:
         daemon = Daemon(settings_for(bundle, Path(state), options))
+        board = daemon.board
         for batch in work[:WARM_BATCHES]:
             daemon.process(batch)
+        page = Page(daemon) if options.get("page") else None
         measured = work[WARM_BATCHES:]
         started = time.process_time()
         for batch in measured:
             daemon.process(batch)
+            if board is not None:  # what the loop does on each turn
+                board.turn(daemon.routes, time.monotonic())
         seconds = time.process_time() - started
+        if page is not None:
+            page.close()
         daemon.durable.close()
         if daemon.recorder is not None:
             daemon.recorder.close()
     return seconds / sum(len(b) for b in measured) * 1e6
+
+
+class Page:
+    """The web page open on a daemon: its server started, WATCHED streams charted, and a
+    thread that asks what the page's script asks, as often."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        board = daemon.board
+        assert board is not None
+        daemon.start_web()
+        assert daemon.web is not None
+        self.daemon, self.base = daemon, f"http://127.0.0.1:{daemon.web.port}"
+        route = daemon.routes[0].name
+        for i in range(WATCHED):
+            board.chart(route, f"s{i}", wait_s=0)  # asks for it; the turn below starts it
+        board.turn(daemon.routes, time.monotonic())
+        self.answered: Counter[int] = Counter()  # by HTTP status (health is 503 here)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._browse, args=(route,), daemon=True)
+        self._thread.start()
+
+    def _browse(self, route: str) -> None:
+        started = time.monotonic()
+        due = {"/api/streams": 0.0, f"/api/stream?route={route}&stream=s0": 0.0, "/healthz": 0.0}
+        every = {"/api/streams": 2.0, "/healthz": 5.0}
+        while not self._stop.is_set():
+            now = time.monotonic() - started
+            for path, at in due.items():
+                if now >= at:
+                    self.answered[_get(self.base + path)] += 1
+                    due[path] = at + every.get(path, 1.0)
+            self._stop.wait(0.05)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        answered = {k: v for k, v in self.answered.items() if k != 503}  # health: no broker
+        assert set(answered) == {200}, f"the page's requests answered {dict(self.answered)}"
+        if self.daemon.web is not None:
+            self.daemon.web.stop()
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        exc.read()
+        return exc.code
+
+
+def page_answers(bundle: Path, work: list[list[Message]]) -> dict[str, float]:
+    """Milliseconds of CPU per answer of the page's two requests, on a daemon that has
+    scored ``work``: the streams list (every stream filtered, sorted and 200 written) and a
+    stream's full chart."""
+    from sensord.daemon.web.app import WebApp
+
+    options = CONFIGS["+web open"]
+    with tempfile.TemporaryDirectory() as state:
+        daemon = Daemon(settings_for(bundle, Path(state), options))
+        board = daemon.board
+        assert board is not None
+        for batch in work:
+            daemon.process(batch)
+        route = daemon.routes[0].name
+        board.describe(daemon.routes)
+        board.chart(route, "s0", wait_s=0)  # asks for it
+        board.stream_lists(wait_s=0)  # someone looks
+        board.turn(daemon.routes, time.monotonic())
+        later = 1.7e9 + len(work) * BATCH  # past every reading of ``work``
+        for batch in batches(1, daemon.settings.web.points, t0=later):
+            daemon.process(batch)  # s0's chart fills
+        board.turn(daemon.routes, time.monotonic() + 1)
+        app = WebApp(board, daemon.settings.web, health=None, shown=None, max_feedback_bytes=1)
+        figures = {}
+        statuses: list[str] = []
+
+        def respond(status: str, headers: list[tuple[str, str]]) -> None:
+            statuses.append(status)
+
+        for name, query in (("streams_list_ms", "/api/streams"), ("chart_ms", "/api/stream")):
+            path, _, arguments = query.partition("?")
+            arguments = f"route={route}&stream=s0" if path == "/api/stream" else ""
+            environ = {"PATH_INFO": path, "REQUEST_METHOD": "GET", "QUERY_STRING": arguments}
+            statuses.clear()
+            started = time.process_time()
+            for _ in range(ANSWERS):
+                b"".join(app(environ, respond))
+            figures[name] = (time.process_time() - started) / ANSWERS * 1e3
+            assert set(statuses) == {"200 OK"}, f"{path} answered {set(statuses)}"
+        daemon.durable.close()
+    return figures
 
 
 def train(work: Path) -> Path:
@@ -141,11 +258,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for _ in range(args.rounds):
             for name, options in CONFIGS.items():
                 figures[name].append(cpu_per_reading(bundle, options, work))
-    report(figures, args)
+        answers = page_answers(bundle, work)
+    report(figures, args, answers)
     return 0
 
 
-def report(figures: dict[str, list[float]], args: argparse.Namespace) -> None:
+def report(
+    figures: dict[str, list[float]], args: argparse.Namespace, answers: dict[str, float]
+) -> None:
     plain = figures["plain"]
     rows = []
     print(f"{args.streams} streams, batches of {BATCH}, {args.rounds} rounds (CPU us/reading)")
@@ -163,8 +283,15 @@ def report(figures: dict[str, list[float]], args: argparse.Namespace) -> None:
             }
         )
         print(f"{name:<16}{statistics.median(values):>9.2f}{min(values):>9.2f}{ratio:>10.3f}")
+    print(f"page answers, CPU ms each ({args.streams} streams): ", end="")
+    print(", ".join(f"{k} {v:.2f}" for k, v in answers.items()))
     if args.json:
-        result = {"streams": args.streams, "readings": args.readings, "rows": rows}
+        result = {
+            "streams": args.streams,
+            "readings": args.readings,
+            "rows": rows,
+            "page_answers_ms": {k: round(v, 3) for k, v in answers.items()},
+        }
         args.json.write_text(json.dumps(result, indent=2))
         print(f"wrote {args.json}")
 

@@ -28,8 +28,8 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 say "installing sensord with its extras (train, plot, broker, spot, dev)"
 pip install -e ".[train,plot,broker,spot,dev]"
-# Debian packages the tests use: a real Mosquitto broker of their own, and systemd-analyze
-# to rate the unit's sandboxing (deploy/sensord.service).
+# Debian packages the tests use: a real Mosquitto broker of their own, systemd-analyze
+# to rate the unit's sandboxing (deploy/sensord.service), Chromium for the web page.
 apt_install() {  # package, command it provides
     if command -v "$2" >/dev/null 2>&1 || [ -x "/usr/sbin/$2" ]; then
         return
@@ -44,3 +44,6 @@ apt_install() {  # package, command it provides
 }
 apt_install mosquitto mosquitto
 apt_install systemd systemd-analyze
+# The web page's test drives a real headless browser (tests/test_web_browser.py).
+apt_install chromium chromium
+apt_install chromium-driver chromedriver

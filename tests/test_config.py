@@ -223,3 +223,31 @@ def test_the_spot_detector_without_libspot_is_a_configuration_error(
         ConfigError, match=r"routes\[0\]\.detector\.kind: 'spot': .*sensord\[spot\]"
     ):
         load_settings(path)
+
+
+def test_web_verdicts_need_a_token_and_the_feedback_desk(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[web]\nport = 0\nverdicts = true\n[feedback]\nenabled = false\n" + route(tmp_path),
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    lines = str(info.value).splitlines()
+    assert "web.verdicts: true: needs web.token, the page's bearer token" in lines
+    assert "web.verdicts: true: needs feedback.enabled, the desk verdicts go to" in lines
+    short = path.read_text().replace("verdicts = true", 'verdicts = true\ntoken = "short"')
+    path.write_text(short)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert "short" not in str(info.value)
+    assert "web.token: **********: must be at least 16 characters" in str(info.value)
+
+
+def test_web_token_is_never_shown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    secret = "a-secret-token-of-some-length"
+    path = write(
+        tmp_path, f'[web]\nport = 8080\nverdicts = true\ntoken = "{secret}"\n' + route(tmp_path)
+    )
+    settings = load_settings(path)
+    assert settings.web.token is not None and settings.web.token.get_secret_value() == secret
+    assert secret not in json.dumps(effective_config(settings), default=str)

@@ -27,6 +27,8 @@ def test_each_configuration_has_its_feature_on(small_bundle: Bundle, tmp_path: P
     assert plain.routes[0].detector.kind == "channels"
     assert before.routes[0].detector.kind == "likelihood"
     assert not plain.nodata.enabled and not plain.record.enabled and plain.routes[0].shadow is None
+    assert plain.web.port is None
+    assert settings_for(small_bundle.path, tmp_path, CONFIGS["+web open"]).web.port == 0
 
 
 def test_small_run_reports_every_configuration(small_bundle: Bundle, tmp_path: Path) -> None:
@@ -58,3 +60,6 @@ def test_small_run_reports_every_configuration(small_bundle: Bundle, tmp_path: P
     assert rows["plain"]["ratio_to_plain"] == 1.0
     assert all(math.isfinite(r["median_us"]) and r["median_us"] > 0 for r in rows.values())
     assert "vs plain" in done.stdout
+    answers = json.loads(out.read_text())["page_answers_ms"]
+    assert set(answers) == {"streams_list_ms", "chart_ms"}
+    assert all(v > 0 for v in answers.values())

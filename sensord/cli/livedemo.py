@@ -16,7 +16,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from sensord.cli.broker import LocalBroker, answers, start_local_broker
+from sensord.cli.broker import LocalBroker, answers, free_port, start_local_broker
 from sensord.cli.extras import require_train_extra
 from sensord.cli.simulate import Injected, SimulationPlan, simulate
 from sensord.core.bundle import load_bundle
@@ -89,6 +89,7 @@ class LiveDemo:
             seed=seed,
         )
         self.seed = seed
+        self.web_port = free_port()  # the daemon's page, for a look while the demo runs
 
     def run(self) -> int:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -154,6 +155,7 @@ class LiveDemo:
             f'[mqtt]\nhost = "{host}"\nport = {port}\nprotocol = "{protocol}"\n'
             f'client_id = "sensord-demo"\n\n[alerts]\nprefix = "{PREFIX}"\n\n'
             f'[state]\ndir = "{state.resolve()}"\n\n'
+            f"[web]\nport = {self.web_port}\n\n"
             f'[[routes]]\ntopic = "{SENSOR_TOPIC.format(stream="+")}"\n'
             f'bundle = "{bundle.resolve()}"\n'
         )
@@ -221,7 +223,8 @@ class LiveDemo:
         print(
             f"3/4 daemon: online (pid {daemon.pid}, logs in {log_path}); simulating "
             f"{self.plan.streams} sensors at {self.plan.rate:g} msg/s for "
-            f"{self.plan.duration_s:g} s with {self.plan.anomalies} anomalies"
+            f"{self.plan.duration_s:g} s with {self.plan.anomalies} anomalies; its page: "
+            f"http://127.0.0.1:{self.web_port}/"
         )
 
         def injected(event: Injected) -> None:

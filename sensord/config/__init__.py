@@ -10,6 +10,7 @@ from sensord.config.sections import (
     MqttSettings,
     RouteSettings,
     StateSettings,
+    WebSettings,
 )
 from sensord.config.settings import (
     Settings,
@@ -24,6 +25,7 @@ __all__ = [
     "RouteSettings",
     "Settings",
     "StateSettings",
+    "WebSettings",
     "config_path",
     "effective_config",
     "load_settings",

@@ -346,6 +346,44 @@ class MetricsSettings(_Section):
     )
 
 
+class WebSettings(_Section):
+    host: str = Field("127.0.0.1", min_length=1, description="Address the web page listens on.")
+    port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Serve the operator's page at http://host:port/ (0: any free port); "
+        "unset: no page.",
+    )
+    streams: int = Field(
+        64,
+        ge=1,
+        le=10_000,
+        description="Streams whose recent readings are kept for charts: those viewed and those "
+        "that raised an alert, the least recently used let go first.",
+    )
+    points: int = Field(600, ge=16, le=100_000, description="Readings kept per charted stream.")
+    alerts: int = Field(
+        500, ge=10, le=100_000, description="Recent alert events kept for the page."
+    )
+    verdicts: bool = Field(
+        False,
+        description="Let the page send operators' verdicts (through the feedback desk; needs "
+        "token and [feedback] enabled). Off: the page is read-only.",
+    )
+    token: SecretStr | None = Field(
+        None,
+        description="Bearer token the page must send with a verdict (at least 16 characters).",
+    )
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+
 class RecordSettings(_Section):
     enabled: bool = Field(
         False, description="Record the readings of the chosen routes for retraining."

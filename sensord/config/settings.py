@@ -30,6 +30,7 @@ from sensord.config.sections import (
     RetrainSettings,
     RouteSettings,
     StateSettings,
+    WebSettings,
 )
 from sensord.core.alert import AlertPolicy
 from sensord.core.detect import DetectorSettings
@@ -52,6 +53,7 @@ class Settings(BaseSettings):
     batching: BatchingSettings = Field(default_factory=BatchingSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     record: RecordSettings = Field(default_factory=RecordSettings)
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)
     nodata: NodataSettings = Field(default_factory=NodataSettings)
@@ -165,6 +167,11 @@ def cross_check(settings: Settings) -> list[str]:
                 load_libspot()
             except ConfigError as exc:
                 problems.append(f"routes[{i}].detector.kind: 'spot': {exc}")
+    web = settings.web
+    if web.verdicts and web.token is None:
+        problems.append("web.verdicts: true: needs web.token, the page's bearer token")
+    if web.verdicts and not settings.feedback.enabled:
+        problems.append("web.verdicts: true: needs feedback.enabled, the desk verdicts go to")
     names = [r.name for r in settings.routes if r.name]
     for name in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"routes.name: {name!r}: two routes have this name")
@@ -205,6 +212,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
 
 
+SECRETS = ("mqtt.password", "web.token")  # masked in errors and in check-config's output
+
+
 def format_errors(
     exc: ValidationError, environ: Mapping[str, str] | None = None
 ) -> tuple[list[str], bool]:
@@ -214,7 +224,8 @@ def format_errors(
     for error in exc.errors():
         path = _key_path(error["loc"])
         value = error.get("input")
-        shown = SECRET_MASK if "password" in path else _show_value(value)
+        secret = any(path.endswith(key) for key in SECRETS)
+        shown = SECRET_MASK if secret else _show_value(value)
         reason = re.sub(r"^Value error, ", "", error["msg"])
         variable = _env_source(error["loc"], environ or {})
         if variable is None:
@@ -258,6 +269,8 @@ def _show_value(value: object) -> str:
 def effective_config(settings: Settings) -> dict[str, Any]:
     """The settings as plain data, secrets masked."""
     data = settings.model_dump(mode="json")
-    if data["mqtt"].get("password") is not None:
-        data["mqtt"]["password"] = SECRET_MASK
+    for key in SECRETS:
+        section, name = key.split(".")
+        if data[section].get(name) is not None:
+            data[section][name] = SECRET_MASK
     return data

@@ -36,6 +36,7 @@ from sensord.daemon.delivery import AlertDelivery
 from sensord.daemon.desk import FeedbackCounters, open_desk
 from sensord.daemon.health import Health
 from sensord.daemon.histogram import LoopTimings
+from sensord.daemon.http import HttpEdge
 from sensord.daemon.ingest import Ingest, Message, RateLimitedLog, Routed, RouteRule
 from sensord.daemon.metrics import MetricsServer
 from sensord.daemon.mqtt import MqttAdapter
@@ -53,6 +54,8 @@ from sensord.daemon.stats import (
     summed,
 )
 from sensord.daemon.transport import TransportFactory
+from sensord.daemon.web.app import WebApp
+from sensord.daemon.web.board import Board
 from sensord.durable.journal import Entry
 from sensord.durable.store import SHADOW, DurableState
 from sensord.logs import get_logger
@@ -144,9 +147,13 @@ class Daemon:
         self._reload = threading.Event()
         self.ready = threading.Event()
         self.metrics: MetricsServer | None = None
+        self.web: HttpEdge | None = None
+        self.board = Board(settings.web, self.prefix) if settings.web.port is not None else None
         self.durable.restore(self._pipelines())
 
     def _reply(self, topic: str, payload: bytes, correlation: bytes | None) -> None:
+        if self.board is not None and correlation and self.board.answer(correlation, payload):
+            return  # a verdict from the web page: the answer goes back to it
         self.mqtt.publish(topic, payload, qos=1, correlation=correlation)
 
     def _pipelines(self) -> list[Route | ShadowView]:
@@ -175,6 +182,7 @@ class Daemon:
                 health=self.health,
             )
             log.info("metrics", url=f"http://{metrics.host}:{self.metrics.port}/metrics")
+        self.start_web()
         self.mqtt.start()
         self.delivery.replay()
         self.publisher.announce_all(self.routes)
@@ -190,6 +198,8 @@ class Daemon:
                 self.states.flush()
                 self.mqtt.write()  # alerts leave now, not after the next batch
                 now = time.monotonic()
+                if self.board is not None:
+                    self.board.turn(self.routes, now)
                 self.health.beat(now)
                 self._announce_ready()
                 if self.mqtt.making_progress(now):  # and this loop is: it is here
@@ -207,6 +217,22 @@ class Daemon:
                     log.info("stats", **self.stats())
         finally:
             self._shutdown()
+
+    def start_web(self) -> None:
+        """Serve the web page when ``[web] port`` is set (run() does, before connecting)."""
+        web, board = self.settings.web, self.board
+        if web.port is None or board is None:
+            return
+        board.describe(self.routes)
+        app = WebApp(
+            board,
+            web,
+            health=self.health,
+            shown=self.desk.shown if self.desk is not None else None,
+            max_feedback_bytes=self.settings.feedback.max_payload_bytes,
+        )
+        self.web = HttpEdge(app, web.host, web.port, "web")
+        log.info("web page", url=f"http://{web.host}:{self.web.port}/", verdicts=web.verdicts)
 
     def _announce_ready(self) -> None:
         if not self.ready.is_set() and self.mqtt.ever_connected.is_set():
@@ -231,6 +257,8 @@ class Daemon:
             self.desk.close()
         if self.metrics is not None:
             self.metrics.stop()
+        if self.web is not None:
+            self.web.stop()
         log.info("stopped", **self.stats())
 
     def _drain(self) -> None:
@@ -340,6 +368,8 @@ class Daemon:
         recording), the feedback desk, nodata and the timings."""
         stepped = scored.status <= FIRST
         self.publisher.scored(route, part, scored, ts, values)
+        if self.board is not None:
+            self.board.scored(route, part, scored, values)
         if self.desk is not None:
             self.desk.scored(scored)
         for back in returned(route.pipeline.table, scored.slots[stepped]):
@@ -347,13 +377,15 @@ class Daemon:
         self.timings.scored(scored, time.time() - ts[stepped])
 
     def _take_requests(self) -> None:
-        """Operators' feedback: stored and answered, then acknowledged."""
+        """Operators' feedback (over MQTT and from the web page): stored and answered, then
+        acknowledged."""
         requests = self.mqtt.requests
-        if not requests:
+        from_web = self.board.take_requests() if self.board is not None else []
+        if not requests and not from_web:
             return
         self.mqtt.requests = []
         if self.desk is not None:
-            self.desk.take(requests, self.routes)
+            self.desk.take([*requests, *from_web], self.routes)
             self.publisher.flush()
             if self.desk.changed_state:  # a new_normal verdict: no journal entry carries it
                 self.desk.changed_state = False
@@ -375,6 +407,8 @@ class Daemon:
             if live or shadow:
                 self._reload_route(route, live, shadow)
         self.publisher.flush()
+        if self.board is not None:
+            self.board.housekeeping(self.routes)
         if self.recorder is not None:
             self.recorder.maintain(now)
         self.notifier.status(self._status_line())
@@ -412,8 +446,12 @@ class Daemon:
             "homeassistant": s.homeassistant.enabled,
             "snapshots": s.state.snapshot,
             "reorder_window_ms": s.batching.reorder_window_ms,
+            "web": s.web.port is not None,
+            "web_verdicts": s.web.port is not None and s.web.verdicts,
         }
         self.publisher.bridge_info(self.routes, features, time.time())
+        if self.board is not None:
+            self.board.describe(self.routes)
 
     def _open_route(self, index: int, settings: RouteSettings) -> Route:
         core = self.settings.pipeline_settings(settings)

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -140,42 +142,57 @@ def cpu_per_reading(bundle: Path, options: dict[str, Any], work: list[list[Messa
 
 class Page:
     """The web page open on a daemon: its server started, WATCHED streams charted, and a
-    thread that asks what the page's script asks, as often."""
+    browser stand-in, in a process of its own (its CPU is the browser's, not the daemon's),
+    asking what the page's script asks, as often (``browse``)."""
 
     def __init__(self, daemon: Daemon) -> None:
         board = daemon.board
         assert board is not None
         daemon.start_web()
         assert daemon.web is not None
-        self.daemon, self.base = daemon, f"http://127.0.0.1:{daemon.web.port}"
+        self.daemon = daemon
         route = daemon.routes[0].name
         for i in range(WATCHED):
             board.chart(route, f"s{i}", wait_s=0)  # asks for it; the turn below starts it
         board.turn(daemon.routes, time.monotonic())
-        self.answered: Counter[int] = Counter()  # by HTTP status (health is 503 here)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._browse, args=(route,), daemon=True)
-        self._thread.start()
-
-    def _browse(self, route: str) -> None:
-        started = time.monotonic()
-        due = {"/api/streams": 0.0, f"/api/stream?route={route}&stream=s0": 0.0, "/healthz": 0.0}
-        every = {"/api/streams": 2.0, "/healthz": 5.0}
-        while not self._stop.is_set():
-            now = time.monotonic() - started
-            for path, at in due.items():
-                if now >= at:
-                    self.answered[_get(self.base + path)] += 1
-                    due[path] = at + every.get(path, 1.0)
-            self._stop.wait(0.05)
+        base = f"http://127.0.0.1:{daemon.web.port}"
+        self._browser = subprocess.Popen(
+            [sys.executable, __file__, "--browse", base, route], stdout=subprocess.PIPE, text=True
+        )
+        opened = time.monotonic()
+        while board.viewed_at < opened:  # the page is open once it asked for the list
+            board.turn(daemon.routes, time.monotonic())
+            if self._browser.poll() is not None or time.monotonic() > opened + 60:
+                raise RuntimeError("the browser stand-in did not ask for the streams list")
+            time.sleep(0.01)
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        answered = {k: v for k, v in self.answered.items() if k != 503}  # health: no broker
-        assert set(answered) == {200}, f"the page's requests answered {dict(self.answered)}"
+        self._browser.send_signal(signal.SIGTERM)
+        out, _ = self._browser.communicate(timeout=30)
+        answered = {int(k): v for k, v in json.loads(out).items() if k != "503"}  # no broker
+        assert set(answered) == {200}, f"the page's requests answered {out}"
         if self.daemon.web is not None:
             self.daemon.web.stop()
+
+
+def browse(base: str, route: str) -> int:
+    """What the page's script asks of a daemon, as often, until SIGTERM; then the answers'
+    HTTP statuses and their counts as JSON on stdout."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    answered: Counter[int] = Counter()
+    started = time.monotonic()
+    due = {"/api/streams": 0.0, f"/api/stream?route={route}&stream=s0": 0.0, "/healthz": 0.0}
+    every = {"/api/streams": 2.0, "/healthz": 5.0}
+    while not stop.is_set():
+        now = time.monotonic() - started
+        for path, at in due.items():
+            if now >= at:
+                answered[_get(base + path)] += 1
+                due[path] = at + every.get(path, 1.0)
+        stop.wait(0.05)
+    print(json.dumps(answered))
+    return 0
 
 
 def _get(url: str) -> int:
@@ -243,6 +260,9 @@ def train(work: Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--browse"]:  # the browser stand-in of Page, in its own process
+        return browse(argv[1], argv[2])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", type=Path, help="bundle to score with (default: train one)")
     parser.add_argument("--streams", type=int, default=1000)

@@ -348,6 +348,11 @@ class Board:
             return None
         return verdict.answer
 
+    @property
+    def viewed_at(self) -> float:
+        """When (monotonic) a page last asked for the streams list; -inf: never."""
+        return self._viewer_at
+
     def info(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self.routes)

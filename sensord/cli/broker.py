@@ -40,6 +40,18 @@ class LocalBroker:
         self._stop()
 
 
+def terminate(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """Stop a child process: SIGTERM, then SIGKILL if it has not exited within timeout_s."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -93,12 +105,7 @@ def start_mosquitto(
     )
 
     def stop() -> None:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process, timeout_s=5)
         shutil.rmtree(workdir, ignore_errors=True)
 
     _wait_until_up(

@@ -29,7 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from sensord.cli.broker import answers, free_port, mosquitto_binary
+from sensord.cli.broker import answers, free_port, mosquitto_binary, terminate
 from sensord.config import Settings
 from sensord.core.bundle import Bundle
 from sensord.core.engine import Engine
@@ -95,13 +95,8 @@ class Mosquitto:
         self.kills += 1
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            terminate(self.process)
 
 
 class Link:

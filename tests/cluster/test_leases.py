@@ -1,0 +1,183 @@
+"""Partition leases on a real nats-server: members share the partitions, never own one
+twice, take over a dead member's within a bound, make room for a new one, and resume after
+the engine restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from sensord.cluster.leases import LeaseKeeper, LeaseSettings
+from sensord.cluster.partition import partition_of, subject_mapping
+from tests.cluster.conftest import NatsServer, start_nats
+
+PARTITIONS = 12
+LEASE_S = 2.0
+
+
+class Member:
+    """One member: its own connection and lease keeper, turning in a task."""
+
+    def __init__(self, name: str, server: NatsServer, bucket: str) -> None:
+        self.name, self.server, self.bucket = name, server, bucket
+        self.stop = asyncio.Event()
+        self.claims: list[int] = []
+        self.releases: list[int] = []
+
+    async def start(self) -> None:
+        self.nc: Client = await nats.connect(
+            self.server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2
+        )
+
+        async def claimed(p: int) -> None:
+            self.claims.append(p)
+
+        async def released(p: int) -> None:
+            self.releases.append(p)
+
+        self.keeper = LeaseKeeper(
+            self.nc.jetstream(),
+            LeaseSettings(self.name, PARTITIONS, LEASE_S, name=self.bucket),
+            on_claim=claimed,
+            on_release=released,
+        )
+        self.task = asyncio.create_task(self.keeper.run(self.stop))
+
+    async def crash(self) -> None:
+        """As kill -9: no release, the connection just goes."""
+        self.task.cancel()
+        await self.nc.close()
+
+    async def close(self) -> None:
+        self.stop.set()
+        await self.task
+        await self.nc.close()
+
+    def owned(self) -> frozenset[int]:
+        return self.keeper.owned()
+
+
+async def until(
+    condition: Callable[[], bool], members: list[Member], timeout: float, what: str
+) -> float:
+    """Wait for ``condition``, checking at every step that no partition has two owners;
+    the seconds it took."""
+    started = time.monotonic()
+    while not condition():
+        owned = Counter(p for m in members for p in m.owned())
+        twice = sorted(p for p, n in owned.items() if n > 1)
+        assert not twice, f"partitions {twice} owned twice"
+        assert time.monotonic() - started < timeout, f"{what}: not within {timeout} s: " + str(
+            {m.name: sorted(m.owned()) for m in members}
+        )
+        await asyncio.sleep(0.02)
+    return time.monotonic() - started
+
+
+def shares(members: list[Member]) -> list[int]:
+    return sorted(len(m.owned()) for m in members)
+
+
+def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(test())
+
+
+def test_members_share_partitions_and_take_over_a_dead_ones(nats_server: NatsServer) -> None:
+    async def test() -> None:
+        members = [Member(f"m{i}", nats_server, "t1") for i in range(3)]
+        for m in members:
+            await m.start()
+        await until(lambda: shares(members) == [4, 4, 4], members, 10, "three members")
+        dead, alive = members[0], members[1:]
+        lost = dead.owned()
+        await dead.crash()
+        took = await until(lambda: shares(alive) == [6, 6], alive, 3 * LEASE_S, "take-over")
+        # the dead member's leases expire one lease time after its last renewal (at most a
+        # turn before the crash), then a survivor's next turn claims them
+        assert took <= LEASE_S + 2 * LEASE_S / 3 + 0.5, took
+        assert lost <= set().union(*(m.claims for m in alive))
+        for m in alive:
+            await m.close()
+
+    run(test)
+
+
+def test_a_member_joining_takes_its_share_without_a_partition_owned_twice(
+    nats_server: NatsServer,
+) -> None:
+    async def test() -> None:
+        members = [Member(f"m{i}", nats_server, "t2") for i in range(2)]
+        for m in members:
+            await m.start()
+        await until(lambda: shares(members) == [6, 6], members, 10, "two members")
+        before = {p: m.name for m in members for p in m.owned()}
+        joining = Member("m2", nats_server, "t2")
+        await joining.start()
+        everyone = [*members, joining]
+        await until(lambda: shares(everyone) == [4, 4, 4], everyone, 10, "after the join")
+        after = {p: m.name for m in everyone for p in m.owned()}
+        moved = {p for p in range(PARTITIONS) if before[p] != after[p]}
+        assert {after[p] for p in moved} == {"m2"} and len(moved) == 4  # only what it took
+        assert sorted(p for m in members for p in m.releases) == sorted(moved)
+        for m in everyone:
+            await m.close()
+
+    run(test)
+
+
+def test_a_clean_stop_hands_over_at_once_and_members_resume_after_an_engine_restart(
+    nats_server: NatsServer,
+) -> None:
+    async def test() -> None:
+        members = [Member(f"m{i}", nats_server, "t3") for i in range(2)]
+        for m in members:
+            await m.start()
+        await until(lambda: shares(members) == [6, 6], members, 10, "two members")
+        await members[1].close()  # releases its leases: no wait for their expiry
+        took = await until(lambda: shares(members[:1]) == [12], members[:1], 5, "hand-over")
+        assert took < LEASE_S, took
+        nats_server.stop()
+        await asyncio.sleep(LEASE_S)  # leases were not renewed meanwhile: no longer counted
+        assert members[0].owned() == frozenset()
+        nats_server.start()  # the same store: the buckets and the old leases are still there
+        await until(lambda: shares(members[:1]) == [12], members[:1], 15, "after the restart")
+        await members[0].close()
+
+    run(test)
+
+
+def test_the_partition_function_agrees_with_the_engines_mapping() -> None:
+    ((source, target),) = subject_mapping(PARTITIONS).items()
+    server = start_nats(f'mappings = {{ "{source}": "{target}" }}\n')
+    streams = [f"dev-{i:04x}" for i in range(150)] + ["sA", "sa", "pump", "t-1_x"]
+
+    async def test() -> None:
+        nc = await nats.connect(server.url)
+        seen: dict[str, int] = {}
+        done = asyncio.Event()
+
+        async def on(msg: Msg) -> None:
+            tokens = msg.subject.split(".")
+            seen[".".join(tokens[3:-1])] = int(tokens[1])
+            if len(seen) == len(streams):
+                done.set()
+
+        await nc.subscribe("part.*.>", cb=on)
+        await nc.flush()
+        for stream in streams:
+            await nc.publish(f"sensors.{stream}.value", b"1")
+        await asyncio.wait_for(done.wait(), 10)
+        await nc.close()
+        assert seen == {s: partition_of(s, PARTITIONS) for s in streams}
+
+    try:
+        run(test)
+    finally:
+        server.stop()

@@ -93,6 +93,19 @@ class StateTable:
         for name in self.specs if names is None else names:
             self.columns[name][slots] = self.specs[name].fill
 
+    def rows(self, slots: Slots) -> tuple[dict[str, npt.NDArray[Any]], list[str]]:
+        """Copies of these slots' rows, and their streams (a partition handed over)."""
+        columns = {name: column[slots].copy() for name, column in self.columns.items()}
+        return columns, [self.stream_of[slot] or "" for slot in slots]
+
+    def put_rows(self, columns: Mapping[str, npt.NDArray[Any]], streams: list[str]) -> Slots:
+        """Take these streams with their rows (a partition taken over), replacing any state
+        they had here; columns missing from ``columns`` start empty. Their slots."""
+        slots, _ = self.lookup(streams)
+        for name, spec in self.specs.items():
+            self.columns[name][slots] = columns.get(name, spec.fill)
+        return slots
+
     def load(self, columns: Mapping[str, npt.NDArray[Any]], streams: list[str]) -> None:
         """Replace the whole table: ``streams[slot]`` is each slot's id ("" for a free slot)."""
         self.capacity = len(streams)

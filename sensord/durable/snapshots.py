@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sensord.core.pipeline import Pipeline
-from sensord.core.state import StateTable
+from sensord.core.state import Slots, StateTable
 from sensord.durable.files import remove_stale_temps, write_atomic
 from sensord.errors import SnapshotError
 from sensord.figures import counter
@@ -68,8 +68,32 @@ def encode(pipeline: Pipeline) -> bytes:
     """The pipeline's state table as snapshot bytes."""
     table = pipeline.table
     streams = np.array([s or "" for s in table.stream_of], dtype=np.str_)
-    header = {**header_of(pipeline), "sha256": checksum(streams, table.columns)}
-    arrays = {f"column_{name}": column for name, column in table.columns.items()}
+    return _encode(pipeline, streams, table.columns, {})
+
+
+def encode_rows(pipeline: Pipeline, slots: Slots, extra: Mapping[str, Any]) -> bytes:
+    """Some streams' rows of the pipeline's table as snapshot bytes (a partition handed
+    over), with ``extra`` in the header (where in the readings' log they are up to)."""
+    columns, streams = pipeline.table.rows(slots)
+    return _encode(pipeline, np.array(streams, dtype=np.str_), columns, extra)
+
+
+def decode_rows(
+    data: bytes, pipeline: Pipeline, what: str
+) -> tuple[dict[str, npt.NDArray[Any]], list[str], dict[str, Any]]:
+    """Snapshot bytes checked against the pipeline (as a snapshot file is): the columns,
+    the streams and the header; SnapshotError naming ``what`` if they cannot be trusted."""
+    return _decode(io.BytesIO(data), pipeline, what)
+
+
+def _encode(
+    pipeline: Pipeline,
+    streams: npt.NDArray[Any],
+    columns: Mapping[str, npt.NDArray[Any]],
+    extra: Mapping[str, Any],
+) -> bytes:
+    header = {**extra, **header_of(pipeline), "sha256": checksum(streams, columns)}
+    arrays = {f"column_{name}": column for name, column in columns.items()}
     buffer = io.BytesIO()
     np.savez(
         buffer,
@@ -101,10 +125,19 @@ def restore(path: Path, pipeline: Pipeline) -> int:
 
 
 def _read(path: Path, pipeline: Pipeline) -> StateTable:
+    columns, streams, _ = _decode(path, pipeline, str(path))
+    table = pipeline.new_table()
+    table.load(columns, streams)
+    return table
+
+
+def _decode(
+    source: Path | io.BytesIO, pipeline: Pipeline, what: str
+) -> tuple[dict[str, npt.NDArray[Any]], list[str], dict[str, Any]]:
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with np.load(source, allow_pickle=False) as archive:
             header = json.loads(str(archive["header"]))
-            _check_fits(path, header, header_of(pipeline))
+            _check_fits(what, header, header_of(pipeline))
             # Columns added since the file was written start empty; gone ones are ignored.
             names = [name for name in header["columns"] if name in pipeline.table.specs]
             streams = archive["streams"]
@@ -112,28 +145,25 @@ def _read(path: Path, pipeline: Pipeline) -> StateTable:
     except SnapshotError:
         raise
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
-        raise SnapshotError(f"{path}: unreadable snapshot ({exc})") from None
+        raise SnapshotError(f"{what}: unreadable snapshot ({exc})") from None
     if header["version"] >= 2 and checksum(streams, columns) != header.get("sha256"):
-        raise SnapshotError(f"{path}: checksum mismatch (the file is damaged)")
-    capacity = len(streams)
-    if any(len(c) != capacity for c in columns.values()):
-        raise SnapshotError(f"{path}: columns of different lengths")
-    table = pipeline.new_table()
-    table.load(columns, [str(s) for s in streams])
-    return table
+        raise SnapshotError(f"{what}: checksum mismatch (the file is damaged)")
+    if any(len(c) != len(streams) for c in columns.values()):
+        raise SnapshotError(f"{what}: columns of different lengths")
+    return columns, [str(s) for s in streams], header
 
 
-def _check_fits(path: Path, header: Any, expected: dict[str, Any]) -> None:
+def _check_fits(what: str, header: Any, expected: dict[str, Any]) -> None:
     if not isinstance(header, dict) or header.get("version") not in READABLE_VERSIONS:
         found = header.get("version") if isinstance(header, dict) else None
-        raise SnapshotError(f"{path}: snapshot format version {found!r} is not one this reads")
+        raise SnapshotError(f"{what}: snapshot format version {found!r} is not one this reads")
     fixed = (k for k in expected if k not in ("version", "columns"))
     changed = sorted(k for k in fixed if header.get(k) != expected[k])
     theirs, ours = header.get("columns") or {}, expected["columns"]
     changed += sorted(f"column {n}" for n in theirs if n in ours and theirs[n] != ours[n])
     if changed:
         raise SnapshotError(
-            f"{path}: does not fit the current bundle/detector ({', '.join(changed)} differ)"
+            f"{what}: does not fit the current bundle/detector ({', '.join(changed)} differ)"
         )
 
 

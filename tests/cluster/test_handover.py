@@ -1,0 +1,108 @@
+"""A partition's state handed over through a real engine's object store: the member that
+takes it goes on exactly as if the streams had never moved (no new warm-up)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import nats
+import numpy as np
+import pytest
+
+from sensord.cli.engine import LocalEngine
+from sensord.cluster.handover import PartitionStates, hand_out, partition_slots, take_in
+from sensord.cluster.partition import partition_of
+from sensord.config import RouteSettings
+from sensord.core.bundle import Bundle
+from sensord.core.pipeline import Pipeline, PipelineSettings
+from sensord.core.sample import Scored
+from sensord.daemon.routes import open_route
+from sensord.errors import SnapshotError
+from sensord.offline.synthetic import generate
+
+PARTITIONS = 12
+STREAMS = [f"dev-{i:03d}" for i in range(40)]
+T0, STEP = 1_700_000_000.0, 300.0
+
+
+def pipeline(bundle: Bundle) -> Pipeline:
+    settings = RouteSettings(topic="sensors/+/value", bundle=Path(bundle.path))
+    return open_route(0, settings, PipelineSettings()).pipeline
+
+
+def feed(p: Pipeline, streams: list[str], steps: range, spike_at: int = -1) -> list[Scored]:
+    values = generate(steps.stop + 1, seed=5).values
+    out = []
+    for k in steps:
+        ts = np.full(len(streams), T0 + k * STEP)
+        v = np.array(
+            [
+                [values[k] + (8.0 if k == spike_at else 0.0) + i * 0.01]
+                for i, _ in enumerate(streams)
+            ]
+        )
+        out.append(p.process_batch(streams, ts, v, ts))
+    return out
+
+
+def same(a: list[Scored], b: list[Scored]) -> None:
+    for x, y in zip(a, b, strict=True):
+        for name in ("score", "error", "expected"):
+            assert np.array_equal(getattr(x, name), getattr(y, name), equal_nan=True), name
+        assert np.array_equal(x.alert, y.alert)
+        assert [e.alert_id for _, e in x.events] == [e.alert_id for _, e in y.events]
+
+
+def test_a_partition_handed_over_goes_on_as_if_it_never_moved(
+    engine: LocalEngine, bundle: Bundle
+) -> None:
+    whole, leaving, taking = pipeline(bundle), pipeline(bundle), pipeline(bundle)
+    feed(whole, STREAMS, range(60))
+    feed(leaving, STREAMS, range(60))
+    partition = partition_of(STREAMS[0], PARTITIONS)
+    moved = [s for s in STREAMS if partition_of(s, PARTITIONS) == partition]
+    stayed = [s for s in STREAMS if s not in moved]
+    assert len(partition_slots(leaving, PARTITIONS, partition)) == len(moved) >= 1
+
+    async def through_the_engine() -> bytes | None:
+        nc = await nats.connect(engine.url)
+        states = PartitionStates(nc.jetstream(), name="t")
+        await states.open()
+        await states.save("temp", partition, hand_out(leaving, PARTITIONS, partition, 1234))
+        again = PartitionStates(nc.jetstream(), name="t")  # another member's view
+        await again.open()
+        data = await again.load("temp", partition)
+        assert await again.load("temp", partition + 1) is None  # never saved
+        await nc.close()
+        return data
+
+    data = asyncio.run(through_the_engine())
+    assert data is not None
+    taken = take_in(taking, data, "partition 0 of route temp")
+    assert taken.streams == len(moved) and taken.sequence == 1234
+    assert set(taking.table.slot_of) == set(moved)
+    assert set(leaving.table.slot_of) == set(stayed)
+    # both halves go on exactly as the whole does, a spike (and its alert) included
+    after = feed(whole, moved, range(60, 90), spike_at=70)
+    assert any(batch.events for batch in after), "the spike raised no alert to compare"
+    same(feed(taking, moved, range(60, 90), spike_at=70), after)
+    same(feed(leaving, stayed, range(60, 90)), feed(whole, stayed, range(60, 90)))
+    # what the hand-over saves: the same streams starting afresh would differ
+    afresh = feed(pipeline(bundle), moved, range(60, 90), spike_at=70)
+    with pytest.raises(AssertionError):
+        same(afresh, after)
+
+
+def test_a_handed_over_state_that_does_not_fit_or_is_damaged_is_refused(
+    bundle: Bundle, small_bundle: Bundle
+) -> None:
+    leaving = pipeline(bundle)
+    feed(leaving, STREAMS, range(20))
+    data = hand_out(leaving, PARTITIONS, partition_of(STREAMS[0], PARTITIONS), 7)
+    with pytest.raises(SnapshotError, match="partition x: does not fit"):
+        take_in(pipeline(small_bundle), data, "partition x")
+    damaged = bytearray(data)
+    damaged[len(damaged) // 2] ^= 0xFF
+    with pytest.raises(SnapshotError, match="partition x"):
+        take_in(pipeline(bundle), bytes(damaged), "partition x")

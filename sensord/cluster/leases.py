@@ -38,6 +38,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import orjson
+from nats.errors import Error as NatsError
 from nats.js.client import JetStreamContext
 from nats.js.errors import (
     BucketNotFoundError,
@@ -55,6 +56,7 @@ log = get_logger(__name__)
 Hook = Callable[[int], Awaitable[None]]
 TURNS_PER_LEASE = 3  # renew three times per lease time: one lost write is not a lost lease
 MARGIN = 0.2  # of the lease time: a member stops counting a lease this much before expiry
+WARN_EVERY_S = 10.0  # failed turns are counted; logged at most this often
 
 
 class ClusterError(SensordError):
@@ -95,6 +97,8 @@ class LeaseKeeper:
     held: dict[int, Held] = field(default_factory=dict)
     members_kv: KeyValue | None = None
     leases_kv: KeyValue | None = None
+    failed_turns: int = 0
+    _warned_at: float = -float("inf")
 
     async def open(self) -> None:
         """Bind the two buckets, creating them if this is the first member."""
@@ -147,10 +151,31 @@ class LeaseKeeper:
         """Turn until ``stop``; then let every lease go (a clean stop hands over at once)."""
         await self.open()
         while not stop.is_set():
-            await self.turn()
+            await self._turn_or_wait()
             with contextlib.suppress(TimeoutError):  # a turn's wait ended, not the keeper
                 await asyncio.wait_for(stop.wait(), self.settings.turn_s)
-        await self.release_all()
+        try:
+            await self.release_all()
+        except NatsError as exc:  # the engine is away: the leases lapse by themselves
+            log.warning("leases not released", member=self.settings.member, error=str(exc))
+
+    async def _turn_or_wait(self) -> None:
+        """A turn; if the engine is away or slow, the next turn tries again. Meanwhile the
+        leases this member holds lapse by their own time (``owned`` stops counting them),
+        so it never owns a partition it could not renew."""
+        try:
+            await self.turn()
+        except NatsError as exc:
+            self.failed_turns += 1
+            now = self.clock()
+            if now - self._warned_at >= WARN_EVERY_S:
+                self._warned_at = now
+                log.warning(
+                    "lease turn failed",
+                    member=self.settings.member,
+                    error=str(exc) or type(exc).__name__,
+                    failed_turns=self.failed_turns,
+                )
 
     async def release_all(self) -> None:
         members_kv, leases_kv = self._buckets()

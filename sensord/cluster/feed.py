@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
@@ -91,7 +90,7 @@ class PartitionFeed:
             raise RuntimeError("PartitionFeed.open() was not called")
         try:
             messages = await self._sub.fetch(limit, timeout=timeout_s)
-        except NatsTimeout:
+        except TimeoutError:  # nats-py raises its own or asyncio's (a subclass of this)
             return []
         now = time.time()
         out = []

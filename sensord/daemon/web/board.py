@@ -177,22 +177,22 @@ class Board:
 
     def _event(self, route: Route, event: AlertEvent) -> None:
         units = route.settings.units
-        self._alerts.append(
-            {
-                "route": route.name,
-                "stream": event.stream,
-                "event": event.event,
-                "alert_id": event.alert_id,
-                "ts": event.ts,
-                "raised_ts": event.raised_ts,
-                "score": _finite(event.score),
-                "threshold": event.threshold,
-                "severity": event.severity if event.event != "cleared" else None,
-                "channel": event.channel,
-                "reason": event.reason,
-                "message": alert_message(event, route.features, units),
-            }
-        )
+        shown = {
+            "route": route.name,
+            "stream": event.stream,
+            "event": event.event,
+            "alert_id": event.alert_id,
+            "ts": event.ts,
+            "raised_ts": event.raised_ts,
+            "score": _finite(event.score),
+            "threshold": event.threshold,
+            "severity": event.severity if event.event != "cleared" else None,
+            "channel": event.channel,
+            "reason": event.reason,
+            "message": alert_message(event, route.features, units),
+        }
+        with self._lock:  # the page's thread copies the deque: no append meanwhile
+            self._alerts.append(shown)
 
     def turn(self, routes: Sequence[Route], now: float) -> None:
         """Once per loop turn: charts asked for, and the streams list while someone looks."""
@@ -240,7 +240,9 @@ class Board:
     def _mark_charted(self, route: Route) -> None:
         table = route.pipeline.table
         charted = np.zeros(table.capacity, dtype=bool)
-        for name, stream in self._charts:
+        with self._lock:  # the page's thread reorders the charts (LRU) as it reads them
+            keys = list(self._charts)
+        for name, stream in keys:
             slot = table.slot_of.get(stream) if name == route.name else None
             if slot is not None:
                 charted[slot] = True

@@ -136,10 +136,14 @@ def start_amqtt(port: int | None = None) -> LocalBroker:
     }
     loop = asyncio.new_event_loop()
     stopped = threading.Event()
-    broker = Broker(config, loop=loop)
+    made: list[Broker] = []
 
     def serve() -> None:
         asyncio.set_event_loop(loop)
+        # Made in its own thread: amqtt makes futures on the calling thread's current loop,
+        # and a thread that ran asyncio.run() before (the tests, a caller) has none.
+        broker = Broker(config, loop=loop)
+        made.append(broker)
         loop.run_until_complete(broker.start())
         loop.run_forever()
         pending = asyncio.all_tasks(loop)
@@ -154,8 +158,9 @@ def start_amqtt(port: int | None = None) -> LocalBroker:
 
     def stop() -> None:
         if thread.is_alive():
-            with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(broker.shutdown(), loop).result(timeout=5)
+            if made:
+                with contextlib.suppress(Exception):
+                    asyncio.run_coroutine_threadsafe(made[0].shutdown(), loop).result(timeout=5)
             loop.call_soon_threadsafe(loop.stop)
         stopped.wait(timeout=5)
 

@@ -237,7 +237,12 @@ def page_answers(bundle: Path, work: list[list[Message]]) -> dict[str, float]:
         for name, query in (("streams_list_ms", "/api/streams"), ("chart_ms", "/api/stream")):
             path, _, arguments = query.partition("?")
             arguments = f"route={route}&stream=s0" if path == "/api/stream" else ""
-            environ = {"PATH_INFO": path, "REQUEST_METHOD": "GET", "QUERY_STRING": arguments}
+            environ = {
+                "PATH_INFO": path,
+                "REQUEST_METHOD": "GET",
+                "QUERY_STRING": arguments,
+                "HTTP_HOST": "127.0.0.1",
+            }
             statuses.clear()
             started = time.process_time()
             for _ in range(ANSWERS):

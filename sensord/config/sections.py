@@ -375,6 +375,11 @@ class WebSettings(_Section):
         None,
         description="Bearer token the page must send with a verdict (at least 16 characters).",
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names the page answers to (the request's Host header), against DNS "
+        "rebinding; empty: only loopback names while host is a loopback address, else any.",
+    )
 
     @field_validator("token")
     @classmethod

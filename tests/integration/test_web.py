@@ -12,8 +12,11 @@ import orjson
 import pytest
 
 from sensord.cli.broker import LocalBroker
+from sensord.config import WebSettings
 from sensord.core.bundle import Bundle
 from sensord.daemon.loop import Daemon
+from sensord.daemon.web.app import WebApp, _host_name
+from sensord.daemon.web.board import Board
 from sensord.ops.feedback import read_verdicts
 from tests.integration.conftest import mqtt_client, running, scored, settings_for, wait_for
 from tests.integration.test_operating import STEP, T0, feed, spiky_series
@@ -29,13 +32,17 @@ def http(
     method: str = "GET",
     body: object | None = None,
     token: str | None = None,
+    host: str | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
     assert daemon.web is not None, "the web page is not served"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if host is not None:
+        headers["Host"] = host
     request = urllib.request.Request(
         f"http://127.0.0.1:{daemon.web.port}{path}",
         method=method,
         data=orjson.dumps(body) if body is not None else None,
-        headers={"Authorization": f"Bearer {token}"} if token else {},
+        headers=headers,
     )
     try:
         with urllib.request.urlopen(request, timeout=15) as response:
@@ -133,6 +140,13 @@ def test_page_is_read_only_by_default_and_serves_its_files(
         status, refused = api(daemon, "/api/feedback", method="POST", body=body, token=TOKEN)
         assert status == 405 and "read-only" in refused["error"]
         assert http(daemon, "/", method="POST", body={})[0] == 405
+        # DNS rebinding: a site whose name points at 127.0.0.1 gets nothing from a page that
+        # listens on loopback; loopback names do
+        port = daemon.web.port if daemon.web is not None else 0
+        status, _, refused_host = http(daemon, "/api/info", host=f"evil.example:{port}")
+        assert status == 400 and b"allowed_hosts" in refused_host
+        assert http(daemon, "/api/info", host=f"localhost:{port}")[0] == 200
+        assert http(daemon, "/healthz", host=f"[::1]:{port}")[0] == 200
 
 
 def test_verdict_from_the_page_goes_through_the_feedback_desk(
@@ -172,3 +186,31 @@ def test_verdict_from_the_page_goes_through_the_feedback_desk(
         ), "the state did not show the verdict"
         # the answer went back to the page, not to the MQTT response topic
         assert not client.on("sensord/feedback/s1/response")
+
+
+@pytest.mark.parametrize(
+    ("header", "host"),
+    [
+        ("127.0.0.1:8080", "127.0.0.1"),
+        ("localhost", "localhost"),
+        ("[::1]:8080", "::1"),
+        ("::1", "::1"),
+        ("box.example:80", "box.example"),
+        ("", ""),
+    ],
+)
+def test_the_host_header_is_read_without_its_port(header: str, host: str) -> None:
+    assert _host_name(header) == host
+
+
+def test_allowed_hosts_widen_a_loopback_page_and_narrow_any_other() -> None:
+    def allowed(name: str, **web: object) -> bool:
+        settings = WebSettings.model_validate({"port": 0, **web})
+        return WebApp(
+            Board(settings, "sensord"), settings, health=None, shown=None, max_feedback_bytes=64
+        )._host_allowed(name)
+
+    assert allowed("localhost") and not allowed("evil.example")
+    assert allowed("box.example", allowed_hosts=["box.example"])
+    assert allowed("anything", host="0.0.0.0")
+    assert not allowed("anything", host="0.0.0.0", allowed_hosts=["box.example"])

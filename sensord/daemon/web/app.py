@@ -18,6 +18,7 @@ API (JSON):
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import mimetypes
 from collections.abc import Callable, Iterable
 from importlib import resources
@@ -39,6 +40,7 @@ LIST_WAIT_S = 3.0  # a page request waits this long for the loop's next streams 
 CHART_WAIT_S = 3.0
 VERDICT_WAIT_S = 10.0
 MAX_LIMIT = 5000
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 SECURITY_HEADERS = [
     ("Cache-Control", "no-store"),
     ("X-Content-Type-Options", "nosniff"),
@@ -89,6 +91,13 @@ class WebApp:
         }
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        host = _host_name(environ.get("HTTP_HOST", ""))
+        if not self._host_allowed(host):
+            reason = f"host {host!r} is not one this page answers to ([web] allowed_hosts)"
+            return _reply(start_response, "400 Bad Request", {"error": reason})
+        return self._serve(environ, start_response)
+
+    def _serve(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", "/"), environ.get("REQUEST_METHOD", "GET")
         if path == "/api/feedback" and method == "POST":
             return self._feedback(environ, start_response)
@@ -114,6 +123,15 @@ class WebApp:
             )
             return [content]
         return _reply(start_response, "404 Not Found", {"error": f"not found: {path}"})
+
+    def _host_allowed(self, host: str) -> bool:
+        """Against DNS rebinding: a page on a loopback address answers only to loopback
+        names (a web site whose name someone pointed at 127.0.0.1 gets nothing), unless
+        ``allowed_hosts`` says otherwise; one listening elsewhere answers to any name."""
+        allowed = self.settings.allowed_hosts
+        if allowed:
+            return host in allowed or host in LOOPBACK_NAMES
+        return host in LOOPBACK_NAMES or not _is_loopback(self.settings.host)
 
     # GET
 
@@ -208,6 +226,20 @@ class _RefusedError(Exception):
     def __init__(self, status: str, reason: str, allow: str | None = None) -> None:
         super().__init__(reason)
         self.status, self.reason, self.allow = status, reason, allow
+
+
+def _host_name(header: str) -> str:
+    """The host of a Host header, without its port (``[::1]:8080`` → ``::1``)."""
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
 
 
 def _one(query: dict[str, list[str]], key: str, default: str) -> str:

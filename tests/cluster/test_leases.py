@@ -128,7 +128,10 @@ def test_a_member_joining_takes_its_share_without_a_partition_owned_twice(
         after = {p: m.name for m in everyone for p in m.owned()}
         moved = {p for p in range(PARTITIONS) if before[p] != after[p]}
         assert {after[p] for p in moved} == {"m2"} and len(moved) == 4  # only what it took
-        assert sorted(p for m in members for p in m.releases) == sorted(moved)
+        # each moved partition was released by its owner first (under load a member can
+        # see a view a turn old and claim a partition it then gives on: a move more, never
+        # two owners)
+        assert moved <= {p for m in members for p in m.releases}
         for m in everyone:
             await m.close()
 

@@ -68,14 +68,20 @@ def answers(host: str, port: int, timeout_s: float = 0.5) -> bool:
         return False
 
 
-def mosquitto_binary() -> str | None:
-    found = shutil.which("mosquitto")
+def system_binary(name: str) -> str | None:
+    """A server binary on PATH, or in the sbin folders Debian installs servers to (often not
+    on a non-root PATH)."""
+    found = shutil.which(name)
     if found:
         return found
-    for candidate in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
-        if Path(candidate).is_file():
-            return candidate
+    for folder in ("/usr/sbin", "/usr/local/sbin"):
+        if (Path(folder) / name).is_file():
+            return str(Path(folder) / name)
     return None
+
+
+def mosquitto_binary() -> str | None:
+    return system_binary("mosquitto")
 
 
 # Mosquitto drops QoS 1/2 messages for a client once more than max_queued_messages (default

@@ -15,17 +15,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sensord.cli.broker import answers, free_port, terminate
+from sensord.cli.broker import answers, free_port, system_binary, terminate
 from sensord.errors import SensordError
 
 START_TIMEOUT_S = 15.0
 
 
 def nats_binary() -> str | None:
-    found = shutil.which("nats-server")
-    if found is None and Path("/usr/sbin/nats-server").exists():
-        found = "/usr/sbin/nats-server"
-    return found
+    return system_binary("nats-server")
 
 
 @dataclass

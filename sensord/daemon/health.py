@@ -49,3 +49,8 @@ class Health:
             "loop_turned_s_ago": round(loop_age, 3),
         }
         return not reasons, body
+
+    def answer(self) -> tuple[str, dict[str, Any]]:
+        """The HTTP status line and JSON body of ``/healthz`` (both HTTP edges serve it)."""
+        ok, body = self.check()
+        return ("200 OK" if ok else "503 Service Unavailable"), body

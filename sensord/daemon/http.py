@@ -46,8 +46,7 @@ def edge_app(registry: CollectorRegistry, health: Health | None) -> App:
             served: Iterable[bytes] = metrics(environ, start_response)
             return served
         if path in ("/healthz", "/health") and health is not None:
-            ok, report = health.check()
-            status = "200 OK" if ok else "503 Service Unavailable"
+            status, report = health.answer()
             return _reply(start_response, status, orjson.dumps(report) + b"\n", json=True)
         if path == "/":
             return _reply(start_response, "200 OK", INDEX)

@@ -62,6 +62,15 @@ STATUS_CODES = {"warming_up": 1, "normal": 2, "alert": 3}
 STATUS_NAMES = {code: name for name, code in STATUS_CODES.items()}
 
 
+def status_of(scored: Scored) -> npt.NDArray[np.int64]:
+    """Each reading's stream status code after it: alert, warming up or normal."""
+    return np.where(
+        scored.alert,
+        STATUS_CODES["alert"],
+        np.where(scored.warming_up, STATUS_CODES["warming_up"], STATUS_CODES["normal"]),
+    )
+
+
 @dataclass
 class PublisherCounters:
     alerts_published: int = counter(
@@ -181,11 +190,7 @@ class Publisher:
         """Publish each stream's status where it changed; the comparison is vectorised so
         only the few readings that change a status cost Python work."""
         table = route.pipeline.table
-        codes = np.where(
-            scored.alert,
-            STATUS_CODES["alert"],
-            np.where(scored.warming_up, STATUS_CODES["warming_up"], STATUS_CODES["normal"]),
-        )
+        codes = status_of(scored)
         stepped = scored.status <= FIRST  # late and duplicate readings change nothing
         published = table["published_status"]
         candidates = stepped & (codes != published[scored.slots])
@@ -350,23 +355,20 @@ class Publisher:
         """Home Assistant discovery for one stream (retained, so once is enough)."""
         if self.discovery is None:
             return
-        topic = discovery_topic(self.discovery.prefix, self.discovery.node, stream)
-        render = partial(
-            discovery_payload,
-            prefix=self.prefix,
-            node=self.discovery.node,
-            stream=stream,
-            sw_version=sensord.__version__,
-        )
-        self.states.put(topic, render)
-        score = partial(
-            score_payload,
-            prefix=self.prefix,
-            node=self.discovery.node,
-            stream=stream,
-            sw_version=sensord.__version__,
-        )
-        self.states.put(score_topic(self.discovery.prefix, self.discovery.node, stream), score)
+        node = self.discovery.node
+        # the anomaly binary_sensor and the score sensor
+        for topic_of, payload_of in (
+            (discovery_topic, discovery_payload),
+            (score_topic, score_payload),
+        ):
+            render = partial(
+                payload_of,
+                prefix=self.prefix,
+                node=node,
+                stream=stream,
+                sw_version=sensord.__version__,
+            )
+            self.states.put(topic_of(self.discovery.prefix, node, stream), render)
         self.counters.discovery_published += 1
 
     def bridge_info(self, routes: Sequence[Route], features: dict[str, Any], now: float) -> bool:

@@ -105,8 +105,7 @@ class WebApp:
             allow = "GET, HEAD, POST" if path == "/api/feedback" else "GET, HEAD"
             return _reply(start_response, "405 Method Not Allowed", {"error": "read-only"}, allow)
         if path in ("/healthz", "/health") and self.health is not None:
-            ok, report = self.health.check()
-            return _reply(start_response, "200 OK" if ok else "503 Service Unavailable", report)
+            return _reply(start_response, *self.health.answer())
         query = parse_qs(environ.get("QUERY_STRING", ""))
         handler = self._gets.get(path)
         if handler is not None:

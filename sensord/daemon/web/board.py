@@ -36,7 +36,7 @@ from sensord.config import WebSettings
 from sensord.core.alert import AlertEvent
 from sensord.core.sample import FIRST, Scored
 from sensord.daemon.ingest import Request, Routed
-from sensord.daemon.publisher import STATUS_CODES
+from sensord.daemon.publisher import status_of
 from sensord.daemon.routes import Route
 from sensord.daemon.web.listing import StreamList, stream_list
 from sensord.wire.published import alert_message
@@ -144,13 +144,8 @@ class Board:
         table = route.pipeline.table
         last = self._sized(self._last_score, route.name, table.capacity, np.nan)
         last[slots[stepped]] = scored.score[stepped]
-        codes = np.where(
-            scored.alert,
-            STATUS_CODES["alert"],
-            np.where(scored.warming_up, STATUS_CODES["warming_up"], STATUS_CODES["normal"]),
-        )
         status = self._sized(self._status, route.name, table.capacity, np.nan)
-        status[slots[stepped]] = codes[stepped]
+        status[slots[stepped]] = status_of(scored)[stepped]
         for index, event in scored.events:
             self._event(route, event)
             if event.event == "raised":  # chart it from the readings before this batch's

@@ -58,7 +58,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from benchmarks.report import machine, machine_load
 from sensord.cli.broker import start_mosquitto
 from sensord.cli.engine import LocalEngine, start_engine
-from sensord.cluster.partition import subject_mapping
+from sensord.wire.partition import subject_mapping
 
 CASES = ("mosquitto", "nats-mqtt", "nats-jetstream")
 BASELINE = "mosquitto"

@@ -32,7 +32,7 @@ def counter(metric: str, help_text: str) -> Any:
     return field(default=0, metadata={_KEY: (metric, help_text, "counter")})
 
 
-def gauge(metric: str, help_text: str, default: int | None = 0) -> Any:
+def gauge(metric: str, help_text: str, default: float | None = 0) -> Any:
     """A level that goes up and down."""
     return field(default=default, metadata={_KEY: (metric, help_text, "gauge")})
 

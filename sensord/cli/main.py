@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_command(commands)
     _add_run(commands)
     _add_check_config(commands)
+    _add_cluster_config(commands)
     climodels.add_commands(commands)  # retrain, promote, models
     return parser
 
@@ -229,15 +230,36 @@ def _add_run(commands: SubParsers) -> None:
     p.set_defaults(command=_run)
 
 
-def _add_check_config(commands: SubParsers) -> None:
-    p = commands.add_parser("check-config", help="validate settings and bundles, print them")
-    p.add_argument(
+def _add_config_file(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "config",
         type=Path,
         nargs="?",
         default=None,
         help="TOML settings (default: $SENSORD_CONFIG)",
     )
+
+
+def _add_cluster_config(commands: SubParsers) -> None:
+    p = commands.add_parser(
+        "cluster-config", help="print the engine's nats-server configuration for a cluster"
+    )
+    _add_config_file(p)
+    p.set_defaults(command=_cluster_config)
+
+
+def _cluster_config(args: argparse.Namespace) -> int:
+    from sensord.cli.clusterconfig import engine_config
+    from sensord.config import config_path, load_settings
+
+    path = config_path(args.config)
+    print(engine_config(load_settings(path), str(path or "settings")), end="")
+    return 0
+
+
+def _add_check_config(commands: SubParsers) -> None:
+    p = commands.add_parser("check-config", help="validate settings and bundles, print them")
+    _add_config_file(p)
     p.set_defaults(command=_check_config)
 
 

@@ -1,5 +1,7 @@
-"""Cluster mode (issue 17, in progress): streams partitioned over several sensord members
-on NATS JetStream. What is here: which partition a stream is in (partition.py, as the
-engine's own subject mapping computes it), which member should own which partition
-(assign.py), the leases that make it so (leases.py), and a partition's state handed over
-through the engine (handover.py). Not yet wired into ``sensord run``."""
+"""Cluster mode (docs/cluster.md): streams partitioned over several sensord members on NATS
+JetStream. Which member owns which partition (assign.py) and the leases that make it so
+(leases.py); a partition's readings from the engine's log (feed.py); its state handed over
+and checkpointed through the engine (handover.py); the alert ledger (ledger.py); and the
+member's engine side that ties them together in a thread of its own (member.py). Which
+partition a stream is in is the engine's subject mapping (sensord/wire/partition.py); the
+daemon's side is sensord/daemon/clustered.py."""

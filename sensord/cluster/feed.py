@@ -14,14 +14,16 @@ Readings come out with their MQTT topic (``part.3.sensors.s1.value`` becomes
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
+from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
-PARTITIONED = "part"  # the mapping's first token: part.<n>.<the sensor's subject>
+from sensord.wire.partition import PARTITIONED
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class PartitionFeed:
 
     async def open(self) -> None:
         self.position = self.after
+        self._sub = None
         self._sub = await self.js.pull_subscribe(
             f"{PARTITIONED}.{self.partition}.>",
             stream=self.settings.stream,
@@ -86,8 +89,11 @@ class PartitionFeed:
     async def fetch(self, limit: int, timeout_s: float) -> list[Reading]:
         """Up to ``limit`` readings in log order; waits at most ``timeout_s`` for the
         first."""
+        if self._sub is None:  # never opened, or a reopen failed half-way: from where it was
+            self.after = self.position
+            await self.open()
         if self._sub is None:
-            raise RuntimeError("PartitionFeed.open() was not called")
+            raise RuntimeError("PartitionFeed.open() made no consumer")
         try:
             messages = await self._sub.fetch(limit, timeout=timeout_s)
         except TimeoutError:  # nats-py raises its own or asyncio's (a subclass of this)
@@ -102,7 +108,26 @@ class PartitionFeed:
             out.append(Reading(topic_of(m.subject), m.data, sequence, now))
         return out
 
+    async def reopen(self) -> None:
+        """A new consumer from the last reading handed out (the engine lost the old one:
+        it restarted, or dropped it as inactive)."""
+        with contextlib.suppress(NatsError):
+            await self.close()
+        self._sub = None
+        self.after = self.position
+        await self.open()
+
+    async def gone(self) -> bool:
+        """Whether the engine no longer has this feed's consumer."""
+        if self._sub is None:
+            return True
+        try:
+            await self._sub.consumer_info()
+        except NotFoundError:
+            return True
+        return False
+
     async def close(self) -> None:
         if self._sub is not None:
-            await self._sub.unsubscribe()
-            self._sub = None
+            sub, self._sub = self._sub, None
+            await sub.unsubscribe()

@@ -1,28 +1,43 @@
 """A partition's state, handed from one member to the next through the engine.
 
-A member that lets a partition go (or saves it on its way) writes the rows of that
-partition's streams, from each route's state table, as one object in the engine's object
-store ``<name>_state``: the same format, header and checksum as a snapshot file
-(durable/snapshots.py), with the readings' log position it includes (``sequence``). The
-member that claims the partition reads the object, checks that it fits its own bundle,
-and takes those streams with their LSTM state, detector statistics and alert state: no new
-warm-up. It then goes on from ``sequence`` + 1 in the readings' log (JetStream), so no
+A member that lets a partition go (or saves it on its way, every ``checkpoint_s``) writes the
+rows of that partition's streams, from every route's state table (and shadow's), as one
+object in the engine's object store ``<name>_state`` (``p<n>``): per route, the same format,
+header and checksum as a snapshot file (durable/snapshots.py), framed (``pack``) with the
+readings' log position they all include (``sequence``). One object, so all routes of a
+partition are saved together or not at all (the store publishes an object's description
+after its chunks: a reader sees the old object or the new one).
+
+The member that claims the partition reads the object, checks each part against its own
+bundle, and takes those streams with their LSTM state, detector statistics and alert state:
+no new warm-up. It then goes on from ``sequence`` + 1 in the readings' log (JetStream), so no
 reading is lost or stepped twice.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
+import orjson
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.client import JetStreamContext
 from nats.js.errors import BucketNotFoundError, ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
-from sensord.cluster.partition import partition_of
 from sensord.core.pipeline import Pipeline
 from sensord.core.state import Slots
 from sensord.durable.snapshots import decode_rows, encode_rows
+from sensord.errors import SnapshotError
+from sensord.wire.partition import partition_of
+
+MAGIC = b"SDP1"  # a packed partition: MAGIC, header length, JSON header, then the parts
+_LENGTH = struct.Struct(">I")
+LOAD_S = 10.0
+LOAD_TRIES = 3
 
 
 def partition_slots(pipeline: Pipeline, partitions: int, partition: int) -> Slots:
@@ -38,16 +53,109 @@ def partition_slots(pipeline: Pipeline, partitions: int, partition: int) -> Slot
     )
 
 
-def hand_out(pipeline: Pipeline, partitions: int, partition: int, sequence: int) -> bytes:
-    """The partition's streams as snapshot bytes, then forgotten here (the partition goes
-    to another member)."""
+def hand_out(
+    pipeline: Pipeline, partitions: int, partition: int, sequence: int, release: bool = True
+) -> bytes:
+    """The partition's streams as snapshot bytes; forgotten here with ``release`` (the
+    partition goes to another member), kept without (a checkpoint)."""
     slots = partition_slots(pipeline, partitions, partition)
     data = encode_rows(pipeline, slots, {"partition": partition, "sequence": sequence})
+    if release:
+        forget(pipeline, slots)
+    return data
+
+
+def forget(pipeline: Pipeline, slots: Slots) -> list[str]:
+    """Release these slots' streams (the partition is another member's now); their ids."""
+    gone = []
     for slot in slots:
         stream = pipeline.table.stream_of[slot]
         if stream is not None:
             pipeline.table.release(stream)
-    return data
+            gone.append(stream)
+    return gone
+
+
+def pack(
+    parts: Sequence[tuple[str, Pipeline, Slots]],
+    partition: int,
+    sequence: int,
+    release: bool = True,
+) -> bytes:
+    """Each pipeline's streams of the partition (``(name, pipeline, their slots)``) as one
+    object (see the module); forgotten here with ``release``."""
+    blobs = []
+    for name, pipeline, slots in parts:
+        extra = {"partition": partition, "sequence": sequence}
+        blobs.append((name, encode_rows(pipeline, slots, extra)))
+        if release:
+            forget(pipeline, slots)
+    header = orjson.dumps(
+        {
+            "partition": partition,
+            "sequence": sequence,
+            "parts": [[name, len(data)] for name, data in blobs],
+        }
+    )
+    return b"".join([MAGIC, _LENGTH.pack(len(header)), header, *(data for _, data in blobs)])
+
+
+@dataclass
+class Unpacked:
+    partition: int
+    sequence: int
+    parts: dict[str, bytes] = field(default_factory=dict)
+
+
+def unpack(data: bytes, what: str) -> Unpacked:
+    """The parts of a packed partition (SnapshotError naming ``what`` if malformed)."""
+    start = len(MAGIC) + _LENGTH.size
+    if len(data) < start or not data.startswith(MAGIC):
+        raise SnapshotError(f"{what}: not a packed partition state")
+    (length,) = _LENGTH.unpack_from(data, len(MAGIC))
+    try:
+        header = orjson.loads(data[start : start + length])
+        out = Unpacked(int(header["partition"]), int(header["sequence"]))
+        offset = start + length
+        for name, size in header["parts"]:
+            out.parts[str(name)] = data[offset : offset + int(size)]
+            offset += int(size)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise SnapshotError(f"{what}: unreadable header ({exc})") from None
+    if offset != len(data):
+        raise SnapshotError(f"{what}: {len(data)} bytes, its header says {offset}")
+    return out
+
+
+@dataclass(frozen=True)
+class Restored:
+    streams: dict[str, list[str]]  # pipeline name -> the streams taken
+    sequence: int
+    missing: tuple[str, ...]  # pipelines here that the object has no part for (start afresh)
+    unknown: tuple[str, ...]  # parts for pipelines this member does not run (ignored)
+
+
+def restore(named: Sequence[tuple[str, Pipeline]], data: bytes, what: str) -> Restored:
+    """Take a packed partition into the (name, pipeline)s. Every part is checked before
+    any is taken, so a bad object changes nothing (SnapshotError naming ``what`` and the
+    route)."""
+    unpacked = unpack(data, what)
+    decoded = []
+    for name, pipeline in named:
+        part = unpacked.parts.get(name)
+        if part is not None:
+            decoded.append((name, pipeline, decode_rows(part, pipeline, f"{what} ({name})")))
+    taken = {}
+    for name, pipeline, (columns, streams, _) in decoded:
+        pipeline.table.put_rows(columns, streams)
+        taken[name] = streams
+    names = {name for name, _ in named}
+    return Restored(
+        taken,
+        unpacked.sequence,
+        tuple(name for name, _ in named if name not in unpacked.parts),
+        tuple(sorted(set(unpacked.parts) - names)),
+    )
 
 
 @dataclass(frozen=True)
@@ -79,16 +187,25 @@ class PartitionStates:
         except BucketNotFoundError:
             self.store = await self.js.create_object_store(bucket)
 
-    async def save(self, route: str, partition: int, data: bytes) -> None:
-        await self._store().put(_object(route, partition), data)
+    async def save(self, partition: int, data: bytes) -> None:
+        await self._store().put(_object(partition), data)
 
-    async def load(self, route: str, partition: int) -> bytes | None:
-        """The partition's last saved state on this route; None if it never had one."""
-        try:
-            result = await self._store().get(_object(route, partition))
-        except ObjectNotFoundError:
-            return None
-        return bytes(result.data) if result.data is not None else None
+    async def load(self, partition: int) -> bytes | None:
+        """The partition's last saved state; None if it never had one.
+
+        nats-py's ``get`` waits for the object's chunks without end if they were replaced
+        while it read (a new save purges the old chunks; seen when an engine restart had
+        two members saving and loading one partition): each try is bounded, then the new
+        object is read."""
+        for _ in range(LOAD_TRIES):
+            try:
+                result = await asyncio.wait_for(self._store().get(_object(partition)), LOAD_S)
+            except ObjectNotFoundError:
+                return None
+            except TimeoutError:
+                continue
+            return bytes(result.data) if result.data is not None else None
+        raise NatsTimeoutError  # the lease keeper counts it as a failed turn and tries again
 
     def _store(self) -> ObjectStore:
         if self.store is None:
@@ -96,5 +213,5 @@ class PartitionStates:
         return self.store
 
 
-def _object(route: str, partition: int) -> str:
-    return f"{route}.p{partition}"
+def _object(partition: int) -> str:
+    return f"p{partition}"

@@ -54,6 +54,7 @@ from sensord.logs import get_logger
 
 log = get_logger(__name__)
 Hook = Callable[[int], Awaitable[None]]
+Lost = Callable[[int], None]
 TURNS_PER_LEASE = 3  # renew three times per lease time: one lost write is not a lost lease
 MARGIN = 0.2  # of the lease time: a member stops counting a lease this much before expiry
 WARN_EVERY_S = 10.0  # failed turns are counted; logged at most this often
@@ -65,6 +66,14 @@ class ClusterError(SensordError):
 
 async def _noop(partition: int) -> None:
     del partition
+
+
+def _ignore(partition: int) -> None:
+    del partition
+
+
+def _always() -> bool:
+    return True
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,8 @@ class LeaseKeeper:
     settings: LeaseSettings
     on_claim: Hook = _noop
     on_release: Hook = _noop
+    on_lost: Lost = _ignore  # taken or expired without a release: nothing to save
+    alive: Callable[[], bool] = _always  # renew only while the member's loop makes progress
     clock: Callable[[], float] = time.monotonic
     held: dict[int, Held] = field(default_factory=dict)
     members_kv: KeyValue | None = None
@@ -125,7 +136,12 @@ class LeaseKeeper:
         return frozenset(p for p, h in self.held.items() if h.valid_until > now)
 
     async def turn(self) -> frozenset[int]:
-        """One round: say this member lives, look, renew, let go and claim per the plan."""
+        """One round: say this member lives, look, renew, let go and claim per the plan.
+        Nothing while the member's loop is stuck: it is then not alive, and its leases
+        lapse, so that another member takes its partitions over."""
+        if not self.alive():
+            self.failed_turns += 1
+            return self.owned()
         members_kv, leases_kv = self._buckets()
         s = self.settings
         await members_kv.put(s.member, orjson.dumps({"member": s.member, "at": time.time()}))
@@ -147,11 +163,13 @@ class LeaseKeeper:
                 await self._claim(leases_kv, partition)
         return self.owned()
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, after_turn: Callable[[], None] | None = None) -> None:
         """Turn until ``stop``; then let every lease go (a clean stop hands over at once)."""
         await self.open()
         while not stop.is_set():
             await self._turn_or_wait()
+            if after_turn is not None:
+                after_turn()
             with contextlib.suppress(TimeoutError):  # a turn's wait ended, not the keeper
                 await asyncio.wait_for(stop.wait(), self.settings.turn_s)
         try:
@@ -165,7 +183,9 @@ class LeaseKeeper:
         so it never owns a partition it could not renew."""
         try:
             await self.turn()
-        except NatsError as exc:
+        except Exception as exc:
+            if not isinstance(exc, NatsError):
+                log.error("lease turn failed", member=self.settings.member, error=repr(exc))
             self.failed_turns += 1
             now = self.clock()
             if now - self._warned_at >= WARN_EVERY_S:
@@ -180,7 +200,10 @@ class LeaseKeeper:
     async def release_all(self) -> None:
         members_kv, leases_kv = self._buckets()
         for partition, held in sorted(self.held.items()):
-            await self._release(leases_kv, partition, held.revision, to=None)
+            try:
+                await self._release(leases_kv, partition, held.revision, to=None)
+            except Exception as exc:
+                log.error("partition not released", partition=partition, error=repr(exc))
         with contextlib.suppress(KeyNotFoundError):  # expired already
             await members_kv.delete(self.settings.member)
 
@@ -216,6 +239,7 @@ class LeaseKeeper:
 
     def _lost(self, partition: int, why: str) -> None:
         if self.held.pop(partition, None) is not None:
+            self.on_lost(partition)
             log.warning(
                 "partition lease lost", member=self.settings.member, partition=partition, reason=why
             )
@@ -238,16 +262,21 @@ class LeaseKeeper:
             return set()
 
     async def _leases(self, kv: KeyValue) -> dict[int, tuple[str, int]]:
-        """partition → (owner, revision) of every lease held now."""
-        leases = {}
-        for partition in range(self.settings.partitions):
-            try:
-                entry = await kv.get(_key(partition))
-            except KeyNotFoundError:
-                continue
-            if entry.value and entry.revision is not None:
-                leases[partition] = (entry.value.decode(), entry.revision)
-        return leases
+        return await leases_in(kv, self.settings.partitions)
+
+
+async def leases_in(kv: KeyValue, partitions: int) -> dict[int, tuple[str, int]]:
+    """partition → (owner, revision) of every lease in the bucket now (also what the tests
+    and benchmarks read to see who owns what)."""
+    leases = {}
+    for partition in range(partitions):
+        try:
+            entry = await kv.get(_key(partition))
+        except KeyNotFoundError:
+            continue
+        if entry.value and entry.revision is not None:
+            leases[partition] = (entry.value.decode(), entry.revision)
+    return leases
 
 
 def _key(partition: int) -> str:

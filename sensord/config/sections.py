@@ -478,3 +478,73 @@ class LoggingSettings(_Section):
     format: Literal["auto", "console", "json"] = Field(
         "auto", description="json under systemd/pipes, console on a terminal, or forced."
     )
+
+
+class ClusterSettings(_Section):
+    url: str | None = Field(
+        None,
+        min_length=1,
+        description="NATS server(s) with JetStream, e.g. nats://engine:4222 (several: comma "
+        "separated); unset: single-node mode, no cluster.",
+    )
+    member: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="This member's name, unique in the cluster; default: the host name.",
+    )
+    user: str | None = Field(None, min_length=1, description="NATS user name.")
+    password: SecretStr | None = Field(None, description="NATS password (for user).")
+    credentials: Path | None = Field(
+        None, description="NATS credentials file (.creds: JWT and NKey seed), instead of user."
+    )
+    name: str = Field(
+        "sensord",
+        min_length=1,
+        max_length=32,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="The cluster's name: its buckets are <name>_members, <name>_leases, "
+        "<name>_state and <name>_alerts. Every member of one cluster uses the same.",
+    )
+    partitions: int = Field(
+        12,
+        ge=1,
+        le=1024,
+        description="Partitions the streams are hashed into; must equal the engine's subject "
+        "mapping partition(N,1) (sensord cluster-config prints it). At least the members.",
+    )
+    lease_s: float = Field(
+        6.0,
+        ge=1.0,
+        le=300.0,
+        description="A partition's lease time: a dead member's partitions move within about "
+        "this plus a third of it. Every member uses the same.",
+    )
+    checkpoint_s: float = Field(
+        5.0,
+        ge=0.5,
+        le=3600.0,
+        description="How often each owned partition's state is saved to the engine: what a "
+        "member taking over replays at most.",
+    )
+    log_stream: str = Field(
+        "SENSORD_READINGS",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="The JetStream stream that journals the partitioned readings (part.>).",
+    )
+    log_max_age_s: float = Field(
+        86_400.0,
+        ge=60.0,
+        le=366 * 86_400,
+        description="How long the readings log keeps readings (must outlast checkpoint_s "
+        "by far) and the alert ledger its entries.",
+    )
+    prefetch: int = Field(
+        1024,
+        ge=16,
+        le=100_000,
+        description="Readings fetched ahead of scoring, all partitions together.",
+    )

@@ -19,6 +19,7 @@ from sensord.config.sections import (
     SECRET_MASK,
     AlertsSettings,
     BatchingSettings,
+    ClusterSettings,
     FeedbackSettings,
     HomeAssistantSettings,
     LimitsSettings,
@@ -37,6 +38,7 @@ from sensord.core.detect import DetectorSettings
 from sensord.core.detect.spot import load_libspot
 from sensord.core.pipeline import PipelineSettings
 from sensord.errors import ConfigError
+from sensord.wire.partition import nats_subject, subject_mapping
 
 
 class Settings(BaseSettings):
@@ -60,6 +62,7 @@ class Settings(BaseSettings):
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -172,9 +175,33 @@ def cross_check(settings: Settings) -> list[str]:
         problems.append("web.verdicts: true: needs web.token, the page's bearer token")
     if web.verdicts and not settings.feedback.enabled:
         problems.append("web.verdicts: true: needs feedback.enabled, the desk verdicts go to")
+    problems += _cluster_problems(settings)
     names = [r.name for r in settings.routes if r.name]
     for name in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"routes.name: {name!r}: two routes have this name")
+    return problems
+
+
+def _cluster_problems(settings: Settings) -> list[str]:
+    """Cluster mode leaves out what would need one member to see every stream."""
+    cluster = settings.cluster
+    if cluster.url is None:
+        return []
+    problems = []
+    if cluster.password is not None and cluster.user is None:
+        problems.append("cluster.password: needs cluster.user")
+    if cluster.user is not None and cluster.credentials is not None:
+        problems.append("cluster.credentials: give cluster.user or a credentials file, not both")
+    for i, route in enumerate(settings.routes):
+        try:
+            subject_mapping(cluster.partitions, nats_subject(route.topic))
+        except ValueError as exc:
+            problems.append(f"routes[{i}].topic: {route.topic!r}: in cluster mode, {exc}")
+    if settings.feedback.enabled and "enabled" in settings.feedback.model_fields_set:
+        problems.append(
+            "feedback.enabled: true: not available in cluster mode yet (a verdict must reach "
+            "the member owning its stream)"
+        )
     return problems
 
 
@@ -212,7 +239,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
 
 
-SECRETS = ("mqtt.password", "web.token")  # masked in errors and in check-config's output
+SECRETS = (
+    "mqtt.password",
+    "web.token",
+    "cluster.password",
+)  # masked in errors and in check-config's output
 
 
 def format_errors(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from sensord.durable.outbox import Outbox
 from sensord.errors import OutboxError
@@ -23,6 +24,15 @@ from sensord.logs import get_logger
 
 log = get_logger(__name__)
 Publish = Callable[[str, bytes], int]  # (topic, payload) -> MQTT packet id
+
+
+class Ledger(Protocol):
+    """Alert events the broker confirmed, kept beyond this process (cluster mode: in the
+    engine, so that a member replaying a partition it took over raises none twice)."""
+
+    def seen(self, payload: bytes) -> bool: ...
+
+    def confirmed(self, payload: bytes) -> None: ...
 
 
 @dataclass
@@ -40,21 +50,30 @@ class DeliveryCounters:
     outbox_errors: int = counter(
         "sensord_outbox_errors", "Alert batches the outbox could not write."
     )
+    alerts_repeats: int = counter(
+        "sensord_alerts_repeats_withheld",
+        "Alert events not published because the ledger says the broker has them (cluster "
+        "mode: a partition's readings replayed after a takeover).",
+    )
 
 
 class AlertDelivery:
     """Alerts from the loop to the broker, through the outbox."""
 
-    def __init__(self, publish: Publish, outbox: Outbox | None) -> None:
+    def __init__(
+        self, publish: Publish, outbox: Outbox | None, ledger: Ledger | None = None
+    ) -> None:
         self._publish = publish
         self.outbox = outbox
+        self.ledger = ledger
         self.counters = DeliveryCounters()
         self._seq_of_mid: dict[int, int] = {}  # in flight: MQTT packet id -> outbox seq
+        self._ledger_of_mid: dict[int, bytes] = {}  # in flight: packet id -> payload
         self._outbox_failing = False
 
     @property
     def in_flight(self) -> int:
-        return len(self._seq_of_mid)
+        return len(self._seq_of_mid) + len(self._ledger_of_mid)
 
     def replay(self) -> int:
         """Publish again what the outbox still holds from before a crash or stop."""
@@ -70,6 +89,8 @@ class AlertDelivery:
 
     def send(self, alerts: Sequence[tuple[str, bytes]]) -> None:
         """Make these (topic, payload) alerts durable, then publish them."""
+        if self.ledger is not None:
+            alerts = self._not_repeats(alerts, self.ledger)
         if not alerts:
             return
         seqs: list[int | None] = [None] * len(alerts)
@@ -83,12 +104,24 @@ class AlertDelivery:
             mid = self._publish(topic, payload)
             if seq is not None:
                 self._seq_of_mid[mid] = seq
+            if self.ledger is not None:
+                self._ledger_of_mid[mid] = payload
+
+    def _not_repeats(
+        self, alerts: Sequence[tuple[str, bytes]], ledger: Ledger
+    ) -> Sequence[tuple[str, bytes]]:
+        fresh = [(topic, payload) for topic, payload in alerts if not ledger.seen(payload)]
+        self.counters.alerts_repeats += len(alerts) - len(fresh)
+        return fresh
 
     def published(self, mid: int, accepted: bool) -> None:
         """The broker acknowledged packet ``mid`` (paho's on_publish)."""
+        payload = self._ledger_of_mid.pop(mid, None)
         seq = self._seq_of_mid.pop(mid, None)
-        if seq is None:
-            return  # not an alert (a retained state, the status) or not in the outbox
+        if seq is None and payload is None:
+            return  # not an alert (a retained state, the status), or not kept track of
+        if payload is not None and accepted and self.ledger is not None:
+            self.ledger.confirmed(payload)
         if accepted:
             self.counters.alerts_delivered += 1
         else:
@@ -96,7 +129,7 @@ class AlertDelivery:
             # would be refused again. Kept in the log and metrics, dropped from the outbox.
             self.counters.alerts_refused += 1
             log.error("the broker refused an alert (check its ACL for sensord's prefix)")
-        if self.outbox is None:  # only outbox alerts have a seq; for the type checker
+        if self.outbox is None or seq is None:  # an alert the outbox does not hold
             return
         try:
             self.outbox.done(seq)

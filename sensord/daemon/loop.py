@@ -24,11 +24,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
+from sensord.cluster.counters import ClusterCounters
 from sensord.config import RouteSettings, Settings
 from sensord.core.nodata import NodataPolicy, returned, silent
 from sensord.core.sample import FIRST, Scored
@@ -53,7 +54,7 @@ from sensord.daemon.stats import (
     nodata_active,
     summed,
 )
-from sensord.daemon.transport import TransportFactory
+from sensord.daemon.transport import MqttTransport, TransportFactory
 from sensord.daemon.web.app import WebApp
 from sensord.daemon.web.board import Board
 from sensord.durable.journal import Entry
@@ -63,6 +64,10 @@ from sensord.ops.recording import RecordCounters, open_recorder
 from sensord.wire.homeassistant import node_id
 from sensord.wire.published import feedback_filter
 from sensord.wire.topics import TopicFilter
+
+if TYPE_CHECKING:
+    from sensord.cluster.member import Member
+    from sensord.core.pipeline import Pipeline
 
 log = get_logger(__name__)
 HOUSEKEEPING_S = 1.0
@@ -80,6 +85,14 @@ class Daemon:
         notifier: Notifier | None = None,
         transport: TransportFactory = MqttAdapter,
     ) -> None:
+        clustered = settings.cluster.url is not None
+        self._member: Member | None = None
+        if clustered:
+            from sensord.daemon.clustered import (
+                clustered_settings,  # in cluster mode only: nats-py is the cluster extra
+            )
+
+            settings = clustered_settings(settings)
         self.settings = settings
         self.notifier = notifier or Notifier()
         self.prefix = settings.alerts.prefix
@@ -105,13 +118,17 @@ class Daemon:
             max_payload_bytes=settings.limits.max_payload_bytes,
             limiter=RateLimitedLog(settings.limits.log_interval_s),
         )
-        self.mqtt = transport(
+        self.mqtt: MqttTransport = transport(
             settings.mqtt,
             self.prefix,
-            list(dict.fromkeys(r.settings.topic for r in self.routes)),
+            # in cluster mode readings come from the engine's log, not MQTT subscriptions
+            [] if clustered else list(dict.fromkeys(r.settings.topic for r in self.routes)),
             read_limit=settings.batching.max_batch,
             requests=feedback_filter(self.prefix) if settings.feedback.enabled else None,
         )
+        self.cluster: ClusterCounters | None = None
+        if clustered:
+            self.mqtt = self._cluster_transport(self.mqtt)
         self.health = Health(self.mqtt.connected.is_set, self.mqtt.making_progress)
         self.states = RetainedStates(
             lambda topic, payload: self.mqtt.publish(topic, payload, qos=1, retain=True)
@@ -120,6 +137,7 @@ class Daemon:
         self.delivery = AlertDelivery(
             lambda topic, payload: self.mqtt.publish(topic, payload, qos=1).mid,
             self.durable.outbox,
+            ledger=self._member,
         )
         self.mqtt.on_published = self.delivery.published
         self.recorder, self.recorded = open_recorder(settings, [r.name for r in self.routes])
@@ -150,6 +168,33 @@ class Daemon:
         self.web: HttpEdge | None = None
         self.board = Board(settings.web, self.prefix) if settings.web.port is not None else None
         self.durable.restore(self._pipelines())
+
+    def _cluster_transport(self, mqtt: MqttTransport) -> MqttTransport:
+        """Readings from the partitions this member owns (daemon/clustered.py)."""
+        from sensord.cluster.member import (
+            Member,  # in cluster mode only: nats-py is the cluster extra
+        )
+        from sensord.daemon.clustered import ClusterTransport
+
+        s = self.settings
+        member = Member(s.cluster, s.cluster.member or "", fetch_batch=s.batching.max_batch)
+        self._member = member
+        self.cluster = member.counters
+        return ClusterTransport(
+            mqtt,
+            member,
+            parts=self._named_pipelines,
+            match=self.ingest.match,
+            in_flight=lambda: self.delivery.in_flight,
+            flush_held=lambda: self._release_held(everything=True),
+            read_limit=s.batching.max_batch,
+        )
+
+    def _named_pipelines(self) -> list[tuple[str, int, Pipeline]]:
+        """(name, route index, pipeline) of every route and shadow (cluster hand-overs)."""
+        named = [(r.name, i, r.pipeline) for i, r in enumerate(self.routes)]
+        named += [(r.name + SHADOW, i, r.shadow) for i, r in enumerate(self.routes) if r.shadow]
+        return named
 
     def _reply(self, topic: str, payload: bytes, correlation: bytes | None) -> None:
         if self.board is not None and correlation and self.board.answer(correlation, payload):
@@ -448,6 +493,7 @@ class Daemon:
             "reorder_window_ms": s.batching.reorder_window_ms,
             "web": s.web.port is not None,
             "web_verdicts": s.web.port is not None and s.web.verdicts,
+            "cluster_member": s.cluster.member if s.cluster.url is not None else None,
         }
         self.publisher.bridge_info(self.routes, features, time.time())
         if self.board is not None:
@@ -472,6 +518,7 @@ class Daemon:
             self.durable.snapshots.counters,
             self.durable.counters,
             desk.counters if desk is not None else FeedbackCounters(),
+            self.cluster if self.cluster is not None else ClusterCounters(),
             recorder.counters if recorder is not None else RecordCounters(),
             LoopGauges(
                 streams=sum(len(r.pipeline.table) for r in self.routes),

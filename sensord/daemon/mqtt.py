@@ -101,6 +101,9 @@ class MqttAdapter:
         # Longer than this without either, and the MQTT side is stuck: paho's keepalive
         # should have turned a silent broker into a reconnect long before.
         self.stall_s = 2.0 * settings.keepalive + settings.reconnect_max_s + 5.0
+        # Another file descriptor whose readability ends a poll's wait (cluster mode: readings
+        # from the engine's readings log).
+        self.also_wake: int | None = None
         self.client = self._make_client()
 
     def _make_client(self) -> BufferedClient:
@@ -168,12 +171,14 @@ class MqttAdapter:
             return
         ready = self.client.buffered > 0 or _tls_pending(sock)
         if not ready:
-            writers = [sock] if self.client.want_write() else []
+            fd = sock.fileno()
+            writers = [fd] if self.client.want_write() else []
+            watched = [fd] if self.also_wake is None else [fd, self.also_wake]
             try:
-                readable, _, _ = select.select([sock], writers, [], max(timeout, 0.0))
+                readable, _, _ = select.select(watched, writers, [], max(timeout, 0.0))
             except (OSError, ValueError):  # the socket closed under us: paho notices below
-                readable = [sock]
-            ready = bool(readable)
+                readable = [fd]
+            ready = fd in readable
         if ready:
             self.client.loop_read()
             self.last_progress = time.monotonic()

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from sensord.cluster.counters import ClusterCounters
 from sensord.core.sample import Counters
 from sensord.daemon.delivery import DeliveryCounters
 from sensord.daemon.desk import FeedbackCounters
@@ -69,6 +70,7 @@ FIGURES: tuple[type, ...] = (
     SnapshotCounters,
     JournalCounters,
     FeedbackCounters,
+    ClusterCounters,
     RecordCounters,
     LoopGauges,
 )

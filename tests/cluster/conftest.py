@@ -11,12 +11,17 @@ import pytest
 from sensord.cli.engine import LocalEngine, nats_binary, start_engine
 
 
-def engine_for_test(mappings: dict[str, str] | None = None, mqtt: bool = False) -> LocalEngine:
+def need_engine() -> None:
+    """Skip without nats-server; fail instead with CI=true."""
     if nats_binary() is None:
         missing = "nats-server (apt-get install nats-server)"
         if os.environ.get("CI"):
             pytest.fail(f"CI requires {missing}")
         pytest.skip(f"needs {missing}")
+
+
+def engine_for_test(mappings: dict[str, str] | None = None, mqtt: bool = False) -> LocalEngine:
+    need_engine()
     return start_engine(mappings, mqtt)
 
 

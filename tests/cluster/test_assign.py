@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sensord.cluster.assign import plan, shares
-from sensord.cluster.partition import fnv1a32, partition_of, subject_mapping
+from sensord.wire.partition import fnv1a32, partition_of, subject_mapping
 
 members_st = st.sets(st.sampled_from([f"m{i}" for i in range(8)]), min_size=1)
 

@@ -12,7 +12,7 @@ import pytest
 
 from sensord.cli.engine import LocalEngine
 from sensord.cluster.feed import LogSettings, PartitionFeed, Reading, ensure_log, topic_of
-from sensord.cluster.partition import partition_of, subject_mapping
+from sensord.wire.partition import partition_of, subject_mapping
 from tests.cluster.conftest import engine_for_test
 
 PARTITIONS = 12

@@ -11,8 +11,15 @@ import numpy as np
 import pytest
 
 from sensord.cli.engine import LocalEngine
-from sensord.cluster.handover import PartitionStates, hand_out, partition_slots, take_in
-from sensord.cluster.partition import partition_of
+from sensord.cluster.handover import (
+    PartitionStates,
+    hand_out,
+    pack,
+    partition_slots,
+    restore,
+    take_in,
+    unpack,
+)
 from sensord.config import RouteSettings
 from sensord.core.bundle import Bundle
 from sensord.core.pipeline import Pipeline, PipelineSettings
@@ -20,6 +27,7 @@ from sensord.core.sample import Scored
 from sensord.daemon.routes import open_route
 from sensord.errors import SnapshotError
 from sensord.offline.synthetic import generate
+from sensord.wire.partition import partition_of
 
 PARTITIONS = 12
 STREAMS = [f"dev-{i:03d}" for i in range(40)]
@@ -69,11 +77,11 @@ def test_a_partition_handed_over_goes_on_as_if_it_never_moved(
         nc = await nats.connect(engine.url)
         states = PartitionStates(nc.jetstream(), name="t")
         await states.open()
-        await states.save("temp", partition, hand_out(leaving, PARTITIONS, partition, 1234))
+        await states.save(partition, hand_out(leaving, PARTITIONS, partition, 1234))
         again = PartitionStates(nc.jetstream(), name="t")  # another member's view
         await again.open()
-        data = await again.load("temp", partition)
-        assert await again.load("temp", partition + 1) is None  # never saved
+        data = await again.load(partition)
+        assert await again.load(partition + 1) is None  # never saved
         await nc.close()
         return data
 
@@ -106,3 +114,39 @@ def test_a_handed_over_state_that_does_not_fit_or_is_damaged_is_refused(
     damaged[len(damaged) // 2] ^= 0xFF
     with pytest.raises(SnapshotError, match="partition x"):
         take_in(pipeline(bundle), bytes(damaged), "partition x")
+
+
+def test_a_packed_partition_holds_every_route_and_is_taken_whole_or_not_at_all(
+    bundle: Bundle, small_bundle: Bundle
+) -> None:
+    live, shadow = pipeline(bundle), pipeline(small_bundle)
+    feed(live, STREAMS, range(20))
+    feed(shadow, STREAMS, range(20))
+    partition = partition_of(STREAMS[0], PARTITIONS)
+    slots = partition_slots(live, PARTITIONS, partition)
+    moved = {live.table.stream_of[s] for s in slots}
+    parts = [
+        ("temp", live, slots),
+        ("temp.shadow", shadow, partition_slots(shadow, PARTITIONS, partition)),
+    ]
+    checkpoint = pack(parts, partition, 99, release=False)
+    assert set(live.table.slot_of) == set(STREAMS)  # a checkpoint keeps them here
+    data = pack(parts, partition, 100)
+    assert moved.isdisjoint(live.table.slot_of)  # a hand-over forgets them
+    assert unpack(checkpoint, "x").sequence == 99
+    taker, taker_shadow = pipeline(bundle), pipeline(small_bundle)
+    extra = pipeline(bundle)
+    restored = restore(
+        [("temp", taker), ("temp.shadow", taker_shadow), ("other", extra)], data, "p"
+    )
+    assert restored.sequence == 100 and restored.missing == ("other",)
+    assert set(restored.streams["temp"]) == moved == set(taker.table.slot_of)
+    assert set(taker_shadow.table.slot_of) == moved and len(extra.table) == 0
+    # a part that does not fit its pipeline: nothing is taken, the route is named
+    fresh, wrong = pipeline(bundle), pipeline(bundle)
+    with pytest.raises(SnapshotError, match=r"p \(temp.shadow\): does not fit"):
+        restore([("temp", fresh), ("temp.shadow", wrong)], data, "p")
+    assert len(fresh.table) == 0
+    for damaged in (data[:10], b"XXXX" + data[4:], data + b"x"):
+        with pytest.raises(SnapshotError, match="p:"):
+            unpack(damaged, "p")

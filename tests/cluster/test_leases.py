@@ -16,7 +16,7 @@ from nats.aio.msg import Msg
 
 from sensord.cli.engine import LocalEngine
 from sensord.cluster.leases import LeaseKeeper, LeaseSettings
-from sensord.cluster.partition import partition_of, subject_mapping
+from sensord.wire.partition import partition_of, subject_mapping
 from tests.cluster.conftest import engine_for_test
 
 PARTITIONS = 12
@@ -29,6 +29,7 @@ class Member:
     def __init__(self, name: str, server: LocalEngine, bucket: str) -> None:
         self.name, self.server, self.bucket = name, server, bucket
         self.stop = asyncio.Event()
+        self.alive = True  # False: as a member whose scoring loop hangs
         self.claims: list[int] = []
         self.releases: list[int] = []
 
@@ -48,6 +49,7 @@ class Member:
             LeaseSettings(self.name, PARTITIONS, LEASE_S, name=self.bucket),
             on_claim=claimed,
             on_release=released,
+            alive=lambda: self.alive,
         )
         self.task = asyncio.create_task(self.keeper.run(self.stop))
 
@@ -158,6 +160,27 @@ def test_a_clean_stop_hands_over_at_once_and_members_resume_after_an_engine_rest
         engine.start()  # the same store: the buckets and the old leases are still there
         await until(lambda: shares(members[:1]) == [12], members[:1], 15, "after the restart")
         await members[0].close()
+
+    run(test)
+
+
+def test_a_member_whose_loop_hangs_stops_renewing_and_its_partitions_move(
+    engine: LocalEngine,
+) -> None:
+    async def test() -> None:
+        members = [Member(f"m{i}", engine, "t4") for i in range(2)]
+        for m in members:
+            await m.start()
+        await until(lambda: shares(members) == [6, 6], members, 10, "two members")
+        stuck, other = members
+        stuck.alive = False  # its connection is fine; its loop is not
+        took = await until(lambda: len(other.owned()) == 12, members, 3 * LEASE_S, "move")
+        assert took <= LEASE_S + 2 * LEASE_S / 3 + 0.5, took
+        assert stuck.owned() == frozenset() and stuck.keeper.failed_turns >= 1
+        stuck.alive = True  # back: it takes its share again, handed over by the other
+        await until(lambda: shares(members) == [6, 6], members, 10, "back")
+        for m in members:
+            await m.close()
 
     run(test)
 

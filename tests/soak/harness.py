@@ -39,6 +39,7 @@ from sensord.offline.synthetic import generate
 T0 = 1_700_000_000.0
 STEP = 300.0  # seconds between a stream's readings (the bundle's training interval)
 SPIKE = 8.0
+MAX_OUTSTANDING = 30_000  # published, not acknowledged yet
 
 
 # the broker
@@ -219,18 +220,18 @@ class Publisher:
     """Publishes the feed at QoS 1 in a thread, at ``rate`` readings per second; paho keeps
     what the broker has not acknowledged and sends it again after a reconnect."""
 
-    def __init__(self, host: str, port: int, feed: Feed, rate: float) -> None:
+    def __init__(self, host: str, port: int, feed: Feed, rate: float, v5: bool = True) -> None:
         self.feed = feed
         self.rate = rate
-        self.client = _client(f"pub-{time.monotonic_ns()}", persistent=True)
+        self.client = _client(f"pub-{time.monotonic_ns()}", v5)
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(0.2, 1)
         self.client.on_publish = self._on_publish
-        self.client.connect_async(host, port, clean_start=False, properties=_expiry())
-        self.client.loop_start()
+        _connect(self.client, host, port, v5)
         self.acknowledged = 0  # PUBACKs received
         self.sent = 0
+        self.step = 0  # the feed's step being published
         self.done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -241,6 +242,11 @@ class Publisher:
         interval = self.feed.streams / self.rate
         start = time.monotonic()
         for k in range(self.feed.steps):
+            self.step = k
+            # paho numbers publishes 1..65535 and refuses one whose number is still out:
+            # wait for the broker when it falls that far behind (a busy box, a slow gateway)
+            while self.sent - self.acknowledged > MAX_OUTSTANDING:
+                time.sleep(0.01)
             for s in range(self.feed.streams):
                 info = self.client.publish(
                     f"sensors/{self.feed.name(s)}/value", self.feed.payload(s, k), qos=1
@@ -265,15 +271,16 @@ class Publisher:
 class AlertCollector:
     """A persistent-session QoS 1 subscriber to ``sensord/alerts/#``."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, v5: bool = True) -> None:
         self.messages: list[dict[str, object]] = []
         self._lock = threading.Lock()
-        self.client = _client(f"alerts-{time.monotonic_ns()}", persistent=True)
+        self.subscribed = threading.Event()
+        self.client = _client(f"alerts-{time.monotonic_ns()}", v5)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, *_: c.subscribe("sensord/alerts/#", qos=1)
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.reconnect_delay_set(0.2, 1)
-        self.client.connect_async(host, port, clean_start=False, properties=_expiry())
-        self.client.loop_start()
+        _connect(self.client, host, port, v5)
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         with self._lock:
@@ -288,12 +295,22 @@ class AlertCollector:
         self.client.loop_stop()
 
 
-def _client(client_id: str, persistent: bool) -> paho.Client:
+def _client(client_id: str, v5: bool) -> paho.Client:
+    """A client with a persistent session (MQTT 5, or 3.1.1 for NATS's MQTT gateway)."""
     return paho.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id,
-        protocol=MQTTProtocolVersion.MQTTv5,
+        protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+        clean_session=None if v5 else False,
     )
+
+
+def _connect(client: paho.Client, host: str, port: int, v5: bool) -> None:
+    if v5:
+        client.connect_async(host, port, clean_start=False, properties=_expiry())
+    else:
+        client.connect_async(host, port)
+    client.loop_start()
 
 
 def _expiry() -> Properties:

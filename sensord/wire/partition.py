@@ -14,6 +14,7 @@ from __future__ import annotations
 FNV_OFFSET = 0x811C9DC5
 FNV_PRIME = 0x01000193
 MAX_PARTITIONS = 1024
+PARTITIONED = "part"  # the mapping's first token: part.<n>.<the sensor's subject>
 
 
 def fnv1a32(data: bytes) -> int:
@@ -32,12 +33,25 @@ def partition_of(stream: str, partitions: int) -> int:
 
 def subject_mapping(partitions: int, source: str = "sensors.*.*") -> dict[str, str]:
     """The engine's mapping (nats-server ``mappings``) from sensor subjects to partitioned
-    ones: ``sensors.<stream>.<field>`` → ``part.<n>.sensors.<stream>.<field>``, where the
-    stream is the first wildcard."""
+    ones: ``sensors.<stream>.<field>`` → ``part.<n>.sensors.<stream>.<field>``, hashing the
+    first wildcard (the stream's token)."""
     if not 1 <= partitions <= MAX_PARTITIONS:
         raise ValueError(f"partitions must be 1 to {MAX_PARTITIONS}")
-    wildcards = source.count("*")
-    tail = ".".join(f"{{{{wildcard({i})}}}}" for i in range(1, wildcards + 1))
-    prefix = source.split("*", 1)[0].rstrip(".")
-    target = f"part.{{{{partition({partitions},1)}}}}.{prefix}.{tail}"
-    return {source: target}
+    tokens, wildcards = [], 0
+    for token in source.split("."):
+        if token == ">":
+            raise ValueError(
+                f"{source!r}: a '>' (MQTT '#') cannot be mapped to a partition; "
+                "name the levels with '*' (MQTT '+')"
+            )
+        if token == "*":
+            wildcards += 1
+        tokens.append(f"{{{{wildcard({wildcards})}}}}" if token == "*" else token)
+    if not wildcards:
+        raise ValueError(f"{source!r}: needs a '*' (MQTT '+') level for the stream")
+    return {source: f"{PARTITIONED}.{{{{partition({partitions},1)}}}}." + ".".join(tokens)}
+
+
+def nats_subject(topic_filter: str) -> str:
+    """An MQTT topic filter as the engine's MQTT gateway names it in NATS."""
+    return topic_filter.replace("/", ".").replace("+", "*").replace("#", ">")

@@ -7,6 +7,7 @@ For each member count (the counts take turns, round after round, each on a fresh
    MQTT gateway (the members publish alerts and states through it), started by the run;
 2. N ``sensord run`` members (child processes, cluster mode, the default lease of 6 s), each
    ready (systemd READY) and the 12 partitions spread over them;
+   (``--pin``: each member's threads on one core of its own, round robin);
 3. the members are paused (SIGSTOP), a backlog of S streams x R readings is published
    natively into the engine (``sensors.<stream>.value``, which the mapping sends to
    ``part.<n>.…`` and the readings log keeps) and the members go on (SIGCONT): from then
@@ -20,8 +21,8 @@ readings (utime + stime, all members), the engine's, the engine's share of the C
 cluster used, the machine's load, and the ratio of readings/s to one member's in the same
 round (only same-run ratios mean something on a shared machine).
 
-    python benchmarks/cluster.py [--members 1,2,4] [--streams 1000] [--per-stream 100]
-        [--rounds 2] [--bundle DIR] [--json F]
+    python benchmarks/cluster.py [--members 1,2,4] [--streams 1000] [--per-stream 300]
+        [--rounds 3] [--bundle DIR] [--json F]
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ PARTITIONS = 12
 LEASE_S = 6.0
 T0, STEP = 1_700_000_000.0, 300.0
 DRAIN_TIMEOUT_S = 300.0
+POLL_S = 0.1  # each member's metrics are read this often during the drain (it costs them)
 
 
 @dataclass
@@ -160,8 +162,12 @@ def run_round(count: int, round_: int, args: argparse.Namespace, folder: Path) -
         for n in names
     }
     try:
-        for daemon in daemons.values():
+        for i, daemon in enumerate(daemons.values()):
             daemon.start()
+            if args.pin:  # one core each, round robin (the engine floats)
+                cores = sorted(os.sched_getaffinity(0))
+                for task in Path(f"/proc/{daemon.pid}/task").iterdir():
+                    os.sched_setaffinity(int(task.name), {cores[i % len(cores)]})
         wait_balanced(engine.url, set(names))
         readings = args.streams * args.per_stream
         for daemon in daemons.values():
@@ -179,7 +185,7 @@ def run_round(count: int, round_: int, args: argparse.Namespace, folder: Path) -
         while sum(d.processed() for d in daemons.values()) < readings:
             if time.monotonic() > deadline:
                 raise BenchmarkError(f"the members did not step {readings} readings in time")
-            time.sleep(0.05)
+            time.sleep(POLL_S)
         seconds = time.monotonic() - started
         member_cpu = sum(process_cpu_s(d.pid) - cpu0[n] for n, d in daemons.items())
         engine_cpu = process_cpu_s(engine_pid) - engine0
@@ -247,7 +253,7 @@ def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     print(
         f"\ncluster scaling: {args.streams} streams x {args.per_stream} readings, "
         f"{PARTITIONS} partitions, lease {LEASE_S} s, {args.rounds} rounds, "
-        f"{os.cpu_count()} cores\n"
+        f"{os.cpu_count()} cores{', a core per member' if args.pin else ''}\n"
     )
     print(
         "| members | readings/s | vs 1 | members' CPU s /1k | engine CPU s /1k "
@@ -267,9 +273,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--members", default="1,2,4")
     parser.add_argument("--streams", type=int, default=1000)
-    parser.add_argument("--per-stream", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--per-stream", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--bundle", type=Path, default=None, help="default: train one")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="each member on one core of its own (round robin): scaling per core, as a "
+        "machine with a core per member would see it",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     counts = [int(c) for c in args.members.split(",")]
@@ -294,6 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "rounds": args.rounds,
                     "partitions": PARTITIONS,
                     "lease_s": LEASE_S,
+                    "pinned": args.pin,
                 },
                 "rows": rows,
                 "rounds": [

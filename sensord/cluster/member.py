@@ -44,12 +44,13 @@ from sensord.cluster.handover import PartitionStates
 from sensord.cluster.leases import LeaseKeeper, LeaseSettings
 from sensord.cluster.ledger import AlertLedger
 from sensord.config.sections import ClusterSettings
+from sensord.errors import SensordError
 from sensord.logs import get_logger
 
 log = get_logger(__name__)
 T = TypeVar("T")
 FETCH_WAIT_S = 0.5  # a feed's fetch waits this long for a first reading
-CHECK_FEED_EVERY = 10  # empty fetches in a row before asking the engine if the consumer is there
+CHECK_FEED_EVERY = 3  # unanswered requests in a row before asking if the consumer is there
 RETRY_S = 0.5  # after a failed fetch, or a failed connection
 WARN_EVERY_S = 10.0
 LEDGER_RETRY_S = 1.0
@@ -102,6 +103,7 @@ class Member:
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future[Any]]]
         self._jobs = queue.SimpleQueue()
         self.states: PartitionStates | None = None
+        self._nc: Client | None = None
         self._lock = threading.Lock()
         self._queued: dict[int, deque[Reading]] = {}  # generation -> readings not taken yet
         self._count = 0
@@ -233,6 +235,8 @@ class Member:
         self._ledger_due = asyncio.Event()
         try:
             self._loop.run_until_complete(self._run(self._stop))
+        except Exception as exc:
+            log.error("cluster member stopped on an error", error=repr(exc))
         finally:
             self._loop.close()
 
@@ -240,6 +244,7 @@ class Member:
         nc = await self._connect(stop)
         if nc is None:
             return
+        self._nc = nc
         try:
             await self._serve(nc, stop)
         finally:
@@ -295,8 +300,8 @@ class Member:
                 )
                 await self.keeper.open()
                 break
-            except NatsError as exc:
-                self._trouble("engine not ready", exc)
+            except (NatsError, SensordError) as exc:  # the engine, or buckets that do not fit
+                self._trouble("cluster member cannot start; retrying", exc)
                 await asyncio.sleep(RETRY_S)
         if stop.is_set() or self.keeper is None:
             return
@@ -345,7 +350,11 @@ class Member:
         side = self._loop_side()
         after = await self._in_loop(partial(side.restore, partition, generation, data))
         try:
-            feed = PartitionFeed(states.js, partition, after, self.log_settings)
+            if self._nc is None:
+                raise RuntimeError("the member is not connected")
+            feed = PartitionFeed(
+                self._nc, partition, after, self.log_settings, sink=self._sink(generation)
+            )
             await feed.open()
         except BaseException:
             await self._forget(generation, partition)
@@ -436,36 +445,40 @@ class Member:
             await asyncio.wait_for(feed.close(), CLOSE_S)
 
     async def _pump(self, generation: int, feed: PartitionFeed) -> None:
-        """Fetch the partition's readings into the queue, at most ``prefetch`` ahead, until
-        its generation is stopped."""
-        empty = 0
+        """Keep a request for the partition's readings open (they go to the queue as they
+        come, at most ``prefetch`` ahead), until its generation is stopped."""
+        unanswered = 0
         while generation in self._pumping:
-            if self._count >= self.settings.prefetch:
+            room = self.settings.prefetch - self._count
+            if room <= 0:
                 await asyncio.sleep(0.005)
                 continue
             try:
-                readings = await feed.fetch(self.fetch_batch, FETCH_WAIT_S)
-                if not readings:
-                    empty += 1
-                    if empty % CHECK_FEED_EVERY == 0 and await feed.gone():
-                        log.info("reading consumer gone; reopened", partition=feed.partition)
-                        await feed.reopen()
-                    continue
+                await feed.fetch(min(self.fetch_batch, room), FETCH_WAIT_S)
+                unanswered = 0 if feed.answered else unanswered + 1
+                if unanswered and unanswered % CHECK_FEED_EVERY == 0 and await feed.gone():
+                    log.info("reading consumer gone; reopened", partition=feed.partition)
+                    await feed.reopen()
             except Exception as exc:
                 self._trouble("reading a partition failed", exc)
                 await asyncio.sleep(RETRY_S)
                 with contextlib.suppress(Exception):
                     await feed.reopen()
-                continue
-            empty = 0
+
+    def _sink(self, generation: int) -> Callable[[Reading], None]:
+        """Where a generation's readings go as they come: its queue (none once forgotten)."""
+
+        def queue(reading: Reading) -> None:
             with self._lock:
                 queued = self._queued.get(generation)
                 if queued is None:
-                    return  # forgotten meanwhile
-                queued.extend(readings)
-                self._count += len(readings)
-            self.counters.fetched += len(readings)
+                    return
+                queued.append(reading)
+                self._count += 1
+            self.counters.fetched += 1
             self._wake()
+
+        return queue
 
     # saving on the way
 

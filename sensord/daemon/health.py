@@ -26,6 +26,8 @@ class Health:
     network_moving: Callable[[float], bool]
     heartbeat: float = field(default_factory=time.monotonic)  # the loop's last turn
     stopping: bool = False
+    # Cluster mode: whether the engine (NATS) connection is up; None in a single daemon.
+    engine_connected: Callable[[], bool] | None = None
 
     def beat(self, now: float) -> None:
         self.heartbeat = now
@@ -41,6 +43,8 @@ class Health:
             reasons.append("not connected to the MQTT broker")
         elif not self.network_moving(now):
             reasons.append("the MQTT connection has made no progress (reads, writes, pings)")
+        if self.engine_connected is not None and not self.engine_connected():
+            reasons.append("not connected to the cluster's engine (NATS)")
         if loop_age > LOOP_STALL_S:
             reasons.append(f"the scoring loop has not turned for {loop_age:.0f} s")
         body = {

@@ -129,7 +129,11 @@ class Daemon:
         self.cluster: ClusterCounters | None = None
         if clustered:
             self.mqtt = self._cluster_transport(self.mqtt)
-        self.health = Health(self.mqtt.connected.is_set, self.mqtt.making_progress)
+        self.health = Health(
+            self.mqtt.connected.is_set,
+            self.mqtt.making_progress,
+            engine_connected=self._member.connected.is_set if self._member else None,
+        )
         self.states = RetainedStates(
             lambda topic, payload: self.mqtt.publish(topic, payload, qos=1, retain=True)
         )

@@ -13,6 +13,7 @@ from sensord.cli.main import EXIT_BAD_CONFIG, main
 from sensord.cluster.ledger import key_of
 from sensord.core.bundle import Bundle
 from sensord.daemon.delivery import AlertDelivery
+from sensord.daemon.health import Health
 from sensord.wire.partition import nats_subject, subject_mapping
 
 ALERT_ID = "2b95d8c0-9d2c-5b41-a60e-67ff252bccf6"
@@ -118,3 +119,13 @@ def test_cluster_settings_are_checked(
         assert "hunter2" not in err  # the password is masked
     # feedback is on by default: in cluster mode it is switched off, not an error
     assert main(["check-config", str(config(tmp_path, bundle))]) == 0
+
+
+def test_health_says_when_a_member_has_lost_its_engine() -> None:
+    engine_up = False
+    health = Health(lambda: True, lambda now: True, engine_connected=lambda: engine_up)
+    ok, body = health.check()
+    assert not ok and body["reasons"] == ["not connected to the cluster's engine (NATS)"]
+    engine_up = True
+    assert health.check()[0]
+    assert Health(lambda: True, lambda now: True).check()[0]  # a single daemon: no engine

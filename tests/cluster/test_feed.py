@@ -11,7 +11,14 @@ import nats
 import pytest
 
 from sensord.cli.engine import LocalEngine
-from sensord.cluster.feed import LogSettings, PartitionFeed, Reading, ensure_log, topic_of
+from sensord.cluster.feed import (
+    LogSettings,
+    PartitionFeed,
+    Reading,
+    ensure_log,
+    stream_sequence,
+    topic_of,
+)
 from sensord.wire.partition import partition_of, subject_mapping
 from tests.cluster.conftest import engine_for_test
 
@@ -48,7 +55,7 @@ def test_a_feed_reads_its_partition_in_order_from_a_position(mapped: LocalEngine
         for k in range(10):
             for stream in STREAMS:
                 await js.publish(f"sensors.{stream}.value", f'{{"value": {k}}}'.encode())
-        feed = PartitionFeed(js, partition, after=0, settings=settings)
+        feed = PartitionFeed(nc, partition, after=0, settings=settings)
         await feed.open()
         got = await read_all(feed, 10 * len(mine))
         assert len(got) == 10 * len(mine)
@@ -60,7 +67,7 @@ def test_a_feed_reads_its_partition_in_order_from_a_position(mapped: LocalEngine
             assert values == [f'{{"value": {k}}}'.encode() for k in range(10)]
         # from the middle: only what comes after (a state saved at that position)
         middle = positions[len(positions) // 2]
-        later = PartitionFeed(js, partition, after=middle, settings=settings)
+        later = PartitionFeed(nc, partition, after=middle, settings=settings)
         await later.open()
         rest = await read_all(later, len([p for p in positions if p > middle]))
         assert [r.position for r in rest] == [p for p in positions if p > middle]
@@ -78,3 +85,47 @@ def test_a_feed_reads_its_partition_in_order_from_a_position(mapped: LocalEngine
 
 def test_topics_come_back_as_the_sensors_sent_them() -> None:
     assert topic_of("part.3.sensors.s1.value") == "sensors/s1/value"
+
+
+def test_positions_come_from_the_reply_subject_in_both_of_its_forms() -> None:
+    assert stream_sequence("$JS.ACK.SENSORD_READINGS.c1.1.4711.12.1700000000000000000.3") == 4711
+    assert (
+        stream_sequence("$JS.ACK.hub.ACCHASH.SENSORD_READINGS.c1.1.4711.12.1700000000000000000.3.x")
+        == 4711
+    )
+
+
+def test_a_feed_with_a_sink_hands_each_reading_over_as_it_comes_and_survives_a_lost_consumer(
+    mapped: LocalEngine,
+) -> None:
+    settings = LogSettings(stream="T_SINK")
+    partition = partition_of(STREAMS[0], PARTITIONS)
+
+    async def test() -> None:
+        nc = await nats.connect(mapped.url)
+        js = nc.jetstream()
+        await ensure_log(js, settings)
+        got: list[Reading] = []
+        feed = PartitionFeed(nc, partition, after=0, settings=settings, sink=got.append)
+        await feed.open()
+        await js.publish(f"sensors.{STREAMS[0]}.value", b"1")
+        # one reading of a request for 100: handed over before the request expires
+        request = asyncio.create_task(feed.fetch(100, 5.0))
+        for _ in range(100):
+            if got:
+                break
+            await asyncio.sleep(0.02)
+        assert [r.payload for r in got] == [b"1"] and not request.done()
+        assert await request == []  # the sink took it
+        # the engine loses the consumer (as after a restart): the feed notices, reopens
+        # from the last position, and goes on without a repeat
+        await js.delete_consumer(settings.stream, feed.consumer)
+        assert await feed.gone()
+        await feed.reopen()
+        await js.publish(f"sensors.{STREAMS[0]}.value", b"2")
+        await feed.fetch(1, 2.0)
+        assert [r.payload for r in got] == [b"1", b"2"]
+        await feed.close()
+        await nc.close()
+
+    asyncio.run(test())

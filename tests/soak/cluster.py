@@ -20,6 +20,7 @@ import shutil
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from sensord.wire.partition import subject_mapping
 from tests.soak.harness import AlertCollector, Feed, Publisher, TracedDaemon, wait_until, workdir
 
 NAME = "sensord"
-CLEAR_STEPS = 6  # a spike's alert clears within this many steps (the default policy)
+IDLE_S = 0.5  # a member whose trace has not grown for this long has scored all it got
 
 
 @dataclass
@@ -53,7 +54,13 @@ class ClusterScenario:
     partitions: int = 12
     lease_s: float = 3.0
     checkpoint_s: float = 1.0
-    quiet: int = 4  # no spike within this many steps of the kill (see ``QuietFeed``)
+    # Hold the sensors back at the kill's step until the member to be killed has scored
+    # all it got (no alert event of its in flight: one published whose PUBACK, or whose
+    # ledger write, had not come back would come again from the member that takes its
+    # partitions over; at least once, as QoS 1 is). False: kill it while it works, which
+    # measures how often that happens. Either way the take-over replays the readings since
+    # the partitions' last saved states, alerts among them, which the ledger must withhold.
+    pause_for_kill: bool = True
     settle_s: float = 120.0
 
 
@@ -112,25 +119,6 @@ class ClusterOutcome:
         return out
 
 
-@dataclass
-class QuietFeed(Feed):
-    """The harness's feed with no spike (nor the clear that follows a spike, a few steps
-    later) within ``quiet`` steps of ``calm``. A member killed -9 there has no alert event
-    in flight: one published whose PUBACK, or whose ledger write, had not come back yet
-    comes again from the member that takes its partition over (at least once, as QoS 1 is;
-    ``--quiet 0`` measures how often). Alerts in the steps a takeover replays are still
-    there, before the calm: the ledger must keep those from going out twice."""
-
-    calm: int = -1
-    quiet: int = 0
-
-    def spikes(self, stream: int) -> list[int]:
-        if self.quiet <= 0:
-            return super().spikes(stream)
-        lo, hi = self.calm - self.quiet - CLEAR_STEPS, self.calm + self.quiet
-        return [k for k in super().spikes(stream) if not lo <= k <= hi]
-
-
 def write_member_config(
     folder: Path, engine: LocalEngine, scenario: ClusterScenario, member: str, bundle: Bundle
 ) -> Path:
@@ -148,6 +136,20 @@ def write_member_config(
         f'[[routes]]\ntopic = "sensors/+/value"\nbundle = "{bundle.path}"\n'
     )
     return config
+
+
+def idle(daemon: TracedDaemon) -> Callable[[], bool]:
+    """True once the daemon's trace has not grown for ``IDLE_S``."""
+    seen = {"size": -1, "since": time.monotonic()}
+
+    def check() -> bool:
+        size = daemon.trace.stat().st_size if daemon.trace.exists() else 0
+        now = time.monotonic()
+        if size != seen["size"]:
+            seen["size"], seen["since"] = size, now
+        return now - seen["since"] >= IDLE_S
+
+    return check
 
 
 def leases(url: str, partitions: int) -> dict[int, str]:
@@ -193,7 +195,7 @@ def all_owned(url: str, scenario: ClusterScenario, by: set[str]) -> bool:
 def run(scenario: ClusterScenario, bundle: Bundle, keep: Path | None = None) -> ClusterOutcome:
     started = time.monotonic()
     kill_step = int(scenario.kill_at * scenario.steps) if scenario.kill_at is not None else -1
-    feed = QuietFeed(scenario.streams, scenario.steps, calm=kill_step, quiet=scenario.quiet)
+    feed = Feed(scenario.streams, scenario.steps)
     outcome = ClusterOutcome()
     with workdir() as folder:
         engine = start_engine(subject_mapping(scenario.partitions), mqtt=True)
@@ -218,6 +220,8 @@ def run(scenario: ClusterScenario, bundle: Bundle, keep: Path | None = None) -> 
                 daemons[name].start()
             if wait_until(lambda: all_owned(engine.url, scenario, live), 60, 0.2):
                 outcome.first_owned_s = round(time.monotonic() - started, 2)
+            if scenario.kill_at is not None and scenario.pause_for_kill:
+                publisher.pause_at = kill_step
             publisher.start()
             if scenario.kill_at is not None:
                 wait_until(lambda: publisher.step >= kill_step, scenario.settle_s, 0.01)
@@ -225,8 +229,12 @@ def run(scenario: ClusterScenario, bundle: Bundle, keep: Path | None = None) -> 
                     live,
                     key=lambda n: list(leases(engine.url, scenario.partitions).values()).count(n),
                 )
+                if scenario.pause_for_kill:
+                    assert wait_until(publisher.paused.is_set, scenario.settle_s)
+                    assert wait_until(idle(daemons[dead]), scenario.settle_s, IDLE_S / 5)
                 daemons[dead].kill9()
                 killed_at = time.monotonic()
+                publisher.resume.set()
                 live.discard(dead)
                 if wait_until(lambda: all_owned(engine.url, scenario, live), 60, 0.05):
                     outcome.handover_s = round(time.monotonic() - killed_at, 2)
@@ -347,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-kill", action="store_true")
     parser.add_argument("--join-at", type=float, default=None)
     parser.add_argument("--restart-at", type=float, default=None)
-    parser.add_argument("--quiet", type=int, default=4)
+    parser.add_argument("--no-pause", action="store_true", help="kill it while it works")
     parser.add_argument("--checkpoint-s", type=float, default=1.0)
     parser.add_argument("--keep", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
@@ -360,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         kill_at=None if args.no_kill else args.kill_at,
         join_at=args.join_at,
         restart_at=args.restart_at,
-        quiet=args.quiet,
+        pause_for_kill=not args.no_pause,
         checkpoint_s=args.checkpoint_s,
     )
     outcome = run(scenario, load_bundle(args.bundle), keep=args.keep)

@@ -232,6 +232,9 @@ class Publisher:
         self.acknowledged = 0  # PUBACKs received
         self.sent = 0
         self.step = 0  # the feed's step being published
+        self.pause_at = -1  # before this step, wait for ``resume`` (saying ``paused``)
+        self.paused = threading.Event()
+        self.resume = threading.Event()
         self.done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -243,6 +246,10 @@ class Publisher:
         start = time.monotonic()
         for k in range(self.feed.steps):
             self.step = k
+            if k == self.pause_at:
+                self.paused.set()
+                self.resume.wait()
+                start = time.monotonic() - k * interval  # the pace goes on from here
             # paho numbers publishes 1..65535 and refuses one whose number is still out:
             # wait for the broker when it falls that far behind (a busy box, a slow gateway)
             while self.sent - self.acknowledged > MAX_OUTSTANDING:

@@ -168,8 +168,11 @@ class MemoryTransport:
         filters: Sequence[str],
         read_limit: int = 256,
         requests: str | None = None,
+        *,
+        status: str | None = None,
     ) -> None:
         self.prefix, self.filters, self.read_limit = prefix, list(filters), read_limit
+        self.status = status
         self.inbox: list[Message] = []
         self.requests: list[Request] = []
         self.counters = MqttCounters()

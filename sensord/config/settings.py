@@ -197,6 +197,11 @@ def _cluster_problems(settings: Settings) -> list[str]:
             subject_mapping(cluster.partitions, nats_subject(route.topic))
         except ValueError as exc:
             problems.append(f"routes[{i}].topic: {route.topic!r}: in cluster mode, {exc}")
+    if settings.homeassistant.enabled:
+        problems.append(
+            "homeassistant.enabled: true: not available in cluster mode yet (a stream's "
+            "entities would follow the member that owns it)"
+        )
     if settings.feedback.enabled and "enabled" in settings.feedback.model_fields_set:
         problems.append(
             "feedback.enabled: true: not available in cluster mode yet (a verdict must reach "

@@ -62,7 +62,7 @@ from sensord.durable.store import SHADOW, DurableState
 from sensord.logs import get_logger
 from sensord.ops.recording import RecordCounters, open_recorder
 from sensord.wire.homeassistant import node_id
-from sensord.wire.published import feedback_filter
+from sensord.wire.published import feedback_filter, status_topic
 from sensord.wire.topics import TopicFilter
 
 if TYPE_CHECKING:
@@ -125,6 +125,8 @@ class Daemon:
             [] if clustered else list(dict.fromkeys(r.settings.topic for r in self.routes)),
             read_limit=settings.batching.max_batch,
             requests=feedback_filter(self.prefix) if settings.feedback.enabled else None,
+            # one member's Last Will must not say the whole cluster is offline
+            status=f"{status_topic(self.prefix)}/{settings.cluster.member}" if clustered else None,
         )
         self.cluster: ClusterCounters | None = None
         if clustered:

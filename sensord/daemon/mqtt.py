@@ -69,9 +69,13 @@ class MqttAdapter:
         filters: Sequence[str],
         read_limit: int = 256,
         requests: str | None = None,
+        *,
+        status: str | None = None,
     ) -> None:
         self.settings = settings
         self.prefix = prefix
+        # online/offline (the Last Will); a cluster member has its own
+        self.status = status or status_topic(prefix)
         self.filters = list(filters)
         self.inbox: list[Message] = []  # read, not yet taken by the loop
         # Messages to sensord itself (a filter under its own prefix), and those read.
@@ -126,7 +130,7 @@ class MqttAdapter:
                 keyfile=str(s.tls.key_file) if s.tls.key_file else None,
                 cert_reqs=ssl.CERT_REQUIRED,
             )
-        client.will_set(status_topic(self.prefix), OFFLINE, qos=1, retain=True)
+        client.will_set(self.status, OFFLINE, qos=1, retain=True)
         client.max_queued_messages_set(0)  # paho keeps every unsent publish: nothing dropped
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -240,7 +244,7 @@ class MqttAdapter:
         """Publish ``offline``, let outstanding publishes go out, disconnect cleanly."""
         self._stopping = True
         if self.connected.is_set():
-            info = self.publish(status_topic(self.prefix), OFFLINE, qos=1, retain=True)
+            info = self.publish(self.status, OFFLINE, qos=1, retain=True)
             deadline = time.monotonic() + timeout_s
             while (
                 not info.is_published() and time.monotonic() < deadline and self.connected.is_set()
@@ -305,7 +309,7 @@ class MqttAdapter:
             if self.requests_filter is not None:
                 client.subscribe(self.requests_filter, qos=1)
             self.connected_at = time.time()
-            client.publish(status_topic(self.prefix), ONLINE, qos=1, retain=True)
+            client.publish(self.status, ONLINE, qos=1, retain=True)
             self.connected.set()
             self.ever_connected.set()
             log.info(

@@ -70,6 +70,8 @@ class TransportFactory(Protocol):
         filters: Sequence[str],
         read_limit: int = 256,
         requests: str | None = None,
+        *,
+        status: str | None = None,
     ) -> MqttTransport: ...
 
 

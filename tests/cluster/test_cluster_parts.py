@@ -109,6 +109,11 @@ def test_cluster_settings_are_checked(
         ("[feedback]\nenabled = true", "sensors/+/value", "feedback.enabled: true: not available"),
         ('password = "hunter2-hunter2"', "sensors/+/value", "cluster.password: needs cluster.user"),
         ('member = "a b"', "sensors/+/value", "cluster.member"),
+        (
+            "[homeassistant]\nenabled = true",
+            "sensors/+/value",
+            "homeassistant.enabled: true: not available in cluster mode",
+        ),
     ]
     for extra, topic, message in cases:
         # [feedback] is a section of its own: put it after [cluster]'s keys

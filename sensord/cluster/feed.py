@@ -102,16 +102,14 @@ class PartitionFeed:
     nc: Client
     partition: int
     after: int
+    sink: Callable[[Reading], None]  # where readings go, each as it arrives
     settings: LogSettings = field(default_factory=LogSettings)
-    # Where readings go as they arrive; without one, ``fetch`` returns them.
-    sink: Callable[[Reading], None] | None = None
     position: int = 0  # the last reading handed out
     answered: bool = True  # whether the engine answered the last request at all
     _sub: Subscription | None = None
     _consumer: str = ""
     _next: str = ""
     _inbox: str = ""
-    _batch: list[Reading] = field(default_factory=list)
     _want: int = 0
     _got: int = 0
     _done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -139,9 +137,9 @@ class PartitionFeed:
         self._inbox = self.nc.new_inbox()
         self._sub = await self.nc.subscribe(self._inbox, cb=self._on_message)
 
-    async def fetch(self, limit: int, timeout_s: float) -> list[Reading]:
-        """Ask for up to ``limit`` readings in log order and wait until they came or
-        ``timeout_s`` passed: the readings (those the sink did not take as they came)."""
+    async def fetch(self, limit: int, timeout_s: float) -> None:
+        """Ask for up to ``limit`` readings in log order (each goes to the sink as it
+        comes) and wait until they came or ``timeout_s`` passed."""
         if self._sub is None:  # never opened, or a reopen failed half-way: from where it was
             self.after = self.position
             await self.open()
@@ -154,8 +152,6 @@ class PartitionFeed:
             self.answered = True
         except TimeoutError:
             self.answered = self._got > 0
-        out, self._batch = self._batch, []
-        return out
 
     async def _on_message(self, msg: Msg) -> None:
         if msg.headers and STATUS in msg.headers:  # 404 no readings, 408 expired, 409 ...
@@ -168,11 +164,7 @@ class PartitionFeed:
         if sequence <= self.position:
             return  # a repeat: already handed out
         self.position = sequence
-        reading = Reading(topic_of(msg.subject), msg.data, sequence, time.time())
-        if self.sink is not None:
-            self.sink(reading)
-        else:
-            self._batch.append(reading)
+        self.sink(Reading(topic_of(msg.subject), msg.data, sequence, time.time()))
 
     async def reopen(self) -> None:
         """A new consumer from the last reading handed out (the engine lost the old one:

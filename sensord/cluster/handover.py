@@ -21,7 +21,6 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import orjson
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.client import JetStreamContext
@@ -32,7 +31,6 @@ from sensord.core.pipeline import Pipeline
 from sensord.core.state import Slots
 from sensord.durable.snapshots import decode_rows, encode_rows
 from sensord.errors import SnapshotError
-from sensord.wire.partition import partition_of
 
 MAGIC = b"SDP1"  # a packed partition: MAGIC, header length, JSON header, then the parts
 _LENGTH = struct.Struct(">I")
@@ -40,40 +38,12 @@ LOAD_S = 10.0
 LOAD_TRIES = 3
 
 
-def partition_slots(pipeline: Pipeline, partitions: int, partition: int) -> Slots:
-    """The slots of the pipeline's streams that are in ``partition``."""
-    table = pipeline.table
-    return np.asarray(
-        [
-            slot
-            for stream, slot in table.slot_of.items()
-            if partition_of(stream, partitions) == partition
-        ],
-        dtype=np.intp,
-    )
-
-
-def hand_out(
-    pipeline: Pipeline, partitions: int, partition: int, sequence: int, release: bool = True
-) -> bytes:
-    """The partition's streams as snapshot bytes; forgotten here with ``release`` (the
-    partition goes to another member), kept without (a checkpoint)."""
-    slots = partition_slots(pipeline, partitions, partition)
-    data = encode_rows(pipeline, slots, {"partition": partition, "sequence": sequence})
-    if release:
-        forget(pipeline, slots)
-    return data
-
-
-def forget(pipeline: Pipeline, slots: Slots) -> list[str]:
-    """Release these slots' streams (the partition is another member's now); their ids."""
-    gone = []
+def forget(pipeline: Pipeline, slots: Slots) -> None:
+    """Release these slots' streams (the partition is another member's now)."""
     for slot in slots:
         stream = pipeline.table.stream_of[slot]
         if stream is not None:
             pipeline.table.release(stream)
-            gone.append(stream)
-    return gone
 
 
 def pack(
@@ -158,23 +128,9 @@ def restore(named: Sequence[tuple[str, Pipeline]], data: bytes, what: str) -> Re
     )
 
 
-@dataclass(frozen=True)
-class TakenOver:
-    streams: int
-    sequence: int  # the last reading of the readings' log the state includes
-
-
-def take_in(pipeline: Pipeline, data: bytes, what: str) -> TakenOver:
-    """Take a partition's streams into the pipeline's table (SnapshotError, naming
-    ``what``, if the bytes cannot be trusted or do not fit this pipeline's bundle)."""
-    columns, streams, header = decode_rows(data, pipeline, what)
-    pipeline.table.put_rows(columns, streams)
-    return TakenOver(len(streams), int(header.get("sequence", 0)))
-
-
 @dataclass
 class PartitionStates:
-    """Each route's partitions' state in the engine's object store ``<name>_state``."""
+    """Each partition's state in the engine's object store ``<name>_state``."""
 
     js: JetStreamContext
     name: str = "sensord"

@@ -86,9 +86,9 @@ def member_name(configured: str | None) -> str:
 class Member:
     """See the module's docstring."""
 
-    def __init__(self, settings: ClusterSettings, member: str, fetch_batch: int = 256) -> None:
+    def __init__(self, settings: ClusterSettings, fetch_batch: int = 256) -> None:
         self.settings = settings
-        self.name = member
+        self.name = member_name(settings.member)
         self.fetch_batch = fetch_batch
         self.counters = ClusterCounters()
         self.log_settings = LogSettings(settings.log_stream, settings.log_max_age_s)
@@ -199,10 +199,6 @@ class Member:
         with contextlib.suppress(BlockingIOError):
             os.read(self._wake_r, 4096)
         self._woken = False
-
-    @property
-    def queued(self) -> int:
-        return self._count
 
     def take(self, limit: int) -> list[tuple[int, Reading]]:
         """Up to ``limit`` readings of partitions owned now, each partition's in log order."""
@@ -353,7 +349,7 @@ class Member:
             if self._nc is None:
                 raise RuntimeError("the member is not connected")
             feed = PartitionFeed(
-                self._nc, partition, after, self.log_settings, sink=self._sink(generation)
+                self._nc, partition, after, self._sink(generation), self.log_settings
             )
             await feed.open()
         except BaseException:

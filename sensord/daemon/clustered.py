@@ -36,7 +36,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from sensord.cluster.counters import ClusterCounters
 from sensord.cluster.handover import Restored, forget, pack, restore, unpack
 from sensord.cluster.member import Member, member_name
 from sensord.config import Settings
@@ -157,10 +156,6 @@ class ClusterTransport:
     def on_published(self, value: Callable[[int, bool], None] | None) -> None:
         self.mqtt.on_published = value
 
-    @property
-    def cluster_counters(self) -> ClusterCounters:
-        return self.member.counters
-
     def start(self) -> None:
         self.mqtt.start()
         self.member.start(self)
@@ -224,11 +219,15 @@ class ClusterTransport:
         room = self.read_limit - len(self.inbox)
         if room <= 0:
             return
-        topics, inbox, partition_of = self.topics, self.inbox, self.member.partition_of
+        topics, inbox = self.topics, self.inbox
+        partitions: dict[int, int] = {}  # looked up once per generation, not per reading
         taken = self.member.take(room)
         for generation, r in taken:
-            partition = partition_of(generation)
-            topics[r.topic] = -1 if partition is None else partition
+            partition = partitions.get(generation)
+            if partition is None:
+                found = self.member.partition_of(generation)
+                partition = partitions[generation] = -1 if found is None else found
+            topics[r.topic] = partition
             inbox.append(Message(r.topic, r.payload, r.received, 1, r.position, generation))
         self.mqtt.counters.received += len(taken)
 
@@ -252,25 +251,10 @@ class ClusterTransport:
             log.error("partition state refused; its streams start afresh", error=str(exc))
             self.positions[generation] = sequence
             return sequence
-        self._restored(partition, restored)
+        _log_restored(partition, restored)
         self.restored[partition] = {name: set(s) for name, s in restored.streams.items()}
         self.positions[generation] = restored.sequence
         return restored.sequence
-
-    def _restored(self, partition: int, restored: Restored) -> None:
-        if restored.missing or restored.unknown:
-            log.warning(
-                "partition state and routes differ",
-                partition=partition,
-                routes_started_afresh=list(restored.missing),
-                parts_ignored=list(restored.unknown),
-            )
-        log.info(
-            "partition state restored",
-            partition=partition,
-            streams=sum(len(s) for s in restored.streams.values()),
-            after=restored.sequence,
-        )
 
     def save(self, partition: int, generation: int, release: bool) -> bytes | None:
         if generation not in self.positions or self.current.get(partition) != generation:
@@ -336,3 +320,19 @@ class ClusterTransport:
             slots = [known[s] for s in sorted(streams) if s in known]
             out.append((name, pipeline, np.asarray(slots, dtype=np.intp)))
         return out
+
+
+def _log_restored(partition: int, restored: Restored) -> None:
+    if restored.missing or restored.unknown:
+        log.warning(
+            "partition state and routes differ",
+            partition=partition,
+            routes_started_afresh=list(restored.missing),
+            parts_ignored=list(restored.unknown),
+        )
+    log.info(
+        "partition state restored",
+        partition=partition,
+        streams=sum(len(s) for s in restored.streams.values()),
+        after=restored.sequence,
+    )

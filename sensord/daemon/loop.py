@@ -128,7 +128,6 @@ class Daemon:
             # one member's Last Will must not say the whole cluster is offline
             status=f"{status_topic(self.prefix)}/{settings.cluster.member}" if clustered else None,
         )
-        self.cluster: ClusterCounters | None = None
         if clustered:
             self.mqtt = self._cluster_transport(self.mqtt)
         self.health = Health(
@@ -183,9 +182,8 @@ class Daemon:
         from sensord.daemon.clustered import ClusterTransport
 
         s = self.settings
-        member = Member(s.cluster, s.cluster.member or "", fetch_batch=s.batching.max_batch)
+        member = Member(s.cluster, fetch_batch=s.batching.max_batch)
         self._member = member
-        self.cluster = member.counters
         return ClusterTransport(
             mqtt,
             member,
@@ -524,7 +522,7 @@ class Daemon:
             self.durable.snapshots.counters,
             self.durable.counters,
             desk.counters if desk is not None else FeedbackCounters(),
-            self.cluster if self.cluster is not None else ClusterCounters(),
+            self._member.counters if self._member is not None else ClusterCounters(),
             recorder.counters if recorder is not None else RecordCounters(),
             LoopGauges(
                 streams=sum(len(r.pipeline.table) for r in self.routes),

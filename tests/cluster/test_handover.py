@@ -11,19 +11,12 @@ import numpy as np
 import pytest
 
 from sensord.cli.engine import LocalEngine
-from sensord.cluster.handover import (
-    PartitionStates,
-    hand_out,
-    pack,
-    partition_slots,
-    restore,
-    take_in,
-    unpack,
-)
+from sensord.cluster.handover import PartitionStates, pack, restore, unpack
 from sensord.config import RouteSettings
 from sensord.core.bundle import Bundle
 from sensord.core.pipeline import Pipeline, PipelineSettings
 from sensord.core.sample import Scored
+from sensord.core.state import Slots
 from sensord.daemon.routes import open_route
 from sensord.errors import SnapshotError
 from sensord.offline.synthetic import generate
@@ -32,6 +25,20 @@ from sensord.wire.partition import partition_of
 PARTITIONS = 12
 STREAMS = [f"dev-{i:03d}" for i in range(40)]
 T0, STEP = 1_700_000_000.0, 300.0
+
+
+def partition_slots(p: Pipeline, partition: int) -> Slots:
+    """The slots of the pipeline's streams that the engine's mapping puts in ``partition``
+    (a member tracks them by where their readings came from; these streams came by it)."""
+    slots = [
+        s for name, s in p.table.slot_of.items() if partition_of(name, PARTITIONS) == partition
+    ]
+    return np.asarray(slots, dtype=np.intp)
+
+
+def packed(p: Pipeline, partition: int, sequence: int) -> bytes:
+    """One route's streams of the partition as the member hands them out (then forgotten)."""
+    return pack([("temp", p, partition_slots(p, partition))], partition, sequence)
 
 
 def pipeline(bundle: Bundle) -> Pipeline:
@@ -71,13 +78,13 @@ def test_a_partition_handed_over_goes_on_as_if_it_never_moved(
     partition = partition_of(STREAMS[0], PARTITIONS)
     moved = [s for s in STREAMS if partition_of(s, PARTITIONS) == partition]
     stayed = [s for s in STREAMS if s not in moved]
-    assert len(partition_slots(leaving, PARTITIONS, partition)) == len(moved) >= 1
+    assert len(partition_slots(leaving, partition)) == len(moved) >= 1
 
     async def through_the_engine() -> bytes | None:
         nc = await nats.connect(engine.url)
         states = PartitionStates(nc.jetstream(), name="t")
         await states.open()
-        await states.save(partition, hand_out(leaving, PARTITIONS, partition, 1234))
+        await states.save(partition, packed(leaving, partition, 1234))
         again = PartitionStates(nc.jetstream(), name="t")  # another member's view
         await again.open()
         data = await again.load(partition)
@@ -87,8 +94,8 @@ def test_a_partition_handed_over_goes_on_as_if_it_never_moved(
 
     data = asyncio.run(through_the_engine())
     assert data is not None
-    taken = take_in(taking, data, "partition 0 of route temp")
-    assert taken.streams == len(moved) and taken.sequence == 1234
+    taken = restore([("temp", taking)], data, "partition 0")
+    assert len(taken.streams["temp"]) == len(moved) and taken.sequence == 1234
     assert set(taking.table.slot_of) == set(moved)
     assert set(leaving.table.slot_of) == set(stayed)
     # both halves go on exactly as the whole does, a spike (and its alert) included
@@ -107,13 +114,14 @@ def test_a_handed_over_state_that_does_not_fit_or_is_damaged_is_refused(
 ) -> None:
     leaving = pipeline(bundle)
     feed(leaving, STREAMS, range(20))
-    data = hand_out(leaving, PARTITIONS, partition_of(STREAMS[0], PARTITIONS), 7)
-    with pytest.raises(SnapshotError, match="partition x: does not fit"):
-        take_in(pipeline(small_bundle), data, "partition x")
+    data = packed(leaving, partition_of(STREAMS[0], PARTITIONS), 7)
+    with pytest.raises(SnapshotError, match=r"partition x \(temp\): does not fit"):
+        restore([("temp", pipeline(small_bundle))], data, "partition x")
+    part = unpack(data, "x").parts["temp"]
     damaged = bytearray(data)
-    damaged[len(damaged) // 2] ^= 0xFF
-    with pytest.raises(SnapshotError, match="partition x"):
-        take_in(pipeline(bundle), bytes(damaged), "partition x")
+    damaged[len(data) - len(part) + len(part) // 2] ^= 0xFF  # the middle of the route's part
+    with pytest.raises(SnapshotError, match=r"partition x \(temp\)"):
+        restore([("temp", pipeline(bundle))], bytes(damaged), "partition x")
 
 
 def test_a_packed_partition_holds_every_route_and_is_taken_whole_or_not_at_all(
@@ -123,11 +131,11 @@ def test_a_packed_partition_holds_every_route_and_is_taken_whole_or_not_at_all(
     feed(live, STREAMS, range(20))
     feed(shadow, STREAMS, range(20))
     partition = partition_of(STREAMS[0], PARTITIONS)
-    slots = partition_slots(live, PARTITIONS, partition)
+    slots = partition_slots(live, partition)
     moved = {live.table.stream_of[s] for s in slots}
     parts = [
         ("temp", live, slots),
-        ("temp.shadow", shadow, partition_slots(shadow, PARTITIONS, partition)),
+        ("temp.shadow", shadow, partition_slots(shadow, partition)),
     ]
     checkpoint = pack(parts, partition, 99, release=False)
     assert set(live.table.slot_of) == set(STREAMS)  # a checkpoint keeps them here

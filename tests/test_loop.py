@@ -118,6 +118,28 @@ def test_readings_a_reconnecting_publisher_sends_out_of_order_are_put_back_in_or
     assert len(daemon.reorder) == 0 and len(daemon.acks) == 0
 
 
+def test_held_readings_of_a_session_that_is_gone_are_forgotten_not_scored_later(
+    bundle: Bundle, tmp_path: Path
+) -> None:
+    """Cluster mode drops a partition's generation (its lease lost, or the partition let
+    go): a reading of it held for reordering must not be scored afterwards. Scored into
+    the stream's next generation it made the readings replayed there late (seen after an
+    engine restart: 291 readings never stepped)."""
+    daemon, _ = started(bundle, tmp_path)
+    *in_line, jump, resent = resent_after_reconnect(generate(86, seed=3).values)
+    for batch in in_line:
+        daemon.process(batch)
+    gone = 1 << 32  # a cluster generation, in the message's session
+    daemon.process([jump[0]._replace(session=gone)])
+    assert len(daemon.reorder) == 1 and len(daemon.acks) == 1  # 85 held, its ack waits
+    assert daemon.reorder.discard(gone + 1) == 0 and len(daemon.reorder) == 1
+    assert daemon.reorder.discard(gone) == 1 and len(daemon.reorder) == 0
+    assert daemon.acks.ready() and len(daemon.acks) == 0  # no ack waits behind it now
+    daemon.process(resent)  # the replay: 60-84, in order, then nothing held to release
+    daemon._release_held(everything=True)
+    assert (daemon.stats()["scored"], daemon.stats()["late"]) == (84, 0)
+
+
 def test_a_gap_nobody_fills_waits_only_the_window_and_later_readings_are_late(
     bundle: Bundle, tmp_path: Path
 ) -> None:

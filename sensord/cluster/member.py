@@ -55,6 +55,7 @@ RETRY_S = 0.5  # after a failed fetch, or a failed connection
 WARN_EVERY_S = 10.0
 LEDGER_RETRY_S = 1.0
 ALIVE_S_OF_LEASE = 0.5  # the loop is alive if it ran jobs within this share of the lease time
+FIRST_GENERATION = 1 << 32  # generations (a partition's claims) number above MQTT sessions
 CLOSE_S = 5.0  # closing a consumer or the connection takes at most this long
 
 
@@ -114,7 +115,7 @@ class Member:
         self._saving: dict[int, asyncio.Lock] = {}
         self._dropping_of: dict[int, set[asyncio.Task[None]]] = {}
         self._pumping: set[int] = set()  # generations whose readers run
-        self._generations = itertools.count(1 << 32)  # above any MQTT session number
+        self._generations = itertools.count(FIRST_GENERATION)
         self._beat = time.monotonic()
         self._warned_at = -float("inf")
         self._wake_r, self._wake_w = os.pipe()

@@ -20,8 +20,8 @@ an acknowledgement means:
   one after an engine restart). Acknowledgements keep arrival order, so a partition's saved
   position never passes a held reading; a saved state may hold readings past its position
   (scored while an older one was held), and a member that replays them finds them repeats
-  (the core does not step a timestamp twice). A partition let go or lost first scores what
-  it holds.
+  (the core does not step a timestamp twice). A partition let go or lost forgets the
+  readings it holds unscored: its next owner reads them again from the log.
 - **Alerts** go through the ledger (cluster/ledger.py): an event the broker confirmed
   before is not published again when a taken-over partition is replayed. A partition's
   state is saved on the way only while no alert is unconfirmed, so an alert raised by a
@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from sensord.cluster.handover import Restored, forget, pack, restore, unpack
-from sensord.cluster.member import Member, member_name
+from sensord.cluster.member import FIRST_GENERATION, Member, member_name
 from sensord.config import Settings
 from sensord.core.pipeline import Pipeline
 from sensord.core.state import Slots
@@ -87,7 +87,7 @@ class ClusterTransport:
         parts: Parts,
         match: Callable[[str], RouteMatch | None],
         in_flight: Callable[[], int],
-        flush_held: Callable[[], None],
+        discard_held: Callable[[int], int],
         read_limit: int,
     ) -> None:
         self.mqtt = mqtt
@@ -95,7 +95,7 @@ class ClusterTransport:
         self.parts = parts
         self.match = match
         self.in_flight = in_flight
-        self.flush_held = flush_held
+        self.discard_held = discard_held
         self.read_limit = read_limit
         self.inbox: list[Message] = []
         self.positions: dict[int, int] = {}  # generation -> its last scored reading's position
@@ -207,9 +207,10 @@ class ClusterTransport:
             generation = message.session
             if generation in positions:
                 positions[generation] = max(positions[generation], message.mid)
-            else:
+            elif generation < FIRST_GENERATION:
                 others.append(message)
-        self.mqtt.counters.acked += len(messages) - len(others)
+            # else: a partition let go or lost meanwhile; its next owner reads it again
+        self.mqtt.counters.acked += len(messages) - len(others)  # recorded as progress
         if others:
             self.mqtt.ack(others)
 
@@ -260,7 +261,6 @@ class ClusterTransport:
         if generation not in self.positions or self.current.get(partition) != generation:
             return None  # dropped meanwhile
         if release:
-            self.flush_held()  # held readings are scored here, not into forgotten streams
             self._await_confirmations()
         elif self.in_flight():
             return None  # saved once the broker has them: see the module's docstring
@@ -273,9 +273,8 @@ class ClusterTransport:
     def drop(self, partition: int, generation: int) -> None:
         if self.current.get(partition) != generation:
             self.positions.pop(generation, None)
-            self.inbox = [m for m in self.inbox if m.session != generation]
+            self._forget_unscored(generation)
             return  # an older generation: the partition's streams are a newer one's now
-        self.flush_held()
         for _, pipeline, slots in self._slots(partition):
             forget(pipeline, slots)
         self._forget_readings(partition, generation)
@@ -291,10 +290,18 @@ class ClusterTransport:
                 unconfirmed=self.in_flight(),
             )
 
+    def _forget_unscored(self, generation: int) -> None:
+        """Its readings waiting in the inbox or held for reordering: scored later they
+        would step the streams of a newer generation out of order (measured after an
+        engine restart: held readings of a lost generation made a restored stream skip
+        the replayed ones as late)."""
+        self.inbox = [m for m in self.inbox if m.session != generation]
+        self.discard_held(generation)
+
     def _forget_readings(self, partition: int, generation: int) -> None:
         self.current.pop(partition, None)
         self.positions.pop(generation, None)
-        self.inbox = [m for m in self.inbox if m.session != generation]
+        self._forget_unscored(generation)
         self.topics = {t: p for t, p in self.topics.items() if p != partition}
         self.restored.pop(partition, None)
 

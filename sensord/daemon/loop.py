@@ -190,7 +190,7 @@ class Daemon:
             parts=self._named_pipelines,
             match=self.ingest.match,
             in_flight=lambda: self.delivery.in_flight,
-            flush_held=lambda: self._release_held(everything=True),
+            discard_held=self.reorder.discard,
             read_limit=s.batching.max_batch,
         )
 

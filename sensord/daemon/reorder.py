@@ -236,6 +236,24 @@ class Reorder:
             into.add(stream, h.topic, h.ts, h.values, h.received)
         return [h.token for h in ordered]
 
+    def discard(self, session: int) -> int:
+        """Forget the held readings that came in messages of ``session`` and release their
+        tokens (cluster mode: a partition let go or lost, whose next owner reads them again
+        from the engine's log); how many."""
+        gone = 0
+        for holding in self._held:
+            for stream, entry in list(holding.items()):
+                keep = [h for h in entry.readings if h.token.message.session != session]
+                for h in entry.readings:
+                    if h.token.message.session == session:
+                        AckQueue.release(h.token)
+                gone += len(entry.readings) - len(keep)
+                if not keep:
+                    del holding[stream]
+                elif len(keep) != len(entry.readings):
+                    entry.readings, entry.newest = keep, max(h.ts for h in keep)
+        return gone
+
     def due(self, now: float, everything: bool = False, unblock: bool = False) -> list[Released]:
         """Holds whose window has ended (or all of them: stopping, or ``unblock``ing the
         broker), in timestamp order per stream."""

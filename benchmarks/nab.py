@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import sys
 import time
@@ -45,8 +46,10 @@ from sensord.core.engine import Engine, PersistenceEngine, StepEngine
 from sensord.core.pipeline import Pipeline, PipelineSettings
 from sensord.errors import BundleError
 from sensord.offline.nabscore import (
+    CategoryScore,
     CorpusScore,
     ScoredFile,
+    category_scores,
     load_profiles,
     load_windows,
     prepare,
@@ -58,6 +61,8 @@ from sensord.offline.replay import replay
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "nab"
 COLUMNS = ("score", "onset", "raised", "alert")
 Results = dict[str, dict[str, dict[str, CorpusScore]]]  # variant -> column -> profile
+# variant -> profile -> category, of the raised alerts (what the targets are about)
+Categories = dict[str, dict[str, dict[str, CategoryScore]]]
 
 
 @dataclass(frozen=True)
@@ -168,11 +173,15 @@ def _write_result(path: Path, result: object, columns: dict[str, list[float]]) -
             )
 
 
-def score_runs(runs: list[FileRun], variants: Sequence[str], root: Path) -> Results:
-    """variant -> column -> profile -> score, for the runs of one seed."""
+def score_runs(
+    runs: list[FileRun], variants: Sequence[str], root: Path
+) -> tuple[Results, Categories]:
+    """variant -> column -> profile -> score, for the runs of one seed; and the raised
+    alerts' score per category."""
     windows = load_windows(root / "labels" / "combined_windows.json")
     profiles = load_profiles(root / "profiles.json")
     results: Results = {}
+    categories: Categories = {}
     for variant in variants:
         prepared: dict[str, list[ScoredFile]] = {column: [] for column in COLUMNS}
         for run in runs:
@@ -186,7 +195,34 @@ def score_runs(runs: list[FileRun], variants: Sequence[str], root: Path) -> Resu
             )
             for column in COLUMNS
         }
-    return results
+        categories[variant] = {
+            name: category_scores(prepared["raised"], results[variant]["raised"][name], profile)
+            for name, profile in profiles.items()
+        }
+    return results, categories
+
+
+def print_categories(by_seed: dict[int, Categories]) -> None:
+    """The raised alerts' standard score per category (mean of seeds, each seed shown) and
+    the worst category with windows; a category without windows shows its false alerts."""
+    seeds = sorted(by_seed)
+    first = by_seed[seeds[0]]
+    for variant, profiles in first.items():
+        print(f"\n{variant}: raised alerts per category, standard profile (mean; by seed)")
+        worst: tuple[str, float] = ("", math.inf)
+        for category in profiles["standard"]:
+            cells = [by_seed[s][variant]["standard"][category] for s in seeds]
+            if cells[0].windows:
+                values = [c.normalized for c in cells]
+                mean = float(np.mean(values))
+                shown = " / ".join(f"{v:.1f}" for v in values)
+                print(f"  {category:<26} {mean:6.1f}   {shown}   ({cells[0].windows} windows)")
+                if mean < worst[1]:
+                    worst = (category, mean)
+            else:
+                fps = " / ".join(str(c.false_positives) for c in cells)
+                print(f"  {category:<26}   no windows; false alerts {fps}")
+        print(f"  worst category: {worst[0]} ({worst[1]:.1f})")
 
 
 SHORT = {"standard": "std", "reward_low_FP_rate": "lowFP", "reward_low_FN_rate": "lowFN"}
@@ -216,9 +252,32 @@ def print_tables(by_seed: dict[int, Results]) -> None:
         print(f"{variant:<28}" + "".join(f"{x:>12.1f}" for x in cells) + f"   {per_seed}")
 
 
-def to_json(by_seed: dict[int, Results], runs: list[FileRun], seconds: float) -> dict[str, object]:
+def to_json(
+    by_seed: dict[int, Results],
+    categories: dict[int, Categories],
+    runs: list[FileRun],
+    seconds: float,
+) -> dict[str, object]:
     return {
         "seconds": seconds,
+        "categories": {
+            str(seed): {
+                variant: {
+                    profile: {
+                        category: {
+                            "normalized": c.normalized,
+                            "raw": c.raw,
+                            "windows": c.windows,
+                            "false_positives": c.false_positives,
+                        }
+                        for category, c in by_category.items()
+                    }
+                    for profile, by_category in profiles.items()
+                }
+                for variant, profiles in by_variant.items()
+            }
+            for seed, by_variant in categories.items()
+        },
         "files": len({r.name for r in runs}),
         "seeds": {
             str(seed): {
@@ -326,13 +385,16 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     names = [v.name for v in variants]
-    by_seed = {seed: score_runs([r for r in runs if r.seed == seed], names, root) for seed in seeds}
+    scored = {seed: score_runs([r for r in runs if r.seed == seed], names, root) for seed in seeds}
+    by_seed = {seed: results for seed, (results, _) in scored.items()}
+    categories = {seed: cats for seed, (_, cats) in scored.items()}
     seconds = time.perf_counter() - started
     print_tables(by_seed)
+    print_categories(categories)
     print(f"\n{len(files)} files x {len(seeds)} seeds in {seconds:.0f} s with {args.jobs} jobs")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(to_json(by_seed, runs, seconds), indent=2))
+        args.json.write_text(json.dumps(to_json(by_seed, categories, runs, seconds), indent=2))
     return 0
 
 

@@ -25,7 +25,9 @@ published figures.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -40,7 +42,7 @@ import numpy.typing as npt
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.nab import engine_of, variants_of
-from benchmarks.skabscore import PROFILES, TRAIN_ROWS, Confusion, CpScore
+from benchmarks.skabscore import PROFILES, TRAIN_ROWS, WINDOW_S, Confusion, CpScore
 from benchmarks.variants import Variant
 from sensord.core.bundle import Bundle, load_bundle
 from sensord.core.detect import DETECTOR_KINDS, DetectorSettings
@@ -75,13 +77,17 @@ class FileRun:
 def read_skab(path: Path, name: str) -> SkabFile:
     lines = path.read_text().splitlines()
     header = lines[0].split(";")
-    if header[0] != "datetime" or header[-2:] != list(LABELS):
+    if header[0] != "datetime":
         raise ValueError(f"{path}: not a SKAB file (header {header})")
     cells = [line.split(";") for line in lines[1:] if line.strip()]
     data = np.asarray([[float(c) for c in row[1:]] for row in cells])
+    # The anomaly-free file has no label columns: every row of it is normal.
+    labelled = header[-2:] == list(LABELS)
+    if not labelled:
+        data = np.concatenate([data, np.zeros((len(data), 2))], axis=1)
     return SkabFile(
         name=name,
-        features=tuple(header[1:-2]),
+        features=tuple(header[1:-2] if labelled else header[1:]),
         timestamps=np.asarray([parse_timestamp(row[0]) for row in cells]),
         values=data[:, :-2],
         anomaly=data[:, -2].astype(np.int64),
@@ -222,6 +228,80 @@ def score(
     return results
 
 
+def score_by(
+    runs: list[FileRun], files: dict[str, SkabFile], variants: list[str], key: str
+) -> dict[str, dict[str, Scores]]:
+    """Scores per group of files: ``key`` "category" (valve1, valve2, ...) or "file"."""
+    groups: dict[str, list[FileRun]] = {}
+    for run in runs:
+        group = run.name.split("/", 1)[0] if key == "category" else run.name
+        groups.setdefault(group, []).append(run)
+    return {group: score(members, files, variants) for group, members in groups.items()}
+
+
+@dataclass(frozen=True)
+class FaultSpan:
+    """How one labelled fault was alerted: seconds from its start to the first alert
+    (NaN: never), the share of it alerted, and how long an alert stayed up after its end
+    (0: over by then; ``None`` when the file ends within a minute of it, so it cannot say;
+    ``math.inf``: still up when the file ends)."""
+
+    file: str
+    fault_s: float
+    delay_s: float
+    covered: float
+    overhang_s: float | None
+
+
+def fault_spans(skab: SkabFile, flags: npt.ArrayLike) -> list[FaultSpan]:
+    alert = np.asarray(flags)
+    ts, labels = skab.timestamps, skab.anomaly
+    edges = np.diff(np.concatenate([[0], labels, [0]]))
+    spans = []
+    for first, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+        inside = alert[first:stop] == 1
+        hit = np.flatnonzero(inside)
+        delay = float(ts[first + hit[0]] - ts[first]) if hit.size else math.nan
+        after = alert[stop:]
+        overhang: float | None
+        if len(after) == 0 or ts[-1] - ts[stop - 1] < WINDOW_S:
+            overhang = None
+        elif not after[0]:
+            overhang = 0.0
+        else:
+            calm = np.flatnonzero(after == 0)
+            overhang = float(ts[stop + calm[0]] - ts[stop - 1]) if calm.size else math.inf
+        spans.append(
+            FaultSpan(
+                skab.name, float(ts[stop - 1] - ts[first]), delay, float(inside.mean()), overhang
+            )
+        )
+    return spans
+
+
+def print_spans(runs: list[FileRun], files: dict[str, SkabFile], variant: str) -> None:
+    """Per file: the fault's length, how soon it was alerted, how much of it, and how long
+    the alert outlived it (every seed)."""
+    print(f"\n{variant}: each fault's alert (per seed: delay s / share alerted / after its end s)")
+    by_file: dict[str, list[FaultSpan]] = {}
+    for run in sorted(runs, key=lambda r: (r.name, r.seed)):
+        by_file.setdefault(run.name, []).extend(fault_spans(files[run.name], run.flags[variant]))
+    late = 0
+    for name, spans in by_file.items():
+        cells = " | ".join(
+            f"{sp.delay_s:5.0f} / {sp.covered:4.2f} / {_overhang(sp.overhang_s)}" for sp in spans
+        )
+        late += sum(1 for sp in spans if sp.overhang_s is not None and sp.overhang_s > WINDOW_S)
+        print(f"  {name:<14} fault {spans[0].fault_s:5.0f} s   {cells}")
+    print(f"  alerts up more than {WINDOW_S:.0f} s after their fault ended: {late}")
+
+
+def _overhang(value: float | None) -> str:
+    if value is None:
+        return "  n/a"
+    return "  end" if math.isinf(value) else f"{value:5.0f}"
+
+
 def print_table(by_seed: dict[int, dict[str, Scores]]) -> None:
     """Per variant, the mean over seeds; and the F1 and changepoint score of each seed."""
     seeds = sorted(by_seed)
@@ -300,13 +380,28 @@ def main(argv: list[str] | None = None) -> int:
             run.flags["t2 (reference)"] = t2_flags(files[run.name])
         names.append("t2 (reference)")
     by_seed = {s: score([r for r in runs if r.seed == s], files, names) for s in seeds}
+    by_category = {
+        s: score_by([r for r in runs if r.seed == s], files, names, "category") for s in seeds
+    }
+    by_file = {s: score_by([r for r in runs if r.seed == s], files, names, "file") for s in seeds}
     seconds = time.perf_counter() - started
     print(f"{len(found)} files x {len(seeds)} seeds, {seconds:.0f} s with {args.jobs} jobs")
-    for run in runs:
-        print(
-            f"  seed {run.seed} {run.name:<16} rows {run.rows:>5}  train {run.train_seconds:5.1f} s"
-        )
     print_table(by_seed)
+    categories = sorted(by_category[seeds[0]])
+    if len(categories) > 1:
+        for category in categories:
+            print(f"\n[{category}]", end="")
+            print_table({s: by_category[s][category] for s in seeds})
+    print(f"\n{names[0]}: per file (F1 / FAR % / MAR % / CP std, mean of seeds)")
+    for name in sorted(by_file[seeds[0]], key=lambda n: (n.split("/")[0], _number(Path(n).stem))):
+        rows = [by_file[s][name][names[0]].row() for s in seeds]
+        cells = " / ".join(
+            f"{np.mean([r[k] for r in rows]):.2f}" for k in ("f1", "far", "mar", "nab_standard")
+        )
+        print(f"  {name:<14} {cells}")
+    for variant in names:
+        if variant != "t2 (reference)":
+            print_spans(runs, files, variant)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {
@@ -316,6 +411,29 @@ def main(argv: list[str] | None = None) -> int:
             "seeds": {
                 str(seed): {v: sc.row() for v, sc in results.items()}
                 for seed, results in by_seed.items()
+            },
+            "categories": {
+                str(seed): {
+                    category: {v: sc.row() for v, sc in results.items()}
+                    for category, results in groups.items()
+                }
+                for seed, groups in by_category.items()
+            },
+            "per_file": {
+                str(seed): {
+                    name: {v: sc.row() for v, sc in results.items()}
+                    for name, results in groups.items()
+                }
+                for seed, groups in by_file.items()
+            },
+            "faults": {
+                variant: [
+                    {"seed": run.seed, **dataclasses.asdict(span)}
+                    for run in runs
+                    for span in fault_spans(files[run.name], run.flags[variant])
+                ]
+                for variant in names
+                if variant != "t2 (reference)"
             },
         }
         args.json.write_text(json.dumps(payload, indent=2))

@@ -90,9 +90,9 @@ FULL = Scale(
 QUICK = Scale(
     messages=6_000, latency_s=5.0, anomalies=30, epochs=3, latency_rates=(5,), settle_s=0.0
 )
-# Each stream sends at least this many live readings: its spike comes after the alert
-# lifecycle's warm-up (10 samples), so a 1/s run lasts 30 s.
-LIVE_READINGS = 30
+# Each stream sends at least this many live readings: its spike comes after its tails' warm-up
+# (benchmarks/traffic.py: 110 samples), so a 1/s run lasts 130 s.
+LIVE_READINGS = 130
 BEHIND_S = 2.0  # a run whose last reading is stepped this long after it was sent fell behind
 STALL_S = 20.0  # a latency run stops waiting when nothing more is stepped for this long
 

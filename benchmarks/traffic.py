@@ -60,6 +60,9 @@ class Sent:
     injected: list[Injected]
 
 
+WARM_READINGS = 110  # a spike's earliest sample in its stream
+
+
 def anomaly_plan(
     first: int, count: int, per_stream: int, anomalies: int, seed: int
 ) -> dict[tuple[int, int], bool]:
@@ -71,7 +74,10 @@ def anomaly_plan(
     if not anomalies:
         return {}
     rng = np.random.default_rng(seed)
-    low, high = min(40, per_stream // 3), max(min(40, per_stream // 3) + 1, per_stream - 10)
+    # After a stream's tails have seen the 100 values they need before they speak
+    # (DetectorSettings.min_samples): a new stream's spike before then is not raised.
+    warm = min(WARM_READINGS, per_stream // 3)
+    low, high = warm, max(warm + 1, per_stream - 10)
     streams = rng.choice(np.arange(first, first + count), size=min(anomalies, count), replace=False)
     return {(int(s), int(rng.integers(low, high))): True for s in streams}
 

@@ -54,17 +54,17 @@ def test_a_batch_is_acknowledged_only_after_its_alerts_are_published(
 ) -> None:
     daemon, mqtt = started(bundle, tmp_path)
     values = generate(150, seed=11).values
-    values[100] += 8.0
+    values[105] += 8.0  # (past the 100 values a stream's tails need before they speak)
     batches = [[reading("spiky", k, float(values[k]), mid=k + 1)] for k in range(150)]
     for batch in batches:
         daemon.process(batch)
     alerts = [e for e in mqtt.log if isinstance(e, Published) and "/alerts/" in e.topic]
     assert [orjson.loads(a.payload)["event"] for a in alerts] == ["raised", "cleared"]
     raised = alerts[0]
-    # the batch of reading 100 (mid 101) is acknowledged after its alert, never before
+    # the batch of reading 105 (mid 106) is acknowledged after its alert, never before
     at_alert = mqtt.log.index(raised)
-    ack_101 = next(i for i, e in enumerate(mqtt.log) if isinstance(e, Acked) and 101 in e.mids)
-    assert at_alert < ack_101
+    ack_106 = next(i for i, e in enumerate(mqtt.log) if isinstance(e, Acked) and 106 in e.mids)
+    assert at_alert < ack_106
     assert daemon.stats()["acked"] == 150 and daemon.stats()["scored"] == 149
 
 

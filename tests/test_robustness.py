@@ -176,6 +176,53 @@ def test_a_fault_held_for_200_samples_stays_alerted_throughout(sensor: Bundle) -
     assert not run.alert[row + 260 :].any(), "the alert did not clear after the fault ended"
 
 
+def test_in_range_spikes_that_recur_every_300_readings_are_raised_every_time(
+    sensor: Bundle, typical: float
+) -> None:
+    size = 10.0 * typical
+    ts, values = live(1900, seed=26)
+    clean = expected(sensor, ts, values)
+    # Five readings 10 typical errors off what the model expects, spikes and dips in turn,
+    # 300 readings (a day) apart, each where the cycle leaves room inside the range shown.
+    rows = []
+    for k in range(5):
+        sign = 1.0 if k % 2 == 0 else -1.0
+        start = WARM_ROWS + 100 + 300 * k
+        row = next(r for r in range(start, len(ts)) if in_range(values, r, sign * size * 1.2))
+        values[row] = clean[row] + sign * size
+        assert in_range(values, row, 0.0), "the reading left the range"
+        rows.append(row)
+    run = replay(sensor, ts, values)
+    missed = [row for row in rows if row not in run.onsets()]
+    assert not missed, f"no alert on the recurring anomalies at {missed} (of {rows})"
+
+
+def test_a_held_step_of_five_noise_sigmas_stays_alerted_while_it_lasts(sensor: Bundle) -> None:
+    ts, values = live(700, seed=27)
+    row = WARM_ROWS + 150
+    values[row : row + 200] += 5 * 0.6  # inside the daily range for most of the cycle
+    run = replay(sensor, ts, values)
+    first = next((i for i in run.raised() if row <= i < row + 10), None)
+    assert first is not None, f"step at {row} not raised within 10 samples ({run.raised()})"
+    share = run.alert[row : row + 200].mean()
+    assert share >= 0.9, f"the alert was up for {share:.0%} of the step"
+    assert not run.alert[row + 260 :].any(), "the alert did not clear after the step ended"
+
+
+def test_an_alert_ends_when_the_plant_settles_at_a_slightly_different_level(
+    sensor: Bundle,
+) -> None:
+    ts, values = live(800, seed=28)
+    row = WARM_ROWS + 150
+    values[row : row + 150] -= 5.0  # a fault
+    values[row + 150 :] += 0.6  # after it, the plant runs a noise sigma higher
+    run = replay(sensor, ts, values)
+    assert run.alert[row + 10 : row + 150].all(), "the fault was not alerted throughout"
+    over = np.flatnonzero(~run.alert[row + 150 :])
+    assert over.size and over[0] <= 20, f"the alert outlived the fault by {over[:1]} readings"
+    assert run.alert[row + 170 :].mean() < 0.05, "the settled plant kept being alerted"
+
+
 def test_clean_streams_raise_at_most_one_false_alert_per_10000_samples(sensor: Bundle) -> None:
     streams, rows = 20, 10_000
     pipeline = Pipeline(Engine(sensor))
@@ -232,3 +279,47 @@ def test_a_broken_relation_between_two_features_is_raised_and_names_them(
     assert hits, f"broken relation at {row} not raised ({run.onsets()})"
     named = {feature for feature, _ in hits[0].drivers}
     assert named == {"a", "b"}, f"the alert named {hits[0].drivers}"
+
+
+@pytest.fixture(scope="module")
+def machine(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int, int], tuple[F64, F64]]:
+    """A two-feature machine: a current with the daily cycle, and a temperature of its own
+    that wanders slowly (sigma 0.3 around 40, unrelated to the current)."""
+
+    def make(rows: int, seed: int) -> tuple[F64, F64]:
+        ts, current = daily(rows, seed=seed)
+        rng = np.random.default_rng(seed + 1)
+        temperature = 40.0 + np.convolve(rng.normal(0, 0.3, rows + 49), np.ones(50) / 7, "valid")
+        return ts, np.stack([current, temperature], axis=1)
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def machine_sensor(
+    tmp_path_factory: pytest.TempPathFactory, machine: Callable[[int, int], tuple[F64, F64]]
+) -> Bundle:
+    folder = tmp_path_factory.mktemp("machine")
+    ts, values = machine(TRAIN_ROWS, 41)
+    write_rows(folder / "train.csv", ts, values, ("current", "temperature"))
+    return train_bundle(
+        folder / "train.csv", folder / "bundle", TrainOptions(name="machine")
+    ).bundle
+
+
+def test_an_alert_ends_when_its_fault_ends_while_another_feature_drifts(
+    machine_sensor: Bundle, machine: Callable[[int, int], tuple[F64, F64]]
+) -> None:
+    ts, values = machine(WARM_ROWS + 800, 42)
+    row = WARM_ROWS + 200
+    values[row : row + 150, 0] -= 5.0  # the current faults for 150 readings
+    # Meanwhile, and long after, the temperature climbs slowly: 4 degrees in 500 readings.
+    values[row:, 1] += np.minimum(np.arange(len(ts) - row), 500) * 0.008
+    run = replay(machine_sensor, ts, values)
+    raised = [e for i, e in run.events if row <= i < row + 10 and e.event == "raised"]
+    assert raised and raised[0].drivers[0][0] == "current", f"raised {raised}"
+    # Over once the current's shift channel (30 samples) has let go, and clear_after (5)
+    # calm samples followed, however far the temperature has climbed meanwhile.
+    over = np.flatnonzero(~run.alert[row + 150 :])
+    assert over.size and over[0] <= 35, f"the alert outlived the fault by {over[:1]} readings"
+    assert not run.alert[row + 200 :].any(), "an alert came back while the temperature climbed"

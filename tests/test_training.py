@@ -309,3 +309,33 @@ def test_cli_trains_a_gru(tmp_path: Path, history_csv: Path) -> None:
     assert manifest.training.hyperparameters["threads"] == 1  # the default
     # (not trained: two threads on a busy machine is what made training slow)
     assert build_parser().parse_args([*argv, "--threads", "2"]).threads == 2
+
+
+def test_the_bundle_carries_the_tails_its_training_rows_taught(
+    trained: TrainReport, history_csv: Path
+) -> None:
+    from sensord.core.detect import DetectorSettings
+    from sensord.core.detect.composite import ChannelDetector
+    from sensord.core.detect.tail import EDGES, TOTAL
+    from sensord.core.pipeline import Pipeline, PipelineSettings
+
+    normal = trained.bundle.manifest.normal
+    assert normal is not None
+    rows = trained.bundle.manifest.training.rows
+    assert all(0 < v <= rows for v in normal.values)
+    assert all(len(row) == EDGES for row in normal.counts)
+    pipeline = Pipeline(Engine(trained.bundle))
+    assert isinstance(pipeline.detector, ChannelDetector)
+    assert pipeline.detector.layout == normal.layout
+    # A stream never seen starts from it; a route whose statistics differ does not.
+    table = pipeline.new_table()
+    slots, _ = table.lookup(["new"])
+    pipeline.detector.start(table, slots)
+    assert (table["tail_channels"][slots[0], :, TOTAL] > 0).all()
+    other = Pipeline(
+        Engine(trained.bundle), PipelineSettings(detector=DetectorSettings(context_span=12))
+    )
+    table = other.new_table()
+    slots, _ = table.lookup(["new"])
+    other.detector.start(table, slots)
+    assert (table["tail_channels"][slots[0], :, TOTAL] == 0).all()

@@ -114,9 +114,9 @@ def test_charts_are_bounded_least_recently_used_out(bundle: Bundle) -> None:
 def test_the_streams_list_is_made_only_while_someone_looks(bundle: Bundle) -> None:
     route = make_route(bundle)
     board = Board(WebSettings(port=0), "sensord")
-    values = series(110, spike_at=100)  # on "a" only
+    values = series(110, spike_at=105)  # on "a" only, once its tails speak (100 values)
     other = series(110)
-    for k in range(103):
+    for k in range(108):
         last = step(board, route, [("a", k, values[k]), ("b", k, other[k])])
     board.turn([route], time.monotonic())
     assert board.stream_lists(wait_s=0)[0] is None  # nobody looked: nothing was copied
@@ -127,10 +127,10 @@ def test_the_streams_list_is_made_only_while_someone_looks(bundle: Bundle) -> No
     assert total == 2 and [r["stream"] for r in listed] == ["a", "b"]  # alerting first
     rows = {r["stream"]: r for r in listed}
     assert rows["a"]["status"] == "alert" and rows["a"]["alert"] is True
-    assert rows["a"]["raised_ts"] == T0 + 100 * STEP and rows["a"]["channel"]
+    assert rows["a"]["raised_ts"] == T0 + 105 * STEP and rows["a"]["channel"]
     assert rows["a"]["score"] == pytest.approx(float(last.score[0]))
     assert rows["b"]["status"] == "normal" and rows["b"]["raised_ts"] is None
-    assert rows["a"]["last_ts"] == T0 + 102 * STEP
+    assert rows["a"]["last_ts"] == T0 + 107 * STEP
 
 
 def test_verdicts_wait_for_the_desk_answer(bundle: Bundle) -> None:

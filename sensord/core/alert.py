@@ -8,17 +8,24 @@ decides when that becomes an alert an operator sees, and when it ends.
   score beats every score of the last ``repeat_window`` samples: the tail of an event that
   was just alerted (a second spike of the same burst, the score settling after a shift) is
   the same event, not a new alert.
-- **Hold**: an alert stays up while the stream is still abnormal, and the detector's model
-  of normal does not learn while it is up (detect/channel.py): a fault that persists stays
-  alerted against the normal it interrupted.
+- **Drivers**: an alert is about the features that drove it: at its raise, every feature
+  (and, for several features, the relation between them) whose own score is past ``threshold
+  - hysteresis``, and at least the one that decided it; an update adds the features of the
+  new onset. They are kept per stream (``alert_drivers``).
+- **Hold**: an alert stays up while its drivers are still abnormal (the score of the most
+  surprised driver), and the detector's model of normal does not learn those features while
+  it is up (detect/channel.py): a fault that persists stays alerted against the normal it
+  interrupted. Every other feature goes on learning, and a feature that did not drive the
+  alert does not hold it: a pump's temperature that drifts after a valve fault does not keep
+  the valve's alert up once the flow is back.
 - **Update**: inside an alert, a new onset (the surprise channels anomalous again after
   ``clear_after`` calm samples) is an ``updated`` event of the same alert, so a second
   fault during the first is not lost in it.
-- **Clear**: after ``clear_after`` consecutive samples scoring below ``threshold -
-  hysteresis``; or, if ``adopt_after_s`` is set, once an alert has lasted that long the
-  stream's current state is adopted as its new normal (the clear says so). Otherwise a
-  changed plant becomes normal only explicitly: an operator's ``new_normal`` verdict or a
-  retrained bundle.
+- **Clear**: after ``clear_after`` consecutive samples whose drivers score below
+  ``threshold - hysteresis``; or, if ``adopt_after_s`` is set, once an alert has lasted that
+  long the stream's current state is adopted as its new normal (the clear says so).
+  Otherwise a changed plant becomes normal only explicitly: an operator's ``new_normal``
+  verdict or a retrained bundle.
 """
 
 from __future__ import annotations
@@ -94,6 +101,15 @@ ALERT_COLUMNS: dict[str, ColumnSpec] = {
 }
 
 
+DRIVERS = "alert_drivers"
+
+
+def driver_columns(features: int) -> dict[str, ColumnSpec]:
+    """Which features drove each stream's alert: one per feature, then the relation between
+    them (the joint statistic of several features)."""
+    return {DRIVERS: ColumnSpec(np.bool_, (features + 1,), False)}
+
+
 def advance(
     table: StateTable,
     policy: AlertPolicy,
@@ -104,16 +120,18 @@ def advance(
     surprise: F64,
     warm: Bools,
     threshold: float,
+    held: F64 | None = None,
 ) -> npt.NDArray[np.int8]:
     """Advance the lifecycle of these streams by one sample each; return their transitions.
 
-    ``scores`` decide raising and holding, ``surprise`` (the surprise channels' own score)
-    decides updates inside an alert; NaN scores (no prediction yet) neither raise nor clear,
-    and streams not ``warm`` yet never count as anomalous.
+    ``scores`` decide raising, ``held`` (the score of the alert's drivers, ``held_scores``;
+    by default ``scores``) holding, ``surprise`` (the surprise channels' own score) updates
+    inside an alert; NaN scores (no prediction yet) neither raise nor clear, and streams not
+    ``warm`` yet never count as anomalous.
     """
     calm_below = threshold - policy.hysteresis
     anomalous = (scores >= threshold) & warm
-    calm = scores < calm_below
+    calm = (scores if held is None else held) < calm_below
     anomalous_run = np.where(anomalous, table["anomalous_run"][slots] + 1, 0)
     normal_run = np.where(calm, table["normal_run"][slots] + 1, 0)
     active = table["alert_active"][slots].astype(bool)
@@ -163,18 +181,76 @@ def advance(
     return transitions
 
 
+def held_scores(table: StateTable, slots: Slots, scores: F64, features: F64) -> F64:
+    """The score an alert is held by: its most surprised driver's (``features[n, F + 1]``:
+    each feature's score, then the relation's); a stream without an alert up (or without
+    drivers) is judged by its whole ``scores``."""
+    active = table["alert_active"][slots].astype(bool)
+    if not active.any():  # (most waves: nothing to hold)
+        return scores
+    drivers = table[DRIVERS][slots]
+    active &= drivers.any(axis=1)
+    driven = np.where(drivers, np.nan_to_num(features, nan=0.0), 0.0).max(axis=1)
+    out: F64 = np.where(active & ~np.isnan(scores), driven, scores)
+    return out
+
+
+def drive(
+    table: StateTable,
+    slots: Slots,
+    transitions: npt.NDArray[np.int8],
+    features: F64,
+    *,
+    threshold: float,
+    calm_below: float,
+) -> None:
+    """Record the drivers of the alerts these transitions raised or updated; forget those
+    of the alerts they ended."""
+    if not transitions.any():  # (most waves: no transition)
+        return
+    drivers = table[DRIVERS][slots]
+    known = np.nan_to_num(features, nan=0.0)
+    top = np.zeros_like(drivers)
+    top[np.arange(len(slots)), np.argmax(known, axis=1)] = True
+    raised = (transitions == Transition.RAISED)[:, None]
+    updated = (transitions == Transition.UPDATED)[:, None]
+    ended = ((transitions == Transition.CLEARED) | (transitions == Transition.ADOPTED))[:, None]
+    # The relation drives an alert only when no feature explains it on its own.
+    own: Bools = known[:, :-1] >= calm_below
+    relation: Bools = (known[:, -1] >= calm_below) & ~own.any(axis=1)
+    alone = np.concatenate([own, relation[:, None]], axis=1)
+    drivers = np.where(raised, alone | top, drivers)
+    drivers = np.where(updated, drivers | (known >= threshold) | top, drivers)
+    table[DRIVERS][slots] = drivers & ~ended
+
+
+def accept(table: StateTable, slot: int, ts: float, policy: AlertPolicy) -> None:
+    """End a stream's alert because an operator said its state is the new normal."""
+    table["alert_active"][slot] = False
+    table["anomalous_run"][slot] = 0
+    table["normal_run"][slot] = 0
+    table["cooldown_until"][slot] = ts + policy.cooldown_s
+    table[DRIVERS][slot] = False
+
+
 SUSPICIOUS_TRUST = 0.1
 
 
-def trust(table: StateTable, slots: Slots, scores: F64, calm_below: float) -> F64:
-    """How far each sample may move its stream's model of normal (detect/channel.py): not at
-    all while an alert is up (a persisting fault is not learnt as normal), a tenth as far
-    as a calm sample when its score is past ``calm_below`` (a fault that has not raised an
-    alert yet is not absorbed before it does, while a real change that never alerts is
-    still learnt, ten times slower), fully otherwise."""
+def trust(table: StateTable, slots: Slots, features: F64, calm_below: float) -> F64:
+    """How far each sample may move its stream's model of normal, per feature and for the
+    relation between them (``features[n, F + 1]``, their scores; detect/channel.py): not at
+    all for what drives an alert that is up (a persisting fault is not learnt as normal),
+    a tenth as far as a calm sample where the score is past ``calm_below`` (a fault that
+    has not raised an alert yet is not absorbed before it does, while a real change that
+    never alerts is still learnt, ten times slower), fully otherwise. The relation does not
+    learn while any driver is frozen."""
+    suspicious = features >= calm_below  # NaN: not suspicious
+    out: F64 = np.where(suspicious, SUSPICIOUS_TRUST, 1.0)
     active = table["alert_active"][slots].astype(bool)
-    suspicious = scores >= calm_below  # NaN: not suspicious
-    out: F64 = np.where(active, 0.0, np.where(suspicious, SUSPICIOUS_TRUST, 1.0))
+    if active.any():
+        frozen = active[:, None] & table[DRIVERS][slots]
+        frozen[:, -1] |= frozen.any(axis=1)
+        out[frozen] = 0.0
     return out
 
 

@@ -107,6 +107,34 @@ class Training(_Strict):
     hyperparameters: dict[str, float | int | str] = Field(default_factory=dict)
 
 
+class NormalTails(_Strict):
+    """What the detector's calibrated tails learnt from the training rows, for streams to
+    start from: the training data is the stream's normal, before it has shown its own
+    (detect/tail.py). Pooled over the training streams."""
+
+    layout: str = Field(
+        min_length=1,
+        max_length=512,
+        description="The detector statistics these are for (kind, channels, their widths and "
+        "spans); a route whose detector differs starts its streams without them.",
+    )
+    values: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        description="Per statistic, the values its counts were made from."
+    )
+    threshold: list[FiniteFloat] = Field(description="Each statistic's 95th percentile.")
+    counts: list[list[FiniteFloat]] = Field(
+        description="Per statistic, the clusters past each of the tails' edges."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> NormalTails:
+        if not len(self.counts) == len(self.threshold) == len(self.values):
+            raise ValueError("counts, threshold, values: one entry per statistic each")
+        if len({len(row) for row in self.counts}) > 1:
+            raise ValueError("counts: rows of different lengths")
+        return self
+
+
 class Manifest(_Strict):
     """bundle.json."""
 
@@ -138,6 +166,11 @@ class Manifest(_Strict):
     graph: Graph
     calibration: Calibration
     training: Training
+    normal: NormalTails | None = Field(
+        None,
+        description="The tails the detector learnt on the training rows (bundles from before "
+        "this field have none: their streams start from the generic prior).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:

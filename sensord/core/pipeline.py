@@ -24,8 +24,12 @@ from sensord.core.alert import (
     AlertEvent,
     AlertPolicy,
     Transition,
+    accept,
     advance,
     alert_event,
+    drive,
+    driver_columns,
+    held_scores,
     trust,
 )
 from sensord.core.bundle import Bundle
@@ -110,6 +114,7 @@ class Pipeline:
             extra={
                 **self.detector.columns(),
                 **ALERT_COLUMNS,
+                **driver_columns(self.engine.features),
                 **EDGE_COLUMNS,
                 **range_columns(self.engine.features),
                 **recent_columns(self.engine.features),
@@ -247,8 +252,10 @@ class Pipeline:
         learn_period(table, slots, table["last_received"][slots], arrived)
         table["last_received"][slots] = arrived
 
-        n = len(slots)
+        n, f = len(slots), self.engine.features
         scores, surprise = np.full(n, np.nan), np.full(n, np.nan)
+        # Each feature's own score, then the relation's: what an alert is held by (alert.py).
+        features = np.full((n, f + 1), np.nan)
         channel = np.full(n, -1, dtype=np.int8)
         scored = np.flatnonzero(has_prediction)
         if scored.size:
@@ -256,6 +263,12 @@ class Pipeline:
             assessment = self.detector.assess(table, slots[scored], obs)
             scores[scored], surprise[scored] = assessment.score, assessment.surprise
             channel[scored] = assessment.channel
+            if assessment.features is None:  # one score for the sample: every feature's
+                features[scored] = assessment.score[:, None]
+            else:
+                features[scored] = assessment.features
+        threshold = self.detector.threshold
+        calm_below = threshold - self.settings.alerts.hysteresis
         warm = steps >= self.settings.alerts.warmup
         transitions = advance(
             table,
@@ -265,16 +278,17 @@ class Pipeline:
             scores=scores,
             surprise=surprise,
             warm=warm,
-            threshold=self.detector.threshold,
+            threshold=threshold,
+            held=held_scores(table, slots, scores, features),
         )
+        drive(table, slots, transitions, features, threshold=threshold, calm_below=calm_below)
         # Which features drove it: only for the samples that make an event (most make none).
-        shares = np.zeros((n, self.engine.features))
+        shares = np.zeros((n, f))
         eventful = np.flatnonzero((transitions != 0) & has_prediction)
         if eventful.size:
             shares[eventful] = assessment.shares(np.searchsorted(scored, eventful))
         if scored.size:
-            calm_below = self.detector.threshold - self.settings.alerts.hysteresis
-            trusted = trust(table, slots[scored], scores[scored], calm_below)
+            trusted = trust(table, slots[scored], features[scored], calm_below)
             self.detector.learn(table, slots[scored], obs, assessment, trusted)
         adopted = transitions == int(Transition.ADOPTED)
         if adopted.any():
@@ -334,10 +348,7 @@ class Pipeline:
             channel=-1,
             shares=np.zeros(self.engine.features),
         )
-        table["alert_active"][slot] = False
-        table["anomalous_run"][slot] = 0
-        table["normal_run"][slot] = 0
-        table["cooldown_until"][slot] = ts + self.settings.alerts.cooldown_s
+        accept(table, slot, ts, self.settings.alerts)
         self.detector.forget_normal(table, slots)
         self.counters.cleared += 1
         return replace(event, reason="accepted")

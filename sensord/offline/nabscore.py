@@ -228,6 +228,47 @@ def score_corpus(
     )
 
 
+@dataclass(frozen=True)
+class CategoryScore:
+    """One category's share of a corpus score at the corpus's threshold: its files' raw
+    score against what no detection and a perfect detector would have scored on them."""
+
+    raw: float
+    null: float
+    perfect: float
+    windows: int
+    false_positives: int  # detections outside every window, at that threshold
+
+    @property
+    def normalized(self) -> float:
+        """NaN for a category without windows (only false alerts can score there)."""
+        span = self.perfect - self.null
+        return 100.0 * (self.raw - self.null) / span if span else math.nan
+
+
+def category_scores(
+    files: Sequence[ScoredFile], score: CorpusScore, profile: Profile
+) -> dict[str, CategoryScore]:
+    """Per category (the folder of ``category/file.csv``), normalised the way the corpus
+    is, so that a weak category is not hidden in the mean."""
+    grouped: dict[str, list[ScoredFile]] = {}
+    for f in files:
+        grouped.setdefault(f.name.split("/", 1)[0], []).append(f)
+    out: dict[str, CategoryScore] = {}
+    for category, members in sorted(grouped.items()):
+        windows = sum(f.windows for f in members)
+        out[category] = CategoryScore(
+            raw=sum(score.per_file[f.name] for f in members),
+            null=-profile.fn * windows,
+            perfect=profile.tp * windows,
+            windows=windows,
+            false_positives=sum(
+                int(((f.scores >= score.threshold) & (f.window < 0)).sum()) for f in members
+            ),
+        )
+    return out
+
+
 def score_all_profiles(
     files: Sequence[ScoredFile], profiles: Mapping[str, Profile], threshold: float | None = None
 ) -> dict[str, CorpusScore]:

@@ -49,13 +49,17 @@ def replay(
     """Run every usable row of ``data_path`` through ``pipeline`` in time order."""
     series = read_series(data_path, pipeline.bundle.features, out_of_order)
     started = time.perf_counter()
-    outcomes = _run(series, pipeline, batch)
+    outcomes = run_series(series, pipeline, batch)
     seconds = time.perf_counter() - started
     events = tuple(o.event for o in outcomes if o is not None and o.event is not None)
     return ReplayResult(series, outcomes, events, pipeline.detector.threshold, seconds)
 
 
-def _run(series: Series, pipeline: Pipeline, batch: int) -> tuple[Outcome | None, ...]:
+def run_series(
+    series: Series, pipeline: Pipeline, batch: int = DEFAULT_BATCH
+) -> tuple[Outcome | None, ...]:
+    """Every usable row of ``series`` through ``pipeline``, in time order, in micro-batches;
+    one outcome per row (None for a row that was not usable)."""
     if batch < 1:
         raise InputError(f"batch size {batch} must be >= 1")
     usable = [i for i in range(len(series.rows)) if series.usable[i]]

@@ -21,6 +21,7 @@ from sensord.training.data import TrainingData, prepare
 from sensord.training.export import OPSET, check_parity, export_step
 from sensord.training.fit import EpochCallback, FitResult, fit, predictions
 from sensord.training.model import Forecaster
+from sensord.training.normal import learn_normal
 from sensord.training.options import TrainOptions
 
 
@@ -83,6 +84,10 @@ def _train(
     )
     bundle = write_bundle(out, manifest, graph)
     Engine(bundle)  # opens the written graph the way the daemon will: shapes must check out
+    # What the detector learns from the training rows is the normal new streams start from.
+    normal = learn_normal(bundle, series)
+    if normal is not None:
+        bundle = write_bundle(out, manifest.model_copy(update={"normal": normal}), graph)
     return TrainReport(bundle, time.perf_counter() - started, parity, persistence, result.model)
 
 

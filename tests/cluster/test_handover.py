@@ -73,8 +73,9 @@ def test_a_partition_handed_over_goes_on_as_if_it_never_moved(
     engine: LocalEngine, bundle: Bundle
 ) -> None:
     whole, leaving, taking = pipeline(bundle), pipeline(bundle), pipeline(bundle)
-    feed(whole, STREAMS, range(60))
-    feed(leaving, STREAMS, range(60))
+    # (past the 100 values a stream's tails need before they speak)
+    feed(whole, STREAMS, range(110))
+    feed(leaving, STREAMS, range(110))
     partition = partition_of(STREAMS[0], PARTITIONS)
     moved = [s for s in STREAMS if partition_of(s, PARTITIONS) == partition]
     stayed = [s for s in STREAMS if s not in moved]
@@ -99,12 +100,12 @@ def test_a_partition_handed_over_goes_on_as_if_it_never_moved(
     assert set(taking.table.slot_of) == set(moved)
     assert set(leaving.table.slot_of) == set(stayed)
     # both halves go on exactly as the whole does, a spike (and its alert) included
-    after = feed(whole, moved, range(60, 90), spike_at=70)
+    after = feed(whole, moved, range(110, 140), spike_at=120)
     assert any(batch.events for batch in after), "the spike raised no alert to compare"
-    same(feed(taking, moved, range(60, 90), spike_at=70), after)
-    same(feed(leaving, stayed, range(60, 90)), feed(whole, stayed, range(60, 90)))
+    same(feed(taking, moved, range(110, 140), spike_at=120), after)
+    same(feed(leaving, stayed, range(110, 140)), feed(whole, stayed, range(110, 140)))
     # what the hand-over saves: the same streams starting afresh would differ
-    afresh = feed(pipeline(bundle), moved, range(60, 90), spike_at=70)
+    afresh = feed(pipeline(bundle), moved, range(110, 140), spike_at=120)
     with pytest.raises(AssertionError):
         same(afresh, after)
 

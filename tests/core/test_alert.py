@@ -4,10 +4,14 @@ import numpy as np
 
 from sensord.core.alert import (
     ALERT_COLUMNS,
+    DRIVERS,
     SUSPICIOUS_TRUST,
     AlertPolicy,
     Transition,
     advance,
+    drive,
+    driver_columns,
+    held_scores,
     trust,
 )
 from sensord.core.state import StateTable
@@ -129,9 +133,66 @@ def test_streams_still_warming_up_never_raise() -> None:
     assert Transition(step[0]) is N
 
 
-def test_trust_is_zero_while_alerting_and_small_when_suspicious() -> None:
-    table = StateTable(1, 1, 1, extra=ALERT_COLUMNS)
+def test_trust_is_zero_for_the_drivers_of_an_alert_and_small_when_suspicious() -> None:
+    table = StateTable(1, 1, 2, extra={**ALERT_COLUMNS, **driver_columns(2)})
     slots, _ = table.lookup(["a", "b", "c"])
     table["alert_active"][slots[0]] = True
-    got = trust(table, slots, np.array([0.1, 0.45, NAN]), calm_below=0.4)
-    assert got.tolist() == [0.0, SUSPICIOUS_TRUST, 1.0]
+    table[DRIVERS][slots[0]] = [True, False, False]  # the first feature drove it
+    features = np.array([[0.9, 0.1, 0.1], [0.45, 0.1, 0.1], [NAN, NAN, NAN]])
+    got = trust(table, slots, features, calm_below=0.4)
+    # The driver is frozen, and so is the relation; the other feature goes on learning.
+    assert got[0].tolist() == [0.0, 1.0, 0.0]
+    assert got[1].tolist() == [SUSPICIOUS_TRUST, 1.0, 1.0]
+    assert got[2].tolist() == [1.0, 1.0, 1.0]
+
+
+def lifecycle(
+    features: list[list[float]], surprise: list[float] | None = None
+) -> tuple[list[Transition], list[list[bool]]]:
+    """Run a two-feature stream whose sample score is its most surprised feature's (and, by
+    default, so is its surprise channels')."""
+    table = StateTable(1, 1, 2, extra={**ALERT_COLUMNS, **driver_columns(2)})
+    slots, _ = table.lookup(["s"])
+    out, drivers = [], []
+    for i, row in enumerate(features):
+        per = np.array([[*row, 0.0]])
+        scores = per.max(axis=1)
+        step = advance(
+            table,
+            AlertPolicy(repeat_window=0),
+            slots,
+            ts=np.array([float(i)]),
+            scores=scores,
+            surprise=scores if surprise is None else np.array([surprise[i]]),
+            warm=np.array([True]),
+            threshold=THRESHOLD,
+            held=held_scores(table, slots, scores, per),
+        )
+        drive(table, slots, step, per, threshold=THRESHOLD, calm_below=THRESHOLD - 0.1)
+        out.append(Transition(step[0]))
+        drivers.append(table[DRIVERS][slots[0]].tolist())
+    return out, drivers
+
+
+def test_an_alert_is_held_by_its_drivers_not_by_a_feature_that_drifts_meanwhile() -> None:
+    # The first feature faults for 4 samples; the second drifts up meanwhile and stays up.
+    rows = [[0.9, 0.1], [0.9, 0.3], [0.9, 0.6], [0.9, 0.7]] + [[0.1, 0.7]] * 6
+    transitions, drivers = lifecycle(rows)
+    assert transitions[0] is R and drivers[0] == [True, False, False]
+    assert transitions[4 + 4] is C  # five calm samples of the driver: cleared
+    assert C not in transitions[:8]
+
+
+def test_a_second_onset_inside_an_alert_adds_its_features_to_the_drivers() -> None:
+    # The first feature's fault is held by a state channel (its surprise channels calm),
+    # then the second feature has an onset of its own.
+    rows = [[0.9, 0.1]] + [[0.6, 0.1]] * 5 + [[0.6, 0.9]] + [[0.1, 0.9]] * 5
+    surprise = [0.9] + [0.1] * 5 + [0.9] + [0.1] * 5
+    transitions, drivers = lifecycle(rows, surprise)
+    assert transitions[6] is U and drivers[6][:2] == [True, True]
+    assert C not in transitions  # the new driver holds it
+    # Without a calm stretch of the surprise channels first, it is no new onset: the alert
+    # stays the first feature's, and ends when that feature is calm again.
+    transitions, drivers = lifecycle(rows, [0.9] * len(rows))
+    assert U not in transitions and drivers[6] == [True, False, False]
+    assert transitions[-1] is C

@@ -129,18 +129,15 @@ def test_idle_streams_are_evicted_by_receive_time(pipeline: Pipeline) -> None:
     assert outcome.status is Status.FIRST  # a forgotten stream starts afresh
 
 
-def test_a_value_beyond_the_range_ever_seen_scores_one(pipeline: Pipeline) -> None:
+def test_a_value_far_beyond_the_range_ever_seen_is_raised(pipeline: Pipeline) -> None:
     samples = samples_of("a", 150, seed=1)
     outcomes = pipeline.process(samples)
     assert max(o.score for o in outcomes[1:]) < 0.5
-    high = pipeline.bundle.manifest.scaling.high
-    assert high is not None
-    beyond = Sample("a", samples[-1].ts + 300, np.array([high[0] + 5.0]))
-    (outcome,) = pipeline.process([beyond])
-    assert outcome.score == 1.0
-    again = Sample("a", beyond.ts + 300, np.array([high[0] + 5.0]))
-    (repeat,) = pipeline.process([again])
-    assert repeat.score < 1.0  # the range now includes it: only a new extreme fires
+    low, high = pipeline.bundle.manifest.scaling.low, pipeline.bundle.manifest.scaling.high
+    assert low is not None and high is not None
+    far = Sample("a", samples[-1].ts + 300, np.array([high[0] + 5 * (high[0] - low[0])]))
+    (outcome,) = pipeline.process([far])
+    assert outcome.event is not None and outcome.event.event == "raised"
 
 
 def test_range_rule_can_be_switched_off(small_bundle: Bundle) -> None:

@@ -28,14 +28,14 @@ def test_anomaly_raises_then_clears_and_clean_stream_stays_quiet(
     broker: LocalBroker, bundle: Bundle, tmp_path: Path
 ) -> None:
     spiky, clean = series(11, 150), series(12, 150)
-    spiky[100] += 8.0
+    spiky[105] += 8.0  # once its tails speak (100 values)
     with (
         running(settings_for(broker, bundle, tmp_path)) as daemon,
         mqtt_client(broker, subscribe="sensord/#") as client,
     ):
         sent_spike_at = 0.0
         for k in range(150):
-            if k == 100:
+            if k == 105:
                 sent_spike_at = time.time()
             client.publish_json("sensors/spiky/value", {"value": spiky[k], "ts": T0 + k * STEP})
             client.publish_json("sensors/clean/value", {"value": clean[k], "ts": T0 + k * STEP})
@@ -47,14 +47,14 @@ def test_anomaly_raises_then_clears_and_clean_stream_stays_quiet(
             ("cleared", "spiky"),
         ]
         raised, cleared = alerts
-        assert raised["ts"] == T0 + 100 * STEP and raised["schema"] == 2
+        assert raised["ts"] == T0 + 105 * STEP and raised["schema"] == 2
         assert raised["alert_id"] == cleared["alert_id"]
         assert raised["topic"] == "sensors/spiky/value"
         assert raised["model"] == {"name": "synthetic", "version": bundle.manifest.version}
-        assert raised["value"]["value"] == pytest.approx(spiky[100])
+        assert raised["value"]["value"] == pytest.approx(spiky[105])
         # an operator's view: the error in the sensor's units, a message, severity while up
         expected = raised["expected"]["value"]
-        assert raised["error"]["value"] == pytest.approx(spiky[100] - expected)
+        assert raised["error"]["value"] == pytest.approx(spiky[105] - expected)
         assert raised["error_scaled"] > 0 and raised["severity"] in ("warning", "critical")
         assert raised["message"].startswith("spiky: anomaly (")
         assert raised["duration_s"] is None
@@ -64,7 +64,7 @@ def test_anomaly_raises_then_clears_and_clean_stream_stays_quiet(
             s for s in client.json_on("sensord/state/spiky") if s["status"] == "alert"
         )
         assert alert_state["score"] == pytest.approx(raised["score"])
-        assert alert_state["value"]["value"] == pytest.approx(spiky[100])
+        assert alert_state["value"]["value"] == pytest.approx(spiky[105])
         assert set(raised) >= {
             "expected",
             "error",

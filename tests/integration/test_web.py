@@ -63,14 +63,14 @@ def web_settings(broker: LocalBroker, bundle: Bundle, tmp_path: Path, **web: obj
 def test_page_lists_streams_and_charts_one_with_its_alert(
     broker: LocalBroker, bundle: Bundle, tmp_path: Path
 ) -> None:
-    values = spiky_series(n=150, spike_at=100)
+    values = spiky_series(n=150, spike_at=105)  # once its tails speak (100 values)
     with (
         running(web_settings(broker, bundle, tmp_path)) as daemon,
         mqtt_client(broker) as client,
     ):
-        feed(client, "s1", values[:103])  # the spike at 100 raised an alert, still up
+        feed(client, "s1", values[:108])  # the spike at 105 raised an alert, still up
         feed(client, "quiet", values[:40])
-        assert wait_for(lambda: scored(daemon) == 143, timeout=60), daemon.stats()
+        assert wait_for(lambda: scored(daemon) == 148, timeout=60), daemon.stats()
         status, listed = api(daemon, "/api/streams")
         assert status == 200, listed
         rows = {row["stream"]: row for row in listed["streams"]}
@@ -88,10 +88,10 @@ def test_page_lists_streams_and_charts_one_with_its_alert(
         status, s1 = api(daemon, f"/api/stream?route={ROUTE}&stream=s1")
         assert status == 200, s1
         chart = s1["chart"]
-        spike_ts = T0 + 100 * STEP
-        assert spike_ts in chart["ts"] and chart["ts"][-1] == T0 + 102 * STEP
+        spike_ts = T0 + 105 * STEP
+        assert spike_ts in chart["ts"] and chart["ts"][-1] == T0 + 107 * STEP
         at = chart["ts"].index(spike_ts)
-        assert chart["values"][0][at] == pytest.approx(values[100])
+        assert chart["values"][0][at] == pytest.approx(values[105])
         assert chart["expected"][0][at] is not None and chart["score"][at] is not None
         assert chart["alert"][at] is True
         (raised,) = s1["alerts"]
@@ -105,7 +105,7 @@ def test_page_lists_streams_and_charts_one_with_its_alert(
         seeded = len(quiet["chart"]["ts"])
         assert 1 <= seeded <= 16 and quiet["chart"]["ts"][-1] == T0 + 39 * STEP
         feed(client, "quiet", values[40:50], start=40)
-        assert wait_for(lambda: scored(daemon) == 153, timeout=30)
+        assert wait_for(lambda: scored(daemon) == 158, timeout=30)
         _, quiet = api(daemon, f"/api/stream?route={ROUTE}&stream=quiet")
         assert len(quiet["chart"]["ts"]) == seeded + 10
         assert quiet["chart"]["ts"][-1] == T0 + 49 * STEP

@@ -17,8 +17,10 @@ whether the stream's recent level is usual *for this time of day*:
   its own range stands out, and each feature's share names which ones did).
 
 A slot says nothing until it has seen ``min_days`` days of visits (``MIN_SAMPLES`` samples
-without a daily cycle). It is a state channel: the profile is not learnt while an alert is up,
-so a persisting fault stays abnormal against the normal it interrupted.
+without a daily cycle). It is a state channel: a feature's profile is not learnt while an
+alert it drives is up, so a persisting fault stays abnormal against the normal it
+interrupted, while the features the fault is not about go on learning theirs (visits are
+counted per feature); the correlation is not learnt while any feature is frozen.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class ContextualChannel(Channel):
             "context_level": ColumnSpec(np.float64, (f,), np.nan),
             "context_mean": ColumnSpec(np.float64, (s, f), 0.0),
             "context_var": ColumnSpec(np.float64, (s, f), 0.0),
-            "context_n": ColumnSpec(np.float64, (s,), 0.0),
+            "context_n": ColumnSpec(np.float64, (s, f), 0.0),
         }
         columns.update(
             {
@@ -106,18 +108,19 @@ class ContextualChannel(Channel):
         slot = self.time.of(obs.ts)
         mean = table["context_mean"][slots, slot]
         var = table["context_var"][slots, slot]
-        visits = table["context_n"][slots, slot]
+        visits = table["context_n"][slots, slot]  # [n, F]
         raw = (level - mean) / np.sqrt(np.maximum(var, SD_FLOOR * SD_FLOOR))
         resid = predictive_z(raw, self._looks(table, slots, visits))
+        ready = visits >= self.min_visits
         parts = None
-        stat = np.abs(resid)
+        stat = np.where(ready, np.abs(resid), np.nan)
         if self.features > 1:
             corr = (1.0 - SHRINK) * table["context_corr"][slots] + SHRINK * np.eye(self.features)
             solved = np.linalg.solve(corr, resid[:, :, None])[:, :, 0]
             parts = resid * solved
             joint = np.sqrt(np.maximum(parts.sum(axis=1), 0.0))
+            joint = np.where(ready.all(axis=1), joint, np.nan)
             stat = np.concatenate([stat, joint[:, None]], axis=1)
-        stat = np.where((visits >= self.min_visits)[:, None], stat, np.nan)
         keep = {"level": level, "slot": slot, "resid": resid, "raw": raw}
         return Reading(stat=stat, parts=parts, keep=keep)
 
@@ -130,65 +133,75 @@ class ContextualChannel(Channel):
         sq = table["context_sq"][slots]
         with np.errstate(invalid="ignore", divide="ignore"):
             rho = np.clip(np.where(sq > 0, table["context_lag"][slots] / sq, 0.0), 0.0, 0.9999)
-        looks = visits[:, None] * (1.0 - rho) / (1.0 + rho)
-        out: F64 = np.minimum(looks, (visits / self.per_day)[:, None])
+        looks = visits * (1.0 - rho) / (1.0 + rho)
+        out: F64 = np.minimum(looks, visits / self.per_day)
         return out
 
     def learn(
         self, table: StateTable, slots: Slots, obs: Observation, reading: Reading, trust: F64
     ) -> None:
+        """``trust[n, F + 1]``: per feature, then for the correlation (alert.py)."""
         level = reading.keep["level"]
         table["context_level"][slots] = level
-        normal = trust > 0
+        own = trust[:, : self.features]
+        normal = own > 0
         if not normal.any():
             return
-        calm = trust >= 1.0
-        self._learn_autocorrelation(table, slots[calm], reading.keep["raw"][calm])
-        slots, level, trust = slots[normal], level[normal], trust[normal]
-        slot = reading.keep["slot"][normal]
+        self._learn_autocorrelation(table, slots, reading.keep["raw"], own >= 1.0)
+        rows = normal.any(axis=1)
+        slots, level, own = slots[rows], level[rows], own[rows]
+        slot = reading.keep["slot"][rows]
         visits = table["context_n"][slots, slot]
-        weight = (trust / np.minimum(visits + 1.0, self.cap))[:, None]
+        weight = own / np.minimum(visits + 1.0, self.cap)
         mean = table["context_mean"][slots, slot]
         var = table["context_var"][slots, slot]
         # Once a slot judges, a level far from its normal enters winsorised: an anomaly that
         # has not raised an alert (yet) drags the normal it is judged by only a little.
         limit = np.where(
-            (visits >= self.min_visits)[:, None],
+            visits >= self.min_visits,
             WINSOR * np.sqrt(np.maximum(var, SD_FLOOR * SD_FLOOR)),
             np.inf,
         )
         delta = np.clip(level - mean, -limit, limit)
         table["context_mean"][slots, slot] = mean + weight * delta
         table["context_var"][slots, slot] = (1.0 - weight) * (var + weight * delta * delta)
-        table["context_n"][slots, slot] = visits + trust
+        table["context_n"][slots, slot] = visits + own
         if self.features > 1:
-            self._learn_correlation(table, slots, reading, normal, visits)
+            self._learn_correlation(table, slots, reading.keep["resid"][rows], trust[rows], visits)
 
-    def _learn_autocorrelation(self, table: StateTable, slots: Slots, raw: F64) -> None:
+    def _learn_autocorrelation(
+        self, table: StateTable, slots: Slots, raw: F64, calm: Bools
+    ) -> None:
+        """The lag-1 autocorrelation of each feature's residuals, from calm features only."""
         previous = table["context_prev"][slots]
-        table["context_prev"][slots] = raw
-        both = ~np.isnan(previous).any(axis=1)
-        if not both.any():
+        table["context_prev"][slots] = np.where(calm, raw, np.nan)
+        both = calm & ~np.isnan(previous) & ~np.isnan(raw)
+        rows = both.any(axis=1)
+        if not rows.any():
             return
-        slots, raw, previous = slots[both], raw[both], previous[both]
+        slots, raw, previous, both = slots[rows], raw[rows], previous[rows], both[rows]
         n = table["context_ac_n"][slots] + 1.0
-        weight = (1.0 / np.minimum(n, self.cap * self.slots))[:, None]
-        clipped, before = np.clip(raw, -CLIP_Z, CLIP_Z), np.clip(previous, -CLIP_Z, CLIP_Z)
+        weight = np.where(both, (1.0 / np.minimum(n, self.cap * self.slots))[:, None], 0.0)
+        clipped = np.clip(np.nan_to_num(raw), -CLIP_Z, CLIP_Z)
+        before = np.clip(np.nan_to_num(previous), -CLIP_Z, CLIP_Z)
         lag, sq = table["context_lag"][slots], table["context_sq"][slots]
         table["context_lag"][slots] = lag + weight * (clipped * before - lag)
         table["context_sq"][slots] = sq + weight * (clipped * clipped - sq)
         table["context_ac_n"][slots] = n
 
     def _learn_correlation(
-        self, table: StateTable, slots: Slots, reading: Reading, normal: Bools, visits: F64
+        self, table: StateTable, slots: Slots, resid: F64, trust: F64, visits: F64
     ) -> None:
-        ready = visits >= self.min_visits
+        """The residuals' correlation, weighted by the relation's trust (``trust[:, -1]``:
+        nothing while any feature drives an alert)."""
+        relation = trust[:, -1]
+        ready = (visits >= self.min_visits).all(axis=1) & (relation > 0)
         if not ready.any():
             return
         slots = slots[ready]
-        resid = np.clip(reading.keep["resid"][normal][ready], -CLIP_Z, CLIP_Z)
+        resid = np.clip(resid[ready], -CLIP_Z, CLIP_Z)
         n = table["context_corr_n"][slots] + 1.0
-        weight = (1.0 / np.minimum(n, self.cap * self.slots))[:, None, None]
+        weight = (relation[ready] / np.minimum(n, self.cap * self.slots))[:, None, None]
         corr = table["context_corr"][slots]
         outer = resid[:, :, None] * resid[:, None, :]
         table["context_corr"][slots] = corr + weight * (outer - corr)

@@ -242,6 +242,18 @@ def test_clean_streams_raise_at_most_one_false_alert_per_10000_samples(sensor: B
     assert raised <= streams * rows / 10_000, f"{raised} false alerts in {streams * rows} samples"
 
 
+def trained_on(
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    rows: tuple[F64, F64],
+    features: tuple[str, ...],
+) -> Bundle:
+    """A bundle trained with the default network on ``rows`` (timestamps, values)."""
+    folder = tmp_path_factory.mktemp(name)
+    write_rows(folder / "train.csv", *rows, features)
+    return train_bundle(folder / "train.csv", folder / "bundle", TrainOptions(name=name)).bundle
+
+
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int, int], tuple[F64, F64]]:
     """A two-feature sensor: ``b`` follows ``a`` (b = 40 - a, plus its own noise)."""
@@ -258,10 +270,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int, int], tuple
 def pair_sensor(
     tmp_path_factory: pytest.TempPathFactory, pair: Callable[[int, int], tuple[F64, F64]]
 ) -> Bundle:
-    folder = tmp_path_factory.mktemp("pair")
-    ts, values = pair(TRAIN_ROWS, 31)
-    write_rows(folder / "train.csv", ts, values, ("a", "b"))
-    return train_bundle(folder / "train.csv", folder / "bundle", TrainOptions(name="pair")).bundle
+    return trained_on(tmp_path_factory, "pair", pair(TRAIN_ROWS, 31), ("a", "b"))
 
 
 def test_a_broken_relation_between_two_features_is_raised_and_names_them(
@@ -299,12 +308,9 @@ def machine(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int, int], tu
 def machine_sensor(
     tmp_path_factory: pytest.TempPathFactory, machine: Callable[[int, int], tuple[F64, F64]]
 ) -> Bundle:
-    folder = tmp_path_factory.mktemp("machine")
-    ts, values = machine(TRAIN_ROWS, 41)
-    write_rows(folder / "train.csv", ts, values, ("current", "temperature"))
-    return train_bundle(
-        folder / "train.csv", folder / "bundle", TrainOptions(name="machine")
-    ).bundle
+    return trained_on(
+        tmp_path_factory, "machine", machine(TRAIN_ROWS, 41), ("current", "temperature")
+    )
 
 
 def test_an_alert_ends_when_its_fault_ends_while_another_feature_drifts(

@@ -49,7 +49,9 @@ from tests.soak.harness import (
 )
 
 NAME = "sensord"
-RESTART_WINDOW_STEPS = 2  # the engine's own loss at a restart stays this close to it
+# The engine's own loss at a restart: readings its gateway acknowledged at most this long
+# before it was told to stop (or while it stopped) that its log had not written yet.
+RESTART_WINDOW_S = 2.0
 IDLE_S = 0.5  # a member whose trace has not grown for this long has scored all it got
 
 
@@ -90,6 +92,7 @@ class ClusterOutcome:
     # Counted after an engine restart only; the members must lose nothing else.
     lost_by_engine: int = 0
     lost_by_engine_far_from_restart: int = 0
+    lost_far_examples: list[str] = field(default_factory=list)
     stepped_twice_by_one_member: int = 0
     stepped_again_after_kill: int = 0  # the dead member's unsaved steps, redone by others
     alerts_expected: int = 0
@@ -122,8 +125,9 @@ class ClusterOutcome:
             )
         if self.lost_by_engine_far_from_restart:
             out.append(
-                f"{self.lost_by_engine_far_from_restart} readings missing from the engine's "
-                "log away from its restart"
+                f"{self.lost_by_engine_far_from_restart} readings the engine acknowledged "
+                "away from its restart missing from its log: "
+                f"{self.lost_far_examples}"
             )
         if self.stepped_twice_by_one_member and not self.engine_restarted:
             out.append(f"{self.stepped_twice_by_one_member} readings stepped twice by a member")
@@ -297,7 +301,9 @@ def run(scenario: ClusterScenario, bundle: Bundle, keep: Path | None = None) -> 
             if scenario.restart_at is not None:
                 restart_step = int(scenario.restart_at * scenario.steps)
                 wait_until(lambda: publisher.step >= restart_step, scenario.settle_s, 0.01)
+                stop_began = time.monotonic()
                 engine.stop()
+                stop_ended = time.monotonic()
                 time.sleep(scenario.restart_down_s)  # the outage itself, not a wait for a result
                 engine.start()
                 outcome.engine_restarted = True
@@ -312,9 +318,20 @@ def run(scenario: ClusterScenario, bundle: Bundle, keep: Path | None = None) -> 
                 in_log = logged(engine.url, feed)
                 lost = expected_steps - in_log
                 outcome.lost_by_engine = len(lost)
-                outcome.lost_by_engine_far_from_restart = sum(
-                    1 for _, k in lost if abs(k - restart_step) > RESTART_WINDOW_STEPS
+                acknowledged_at = publisher.acknowledged_at()
+                far = sorted(
+                    reading
+                    for reading in lost
+                    if not stop_began - RESTART_WINDOW_S
+                    <= acknowledged_at.get(reading, stop_began)
+                    <= stop_ended
                 )
+                outcome.lost_by_engine_far_from_restart = len(far)
+                outcome.lost_far_examples = [
+                    f"{name}#{k} acknowledged {acknowledged_at[(name, k)] - stop_began:+.2f} s "
+                    "from the stop"
+                    for name, k in far[:5]
+                ]
 
             def stepped_everything() -> bool:
                 done: set[tuple[str, int]] = set()

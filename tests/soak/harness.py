@@ -231,6 +231,11 @@ class Publisher:
         _connect(self.client, host, port, v5)
         self.acknowledged = 0  # PUBACKs received
         self.sent = 0
+        # (message id, (stream, step)) per publish and (message id, time) per PUBACK, in
+        # order: the n-th PUBACK of an id answers its n-th publish (paho never reuses an id
+        # still out, and fewer than 65,535 are). Which reading the broker acknowledged when.
+        self._published_ids: list[tuple[int, tuple[str, int]]] = []
+        self._acked_ids: list[tuple[int, float]] = []
         self.step = 0  # the feed's step being published
         self.pause_at = -1  # before this step, wait for ``resume`` (saying ``paused``)
         self.paused = threading.Event()
@@ -260,12 +265,28 @@ class Publisher:
                 )
                 if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
                     raise RuntimeError(f"publish refused by paho: {info.rc}")
+                self._published_ids.append((info.mid, (self.feed.name(s), k)))
                 self.sent += 1
             time.sleep(max(0.0, start + (k + 1) * interval - time.monotonic()))
         self.done.set()
 
     def _on_publish(self, client: paho.Client, userdata: object, mid: int, *_: object) -> None:
+        self._acked_ids.append((mid, time.monotonic()))
         self.acknowledged += 1
+
+    def acknowledged_at(self) -> dict[tuple[str, int], float]:
+        """When the broker acknowledged each reading (monotonic seconds)."""
+        readings: dict[int, list[tuple[str, int]]] = {}
+        for mid, reading in list(self._published_ids):
+            readings.setdefault(mid, []).append(reading)
+        answered: dict[int, int] = {}
+        out: dict[tuple[str, int], float] = {}
+        for mid, at in list(self._acked_ids):
+            n = answered.get(mid, 0)
+            answered[mid] = n + 1
+            if n < len(readings.get(mid, [])):
+                out[readings[mid][n]] = at
+        return out
 
     def all_acknowledged(self) -> bool:
         return self.done.is_set() and self.acknowledged >= self.sent

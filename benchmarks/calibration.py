@@ -39,11 +39,13 @@ from pathlib import Path
 
 import numpy as np
 
+from sensord.arrays import F64
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import itertools
 
-from benchmarks.families import F64, FAMILIES, Family
+from benchmarks.families import FAMILIES, Family
 from benchmarks.variants import Variant, parse_variant
 from sensord.core.bundle import Bundle, load_bundle
 from sensord.core.detect import DetectorSettings
@@ -236,7 +238,8 @@ def run_skab(
     reuse: bool,
 ) -> tuple[Job, Counts, float]:
     """SKAB's anomaly-free file: trained on its first 400 rows, the rest counted."""
-    from benchmarks.skab import bundle_for, read_skab, write_csv
+    from benchmarks.skab import bundle_for
+    from benchmarks.skabdata import read_skab, write_csv
     from benchmarks.skabscore import TRAIN_ROWS
     from sensord.offline.replay import replay
 

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
-F64 = npt.NDArray[np.float64]
+from sensord.arrays import F64
+
 DAY_S = 86_400.0
 WEEK_S = 7 * DAY_S
 Make = Callable[[int, float, np.random.Generator], F64]  # rows, start, rng -> values[rows, F]

@@ -8,7 +8,8 @@ For every series under ``DIR/data`` (NAB layout: ``data/<category>/<file>.csv``,
    are kept in ``OUT/bundles/seed<N>`` and reused with ``--reuse``);
 2. replay the whole series through the daemon's core (``sensord replay``: state carried step
    to step, the score of a row uses only rows up to it) once per variant: each detector of
-   ``--detectors`` at its defaults, and each ``--variant`` (benchmarks/variants.py: channel
+   ``--detectors`` at its defaults (the daemon's ``channels``, or a baseline of
+   benchmarks/baselines/), and each ``--variant`` (benchmarks/variants.py: channel
    ablations, neighbouring settings, "repeat the last value" in place of the network);
 3. write NAB result files ``OUT/seed<N>/<variant>/<category>/<file>.csv`` (the data file's
    rows, ``anomaly_score``, and the daemon's own ``alert``, ``raised`` and ``onset``
@@ -25,13 +26,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
+import functools
 import math
-import os
 import sys
-import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,12 +37,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.variants import Variant, parse_variant
-from sensord.core.bundle import Bundle, load_bundle
-from sensord.core.detect import DETECTOR_KINDS, DetectorSettings
-from sensord.core.engine import Engine, PersistenceEngine, StepEngine
-from sensord.core.pipeline import Pipeline, PipelineSettings
-from sensord.errors import BundleError
+from benchmarks.runner import add_arguments, in_pool, plan, replays, trained_bundle, write_json
+from benchmarks.variants import Variant
+from sensord.core.bundle import Bundle
 from sensord.offline.nabscore import (
     CategoryScore,
     CorpusScore,
@@ -56,7 +51,6 @@ from sensord.offline.nabscore import (
     probation_rows,
     score_all_profiles,
 )
-from sensord.offline.replay import replay
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "nab"
 COLUMNS = ("score", "onset", "raised", "alert")
@@ -80,28 +74,16 @@ class FileRun:
 
 def bundle_for(path: Path, name: str, out: Path, seed: int, reuse: bool) -> tuple[Bundle, float]:
     """Train on the probationary rows (or reuse the bundle a previous run left)."""
-    target = out / "bundles" / f"seed{seed}" / name.removesuffix(".csv")
-    if reuse:
-        try:
-            return load_bundle(target), 0.0
-        except BundleError:
-            pass
-    from sensord.training.options import FitOptions, TrainOptions
-    from sensord.training.train import train_bundle
 
-    lines = path.read_text().splitlines()
-    probation_csv = out / "probation" / name
-    probation_csv.parent.mkdir(parents=True, exist_ok=True)
-    probation_csv.write_text("\n".join(lines[: probation_rows(len(lines) - 1) + 1]) + "\n")
-    stem = Path(name).stem.replace(" ", "_")
-    started = time.perf_counter()
-    options = TrainOptions(name=stem[:128], out_of_order="drop", fit=FitOptions(seed=seed))
-    report = train_bundle(probation_csv, target, options)  # one torch thread: one file a core
-    return report.bundle, time.perf_counter() - started
+    def probation() -> Path:
+        lines = path.read_text().splitlines()
+        probation_csv = out / "probation" / name
+        probation_csv.parent.mkdir(parents=True, exist_ok=True)
+        probation_csv.write_text("\n".join(lines[: probation_rows(len(lines) - 1) + 1]) + "\n")
+        return probation_csv
 
-
-def engine_of(model: str, bundle: Bundle) -> StepEngine:
-    return PersistenceEngine(bundle) if model == "persistence" else Engine(bundle)
+    model = Path(name).stem.replace(" ", "_")[:128]
+    return trained_bundle(out, name, seed=seed, reuse=reuse, model=model, rows=probation)
 
 
 def run_file(
@@ -113,9 +95,7 @@ def run_file(
     seconds: dict[str, float] = {}
     timestamps: list[float] = []
     dropped = rows = 0
-    for variant in variants:
-        pipeline = Pipeline(engine_of(variant.model, bundle), variant.settings)
-        result = replay(path, pipeline, out_of_order="drop")
+    for variant, result in replays(path, bundle, variants):
         seconds[variant.name] = result.seconds
         columns[variant.name] = _columns(result.outcomes)
         _write_result(out / f"seed{seed}" / variant.name / name, result, columns[variant.name])
@@ -312,23 +292,6 @@ def to_json(
     }
 
 
-def variants_of(detectors: str, extra: Sequence[str]) -> list[Variant]:
-    asked = [d.strip() for d in detectors.split(",") if d.strip()]
-    unknown = sorted(set(asked) - set(DETECTOR_KINDS))
-    if unknown:
-        raise ValueError(f"unknown detector(s): {', '.join(unknown)}")
-    chosen = [
-        Variant(kind, PipelineSettings(detector=DetectorSettings(kind=kind)))
-        for kind in DETECTOR_KINDS
-        if kind in asked
-    ]
-    chosen += [parse_variant(text) for text in extra]
-    names = [v.name for v in chosen]
-    if len(set(names)) != len(names):
-        raise ValueError(f"variant names repeat: {names}")
-    return chosen
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
@@ -337,64 +300,36 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_ROOT,
         help="NAB layout: data/, labels/combined_windows.json, profiles.json",
     )
-    parser.add_argument("--out", type=Path, default=Path("nab-results"))
-    parser.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
-    parser.add_argument(
-        "--detectors",
-        default=DetectorSettings().kind,
-        help=f"comma-separated, from {', '.join(DETECTOR_KINDS)} (each at its defaults)",
-    )
-    parser.add_argument(
-        "--variant",
-        action="append",
-        default=[],
-        help="NAME[:key=value,...] (benchmarks/variants.py); repeatable",
-    )
-    parser.add_argument("--seeds", default="0", help="training seeds, comma-separated")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--only", default=None, help="only files whose path contains this")
-    parser.add_argument("--reuse", action="store_true", help="reuse bundles left in --out")
+    add_arguments(parser, out=Path("nab-results"))
     args = parser.parse_args(argv)
     root = args.nab_root.resolve()
     files = sorted((root / "data").glob("*/*.csv"))
     if args.only:
         files = [f for f in files if args.only in f.as_posix()]
-    if not files:
-        print(f"no NAB data under {root / 'data'}", file=sys.stderr)
+    planned = plan(args, "nab.py", files, root / "data")
+    if planned is None:
         return 1
-    try:
-        variants = variants_of(args.detectors, args.variant)
-        seeds = [int(s) for s in args.seeds.split(",")]
-    except ValueError as exc:
-        print(f"nab.py: {exc}", file=sys.stderr)
-        return 1
-    started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = [
-            pool.submit(run_file, f, root, args.out, variants=variants, seed=seed, reuse=args.reuse)
-            for seed in seeds
-            for f in files
-        ]
-        runs = []
-        for future in futures:
-            run = future.result()
-            runs.append(run)
-            print(
-                f"seed {run.seed} {run.name}: {run.rows} rows, trained on {run.probation} in "
-                f"{run.train_seconds:.1f} s, replayed {sum(run.replay_seconds.values()):.1f} s",
-                flush=True,
-            )
-    names = [v.name for v in variants]
-    scored = {seed: score_runs([r for r in runs if r.seed == seed], names, root) for seed in seeds}
+    seeds = planned.seeds
+    task = functools.partial(
+        run_file, root=root, out=args.out, variants=planned.variants, reuse=args.reuse
+    )
+    runs = []
+    calls = [functools.partial(task, f, seed=s) for s in seeds for f in files]
+    for run in in_pool(calls, args.jobs):
+        runs.append(run)
+        print(
+            f"seed {run.seed} {run.name}: {run.rows} rows, trained on {run.probation} in "
+            f"{run.train_seconds:.1f} s, replayed {sum(run.replay_seconds.values()):.1f} s",
+            flush=True,
+        )
+    scored = {s: score_runs([r for r in runs if r.seed == s], planned.names, root) for s in seeds}
     by_seed = {seed: results for seed, (results, _) in scored.items()}
     categories = {seed: cats for seed, (_, cats) in scored.items()}
-    seconds = time.perf_counter() - started
+    seconds = planned.seconds()
     print_tables(by_seed)
     print_categories(categories)
     print(f"\n{len(files)} files x {len(seeds)} seeds in {seconds:.0f} s with {args.jobs} jobs")
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(to_json(by_seed, categories, runs, seconds), indent=2))
+    write_json(args.json, to_json(by_seed, categories, runs, seconds))
     return 0
 
 

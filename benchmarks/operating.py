@@ -1,7 +1,7 @@
 """What running it for months costs the scoring loop: recording, a shadow bundle, Home
 Assistant discovery, the web page (kept, and open in a browser), beside a daemon with none of
 them; and what the channels detector (the default) costs beside the likelihood detector it
-replaced.
+replaced (a baseline now, benchmarks/baselines/).
 
 In-process and without a network (the daemon's ``process`` on prepared batches of JSON
 readings, acknowledgements going nowhere), so the figure is the loop's own CPU time per
@@ -35,10 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import orjson
 
+from benchmarks.baselines import BaselineSettings, use_baseline
 from sensord import logs
 from sensord.config import Settings
-from sensord.daemon.ingest import Message
 from sensord.daemon.loop import Daemon
+from sensord.daemon.transport import Message
 
 BATCH = 256
 WARM_BATCHES = 20
@@ -76,10 +77,11 @@ CONFIGS: dict[str, dict[str, Any]] = {
     },
     "all": {"record": {"enabled": True}, "shadow": True, "homeassistant": {"enabled": True}},
     # The detector before the channels (plain otherwise): the cost of the detector itself.
+    # A baseline now (benchmarks/baselines/), put in each route's core once it is built.
     "likelihood": {
         "nodata": {"enabled": False},
         "feedback": {"enabled": False},
-        "detector": {"kind": "likelihood", "threshold": 0.45},
+        "baseline": "likelihood",
     },
 }
 
@@ -90,7 +92,9 @@ def settings_for(bundle: Path, state: Path, options: dict[str, Any]) -> Settings
         route["shadow"] = str(bundle)
     if "detector" in options:
         route["detector"] = options["detector"]
-    sections = {k: v for k, v in options.items() if k not in ("shadow", "detector", "page")}
+    sections = {
+        k: v for k, v in options.items() if k not in ("shadow", "detector", "page", "baseline")
+    }
     return Settings(
         mqtt={"host": "127.0.0.1", "port": 1},  # never connected: process() needs no broker
         routes=[route],
@@ -121,6 +125,9 @@ def cpu_per_reading(bundle: Path, options: dict[str, Any], work: list[list[Messa
     """Microseconds of this process's CPU per reading after a warm-up, for one daemon."""
     with tempfile.TemporaryDirectory() as state:
         daemon = Daemon(settings_for(bundle, Path(state), options))
+        if "baseline" in options:
+            for route in daemon.routes:
+                use_baseline(route.pipeline, BaselineSettings(options["baseline"]))
         board = daemon.board
         for batch in work[:WARM_BATCHES]:
             daemon.process(batch)

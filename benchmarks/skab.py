@@ -26,13 +26,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import functools
 import math
-import os
 import sys
-import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,28 +38,12 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.nab import engine_of, variants_of
+from benchmarks.runner import add_arguments, in_pool, plan, replays, trained_bundle, write_json
+from benchmarks.skabdata import SkabFile, file_order, find_files, read_skab, write_csv
 from benchmarks.skabscore import PROFILES, TRAIN_ROWS, WINDOW_S, Confusion, CpScore
 from benchmarks.variants import Variant
-from sensord.core.bundle import Bundle, load_bundle
-from sensord.core.detect import DETECTOR_KINDS, DetectorSettings
-from sensord.core.pipeline import Pipeline
-from sensord.core.timestamps import parse_timestamp
-from sensord.errors import BundleError
-from sensord.offline.replay import replay
-
-F64 = npt.NDArray[np.float64]
-LABELS = ("anomaly", "changepoint")
-
-
-@dataclass(frozen=True)
-class SkabFile:
-    name: str  # category/n.csv
-    features: tuple[str, ...]
-    timestamps: F64
-    values: F64  # [n, 8]
-    anomaly: npt.NDArray[np.int64]
-    changepoint: npt.NDArray[np.int64]
+from sensord.core.bundle import Bundle
+from sensord.offline.replay import ReplayResult
 
 
 @dataclass
@@ -74,73 +55,21 @@ class FileRun:
     flags: dict[str, list[int]] = field(default_factory=dict)  # variant -> alert column
 
 
-def read_skab(path: Path, name: str) -> SkabFile:
-    lines = path.read_text().splitlines()
-    header = lines[0].split(";")
-    if header[0] != "datetime":
-        raise ValueError(f"{path}: not a SKAB file (header {header})")
-    cells = [line.split(";") for line in lines[1:] if line.strip()]
-    data = np.asarray([[float(c) for c in row[1:]] for row in cells])
-    # The anomaly-free file has no label columns: every row of it is normal.
-    labelled = header[-2:] == list(LABELS)
-    if not labelled:
-        data = np.concatenate([data, np.zeros((len(data), 2))], axis=1)
-    return SkabFile(
-        name=name,
-        features=tuple(header[1:-2] if labelled else header[1:]),
-        timestamps=np.asarray([parse_timestamp(row[0]) for row in cells]),
-        values=data[:, :-2],
-        anomaly=data[:, -2].astype(np.int64),
-        changepoint=data[:, -1].astype(np.int64),
-    )
-
-
-def find_files(root: Path) -> list[tuple[str, Path]]:
-    base = root / "data" if (root / "data").is_dir() else root
-    return [
-        (p.relative_to(base).as_posix(), p)
-        for p in sorted(base.glob("*/*.csv"), key=lambda q: (q.parent.name, _number(q.stem)))
-        if p.parent.name != "anomaly-free"
-    ]
-
-
-def _number(stem: str) -> tuple[int, str]:
-    return (int(stem), "") if stem.isdigit() else (1 << 30, stem)
-
-
-def write_csv(path: Path, skab: SkabFile, rows: slice) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["timestamp," + ",".join(skab.features)]
-    for ts, values in zip(skab.timestamps[rows], skab.values[rows], strict=True):
-        lines.append(f"{ts:.3f}," + ",".join(repr(float(v)) for v in values))
-    path.write_text("\n".join(lines) + "\n")
-
-
 def bundle_for(skab: SkabFile, out: Path, seed: int, reuse: bool) -> tuple[Bundle, float]:
     """Train on the first TRAIN_ROWS rows (or reuse the bundle a previous run left)."""
-    target = out / "bundles" / f"seed{seed}" / skab.name.removesuffix(".csv")
-    if reuse:
-        try:
-            return load_bundle(target), 0.0
-        except BundleError:
-            pass
-    from sensord.training.options import FitOptions, TrainOptions
-    from sensord.training.train import train_bundle
 
-    train_csv = out / "train" / skab.name
-    write_csv(train_csv, skab, slice(0, TRAIN_ROWS))
-    name = skab.name.removesuffix(".csv").replace("/", "-")
-    started = time.perf_counter()
-    report = train_bundle(
-        train_csv, target, TrainOptions(name=name, out_of_order="drop", fit=FitOptions(seed=seed))
-    )
-    return report.bundle, time.perf_counter() - started
+    def first_rows() -> Path:
+        train_csv = out / "train" / skab.name
+        write_csv(train_csv, skab, slice(0, TRAIN_ROWS))
+        return train_csv
+
+    model = skab.name.removesuffix(".csv").replace("/", "-")
+    return trained_bundle(out, skab.name, seed=seed, reuse=reuse, model=model, rows=first_rows)
 
 
-def alert_column(skab: SkabFile, replay_csv: Path, pipeline: Pipeline) -> list[int]:
+def alert_column(result: ReplayResult) -> list[int]:
     """The daemon's ``alert`` per row: 1 while an alert is up (a dropped row keeps the
     previous state, as the daemon's published state does)."""
-    result = replay(replay_csv, pipeline, out_of_order="drop")
     column, state = [], 0
     for outcome in result.outcomes:
         if outcome is not None:
@@ -163,9 +92,8 @@ def run_file(
     replay_csv = out / "replay" / name
     write_csv(replay_csv, skab, slice(0, len(skab.timestamps)))
     run = FileRun(name, seed, len(skab.timestamps), seconds)
-    for variant in variants:
-        pipeline = Pipeline(engine_of(variant.model, bundle), variant.settings)
-        run.flags[variant.name] = alert_column(skab, replay_csv, pipeline)
+    for variant, result in replays(replay_csv, bundle, variants):
+        run.flags[variant.name] = alert_column(result)
     return run
 
 
@@ -331,112 +259,115 @@ def print_table(by_seed: dict[int, dict[str, Scores]]) -> None:
         print(f"{variant:<26}" + "".join(f"{c:>9}" for c in cells) + f"   {per_seed}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("data", type=Path, help="SKAB's data folder: <category>/<n>.csv")
-    parser.add_argument("--out", type=Path, default=Path("skab-results"))
-    parser.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
-    parser.add_argument(
-        "--detectors", default=DetectorSettings().kind, help=f"from {', '.join(DETECTOR_KINDS)}"
-    )
-    parser.add_argument(
-        "--variant",
-        action="append",
-        default=[],
-        help="NAME[:key=value,...] (benchmarks/variants.py); repeatable",
-    )
-    parser.add_argument("--reference", choices=["t2"], default=None)
-    parser.add_argument("--seeds", default="0", help="training seeds, comma-separated")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--only", default=None, help="only files whose path contains this")
-    parser.add_argument(
-        "--reuse", action="store_true", help="reuse bundles a previous run left in --out"
-    )
-    args = parser.parse_args(argv)
-    found = [(n, p) for n, p in find_files(args.data) if not args.only or args.only in n]
-    if not found:
-        print(f"no SKAB files under {args.data}", file=sys.stderr)
-        return 1
-    try:
-        variants = variants_of(args.detectors, args.variant)
-        seeds = [int(s) for s in args.seeds.split(",")]
-    except ValueError as exc:
-        print(f"skab.py: {exc}", file=sys.stderr)
-        return 1
-    started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = [
-            pool.submit(
-                run_file, p, n, out=args.out, variants=variants, seed=seed, reuse=args.reuse
-            )
-            for seed in seeds
-            for n, p in found
-        ]
-        runs = [f.result() for f in futures]
-    files = {n: read_skab(p, n) for n, p in found}
-    names = [v.name for v in variants]
-    if args.reference == "t2":
-        for run in runs:
-            run.flags["t2 (reference)"] = t2_flags(files[run.name])
-        names.append("t2 (reference)")
-    by_seed = {s: score([r for r in runs if r.seed == s], files, names) for s in seeds}
-    by_category = {
-        s: score_by([r for r in runs if r.seed == s], files, names, "category") for s in seeds
-    }
-    by_file = {s: score_by([r for r in runs if r.seed == s], files, names, "file") for s in seeds}
-    seconds = time.perf_counter() - started
-    print(f"{len(found)} files x {len(seeds)} seeds, {seconds:.0f} s with {args.jobs} jobs")
-    print_table(by_seed)
-    categories = sorted(by_category[seeds[0]])
+REFERENCE = "t2 (reference)"
+
+
+@dataclass(frozen=True)
+class Figures:
+    """A run's scores, per seed: over every file, per category and per file."""
+
+    by_seed: dict[int, dict[str, Scores]]
+    by_category: dict[int, dict[str, dict[str, Scores]]]
+    by_file: dict[int, dict[str, dict[str, Scores]]]
+
+    @classmethod
+    def of(
+        cls, runs: list[FileRun], files: dict[str, SkabFile], names: list[str], seeds: list[int]
+    ) -> Figures:
+        mine = {s: [r for r in runs if r.seed == s] for s in seeds}
+        return cls(
+            by_seed={s: score(mine[s], files, names) for s in seeds},
+            by_category={s: score_by(mine[s], files, names, "category") for s in seeds},
+            by_file={s: score_by(mine[s], files, names, "file") for s in seeds},
+        )
+
+
+def print_figures(figures: Figures, names: list[str], seeds: list[int]) -> None:
+    """Every variant's table, then each category's when there are several, then the first
+    variant's per file."""
+    print_table(figures.by_seed)
+    categories = sorted(figures.by_category[seeds[0]])
     if len(categories) > 1:
         for category in categories:
             print(f"\n[{category}]", end="")
-            print_table({s: by_category[s][category] for s in seeds})
+            print_table({s: figures.by_category[s][category] for s in seeds})
     print(f"\n{names[0]}: per file (F1 / FAR % / MAR % / CP std, mean of seeds)")
-    for name in sorted(by_file[seeds[0]], key=lambda n: (n.split("/")[0], _number(Path(n).stem))):
+    by_file = figures.by_file
+    order = sorted(by_file[seeds[0]], key=lambda n: (n.split("/")[0], file_order(Path(n).stem)))
+    for name in order:
         rows = [by_file[s][name][names[0]].row() for s in seeds]
         cells = " / ".join(
             f"{np.mean([r[k] for r in rows]):.2f}" for k in ("f1", "far", "mar", "nab_standard")
         )
         print(f"  {name:<14} {cells}")
+
+
+def to_json(
+    figures: Figures,
+    runs: list[FileRun],
+    files: dict[str, SkabFile],
+    names: list[str],
+    seconds: float,
+) -> dict[str, object]:
+    def rows(results: dict[str, Scores]) -> dict[str, dict[str, float | int]]:
+        return {v: sc.row() for v, sc in results.items()}
+
+    return {
+        "seconds": seconds,
+        "files": sorted(files),
+        "train_seconds": {f"{r.seed}/{r.name}": r.train_seconds for r in runs},
+        "seeds": {str(seed): rows(results) for seed, results in figures.by_seed.items()},
+        "categories": {
+            str(seed): {category: rows(results) for category, results in groups.items()}
+            for seed, groups in figures.by_category.items()
+        },
+        "per_file": {
+            str(seed): {name: rows(results) for name, results in groups.items()}
+            for seed, groups in figures.by_file.items()
+        },
+        "faults": {
+            variant: [
+                {"seed": run.seed, **dataclasses.asdict(span)}
+                for run in runs
+                for span in fault_spans(files[run.name], run.flags[variant])
+            ]
+            for variant in names
+            if variant != REFERENCE
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("data", type=Path, help="SKAB's data folder: <category>/<n>.csv")
+    parser.add_argument("--reference", choices=["t2"], default=None)
+    add_arguments(parser, out=Path("skab-results"))
+    args = parser.parse_args(argv)
+    found = [(n, p) for n, p in find_files(args.data) if not args.only or args.only in n]
+    planned = plan(args, "skab.py", found, args.data)
+    if planned is None:
+        return 1
+    seeds, names = planned.seeds, planned.names
+    per_file = functools.partial(run_file, out=args.out, variants=planned.variants)
+    calls = [
+        functools.partial(per_file, path, name, seed=s, reuse=args.reuse)
+        for s in seeds
+        for name, path in found
+    ]
+    runs = list(in_pool(calls, args.jobs))
+    files = {n: read_skab(p, n) for n, p in found}
+    if args.reference == "t2":
+        for run in runs:
+            run.flags[REFERENCE] = t2_flags(files[run.name])
+        names.append(REFERENCE)
+    figures = Figures.of(runs, files, names, seeds)
+    seconds = planned.seconds()
+    print(f"{len(found)} files x {len(seeds)} seeds, {seconds:.0f} s with {args.jobs} jobs")
+    print_figures(figures, names, seeds)
     for variant in names:
-        if variant != "t2 (reference)":
+        if variant != REFERENCE:
             print_spans(runs, files, variant)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "seconds": seconds,
-            "files": sorted(files),
-            "train_seconds": {f"{r.seed}/{r.name}": r.train_seconds for r in runs},
-            "seeds": {
-                str(seed): {v: sc.row() for v, sc in results.items()}
-                for seed, results in by_seed.items()
-            },
-            "categories": {
-                str(seed): {
-                    category: {v: sc.row() for v, sc in results.items()}
-                    for category, results in groups.items()
-                }
-                for seed, groups in by_category.items()
-            },
-            "per_file": {
-                str(seed): {
-                    name: {v: sc.row() for v, sc in results.items()}
-                    for name, results in groups.items()
-                }
-                for seed, groups in by_file.items()
-            },
-            "faults": {
-                variant: [
-                    {"seed": run.seed, **dataclasses.asdict(span)}
-                    for run in runs
-                    for span in fault_spans(files[run.name], run.flags[variant])
-                ]
-                for variant in names
-                if variant != "t2 (reference)"
-            },
-        }
-        args.json.write_text(json.dumps(payload, indent=2))
+    write_json(args.json, to_json(figures, runs, files, names, seconds))
     return 0
 
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-F64 = npt.NDArray[np.float64]
-I64 = npt.NDArray[np.int64]
+from sensord.arrays import F64, I64
+
 TRAIN_ROWS = 400
 WINDOW_S = 60.0
 DETAIL = 1000  # points of SKAB's scoring curve

@@ -88,7 +88,7 @@ FULL = Scale(
 )
 # The smoke run (the test suite's) does not wait: it checks that figures come out.
 QUICK = Scale(
-    messages=6_000, latency_s=5.0, anomalies=30, epochs=3, latency_rates=(5,), settle_s=0.0
+    messages=6_000, latency_s=5.0, anomalies=30, epochs=3, latency_rates=(20,), settle_s=0.0
 )
 # Each stream sends at least this many live readings: its spike comes after its tails' warm-up
 # (benchmarks/traffic.py: 110 samples), so a 1/s run lasts 130 s.

@@ -4,12 +4,15 @@ A variant is ``NAME`` or ``NAME:key=value,key=value`` where each key is a field 
 ``DetectorSettings`` (``threshold``, ``channels``, ``context_span``, ...) or, prefixed with
 ``alert.``, of ``AlertPolicy`` (``alert.repeat_window``, ...); ``channels`` takes channel
 names joined by ``+``. ``model=persistence`` replays the variant with "repeat the last value"
-in place of the bundle's network. The variant ``default`` is the daemon's defaults.
+in place of the bundle's network. ``kind=`` names a baseline (benchmarks/baselines/) to score
+in place of the channels detector, with its own options (``smoothing``, ``window``,
+``prior_weight``). The variant ``default`` is the daemon's defaults.
 
     default
     no-contextual:channels=point+sustained+shift+extremes
     threshold-0.45:threshold=0.45
     persistence:model=persistence
+    likelihood-0.5:kind=likelihood,threshold=0.5
 """
 
 from __future__ import annotations
@@ -18,11 +21,16 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from benchmarks.baselines import BaselineSettings, use_baseline
 from sensord.core.alert import AlertPolicy
+from sensord.core.bundle import Bundle
 from sensord.core.detect import DetectorSettings
-from sensord.core.pipeline import PipelineSettings
+from sensord.core.engine import Engine, PersistenceEngine
+from sensord.core.pipeline import Pipeline, PipelineSettings
 
 MODELS = ("lstm", "persistence")
+PRODUCT = DetectorSettings().kind  # the product's detector: no baseline in its place
+BASELINE_KEYS = {f.name for f in dataclasses.fields(BaselineSettings)}  # kind= among them
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,15 @@ class Variant:
     name: str
     settings: PipelineSettings = field(default_factory=PipelineSettings)
     model: str = "lstm"
+    baseline: BaselineSettings | None = None  # scored in place of the channels detector
+
+    def pipeline(self, bundle: Bundle) -> Pipeline:
+        """A core for ``bundle`` that scores as this variant says."""
+        engine = PersistenceEngine(bundle) if self.model == "persistence" else Engine(bundle)
+        pipeline = Pipeline(engine, self.settings)
+        if self.baseline is not None:
+            use_baseline(pipeline, self.baseline)
+        return pipeline
 
 
 def parse_variant(text: str) -> Variant:
@@ -40,6 +57,7 @@ def parse_variant(text: str) -> Variant:
     # Values parsed by each field's type (``_value``); the dataclasses validate them.
     detector: dict[str, Any] = {}
     alerts: dict[str, Any] = {}
+    baseline: dict[str, Any] = {}
     model = "lstm"
     for item in filter(None, spec.split(",")):
         key, _, raw = item.partition("=")
@@ -52,6 +70,8 @@ def parse_variant(text: str) -> Variant:
         elif key.startswith("alert."):
             key = key.removeprefix("alert.")
             alerts[key] = _value(AlertPolicy, key, raw)
+        elif key in BASELINE_KEYS:
+            baseline[key] = _value(BaselineSettings, key, raw)
         else:
             detector[key] = _value(DetectorSettings, key, raw)
     try:
@@ -59,14 +79,23 @@ def parse_variant(text: str) -> Variant:
             detector=dataclasses.replace(DetectorSettings(), **detector),
             alerts=dataclasses.replace(AlertPolicy(), **alerts),
         )
+        return Variant(name, settings, model, _baseline(baseline))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"variant {name}: {exc}") from None
-    return Variant(name, settings, model)
+
+
+def _baseline(options: dict[str, Any]) -> BaselineSettings | None:
+    """The baseline these options name (None: the product's detector)."""
+    kind = options.pop("kind", PRODUCT)
+    if kind != PRODUCT:
+        return BaselineSettings(kind=kind, **options)
+    if options:
+        raise ValueError(f"{sorted(options)}: a baseline's options, and no kind= names one")
+    return None
 
 
 def _value(kind: type, key: str, raw: str) -> object:
-    fields = {f.name: f for f in dataclasses.fields(kind)}
-    if key not in fields:
+    if key not in {f.name for f in dataclasses.fields(kind)}:
         raise ValueError(f"{key!r} is not a setting of {kind.__name__}")
     default = getattr(kind(), key)
     if key == "channels":

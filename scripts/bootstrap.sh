@@ -26,8 +26,8 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     say "installing torch 2.13.0 (CPU build; a minute or so the first time)"
     pip install "torch==2.13.0"
 fi
-say "installing sensord with its extras (train, plot, broker, spot, cluster, dev)"
-pip install -e ".[train,plot,broker,spot,cluster,dev]"
+say "installing sensord with its extras (train, plot, broker, cluster, dev)"
+pip install -e ".[train,plot,broker,cluster,dev]"
 # Debian packages the tests use: a real Mosquitto broker of their own, systemd-analyze
 # to rate the unit's sandboxing (deploy/sensord.service), Chromium for the web page.
 apt_install() {  # package, command it provides
@@ -44,7 +44,7 @@ apt_install() {  # package, command it provides
 }
 apt_install mosquitto mosquitto
 apt_install systemd systemd-analyze
-# The web page's test drives a real headless browser (tests/test_web_browser.py).
+# The web page's test drives a real headless browser (tests/integration/test_web_browser.py).
 apt_install chromium chromium
 apt_install chromium-driver chromedriver
 # Cluster mode's tests run a real NATS server with JetStream (tests/cluster/).

@@ -13,6 +13,8 @@ where they happen, so callers only ever catch sensord's own types::
     │       └── UnknownAlertError   it names an alert not raised on that stream
     ├── BundleError             a model bundle that cannot be trusted or read
     │   └── MalformedGraphError the graph's bytes are not a protobuf message
+    ├── ClusterError            the engine (NATS) does not fit this member's settings
+    │   └── LogError            the engine's readings log cannot be made as configured
     ├── ConfigError             settings that do not validate
     ├── StateError              the state directory's files (durable/)
     │   ├── JournalError        the readings journal cannot be written or read
@@ -23,6 +25,8 @@ where they happen, so callers only ever catch sensord's own types::
 
 The daemon catches the errors of single readings, verdicts and state files where they
 happen, counts them and goes on (never a stop); commands print one line and exit non-zero.
+A cluster member that meets a ``ClusterError`` while it starts logs it and tries again (the
+engine may be another member's to set up, or be fixed meanwhile).
 The ones that were ``ValueError`` before they joined this tree still are, so that code
 parsing values may catch either.
 """
@@ -42,6 +46,16 @@ class BundleError(SensordError):
 
 class ConfigError(SensordError):
     """Settings do not validate."""
+
+
+class ClusterError(SensordError):
+    """The engine's buckets or streams do not fit this member's settings (a lease time
+    other members do not share), or a cluster part was used before it was opened."""
+
+
+class LogError(ClusterError):
+    """The engine's readings log cannot be made as configured (another stream already
+    takes its subjects); the message names the setting to change."""
 
 
 class DecodeError(InputError, ValueError):

@@ -18,6 +18,30 @@ if TYPE_CHECKING:
 HISTORY_ROWS = 1200
 LIVE_ROWS = 800
 
+# Where a test runs decides its kind: tests/cluster start a nats-server, tests/integration
+# a Mosquitto or the daemon as a child process. `slow` (a second or more each: a model
+# trained, a benchmark run end to end) is marked by the tests themselves, and here for a test
+# that asks for a trained bundle. The rest is `unit`, the fast subset (`pytest -m unit`,
+# docs/development.md).
+KIND_BY_FOLDER = {"cluster": "cluster", "integration": "integration"}
+KINDS = ("cluster", "integration", "slow")
+# The session's bundles, trained with torch on first use: a test asking for one is slow.
+TRAINING_FIXTURES = {"trained", "bundle", "train_small", "small_bundle"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = item.path.relative_to(Path(__file__).parent).parts
+        kind = KIND_BY_FOLDER.get(parts[0]) if len(parts) > 1 else None
+        if kind is not None:
+            item.add_marker(kind)
+        # tests/core's bundles of those names are made in memory, never trained (its
+        # conftest shadows these; tests/test_imports.py runs tests/core without torch)
+        if parts[0] != "core" and TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker("slow")
+        if not any(item.get_closest_marker(k) for k in KINDS):
+            item.add_marker("unit")
+
 
 @pytest.fixture(autouse=True)
 def _fresh_logging() -> Iterator[None]:

@@ -9,22 +9,25 @@ the same outputs whatever the batch, which is what the batching tests compare.
 
 from __future__ import annotations
 
-import threading
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
+from sensord.arrays import F32
 from sensord.config import MqttSettings
 from sensord.core.bundle import Bundle, Calibration, Graph, Manifest, Scaling, Training
 from sensord.core.engine import StepResult
-from sensord.daemon.ingest import Ackable, Message, Request
-from sensord.daemon.transport import MqttCounters
-
-F32 = npt.NDArray[np.float32]
+from sensord.daemon.transport import (
+    Ackable,
+    Link,
+    Message,
+    OnPublished,
+    Request,
+    TransportOptions,
+)
 
 
 def fake_bundle(
@@ -156,72 +159,62 @@ class Acked:
 
 
 class MemoryTransport:
-    """The daemon's MQTT side in memory (``sensord.daemon.transport.MqttTransport``): the
+    """The daemon's MQTT side in memory (a ``sensord.daemon.transport.Transport``): the
     test puts messages in ``inbox``; what the daemon publishes and acknowledges is kept in
     one ``log``, in order. Every publish is acknowledged by the "broker" (PUBACK) at the
     next ``write``."""
 
-    def __init__(
-        self,
-        settings: MqttSettings,
-        prefix: str,
-        filters: Sequence[str],
-        read_limit: int = 256,
-        requests: str | None = None,
-        *,
-        status: str | None = None,
-    ) -> None:
-        self.prefix, self.filters, self.read_limit = prefix, list(filters), read_limit
-        self.status = status
+    def __init__(self, settings: MqttSettings, options: TransportOptions) -> None:
+        self.options = options
         self.inbox: list[Message] = []
         self.requests: list[Request] = []
-        self.counters = MqttCounters()
-        self.connected, self.ever_connected = threading.Event(), threading.Event()
-        self.connected_at = 0.0
-        self.on_published: Callable[[int, bool], None] | None = None
+        self.link = Link()
         self.log: list[Published | Acked] = []
+        self._on_published: OnPublished | None = None
         self._mid = self._pubacked = 0
 
     def start(self) -> None:
-        self.connected.set()
-        self.ever_connected.set()
-        self.counters.connects += 1
+        self.link.connected.set()
+        self.link.ever_connected.set()
+        self.link.counters.connects += 1
 
     def stop(self) -> None:
-        self.connected.clear()
+        self.link.connected.clear()
 
     def poll(self, timeout: float) -> None:
         pass  # what a test sends is in the inbox already
 
+    def waiting(self) -> int:
+        return len(self.inbox)
+
     def take(self, limit: int) -> list[Message]:
         taken, self.inbox = self.inbox[:limit], self.inbox[limit:]
-        self.counters.received += len(taken)
+        self.link.counters.received += len(taken)
         return taken
 
-    def making_progress(self, now: float) -> bool:
-        return True
+    def take_requests(self) -> list[Request]:
+        taken, self.requests = self.requests, []
+        return taken
 
     def publish(
-        self,
-        topic: str,
-        payload: bytes,
-        qos: int = 1,
-        retain: bool = False,
-        correlation: bytes | None = None,
+        self, topic: str, payload: bytes, *, retain: bool = False, correlation: bytes | None = None
     ) -> Sent:
         self._mid += 1
         self.log.append(Published(topic, payload, retain))
         return Sent(self._mid)
 
     def write(self) -> None:
-        if self.on_published is not None:  # the broker's PUBACKs, for the outbox
+        if self._on_published is not None:  # the broker's PUBACKs, for the outbox
             for mid in range(self._pubacked + 1, self._mid + 1):
-                self.on_published(mid, True)
+                self._on_published(mid, True)
         self._pubacked = self._mid
+
+    def on_published(self, callback: OnPublished) -> None:
+        self._on_published = callback
 
     def ack(self, messages: Sequence[Ackable]) -> None:
         mids = tuple(m.mid for m in messages if m.qos)
-        self.counters.acked += len(mids)
+        self.link.counters.acked += len(mids)
         self.log.append(Acked(mids))
 
     def published(self, prefix: str) -> list[Published]:

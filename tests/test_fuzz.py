@@ -28,8 +28,10 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from sensord.daemon.ingest import Ingest, Message, RateLimitedLog, RouteRule
+from sensord.daemon.ingest import Ingest, RouteRule
+from sensord.daemon.transport import Message
 from sensord.errors import DecodeError, StreamIdError
+from sensord.logs import RateLimitedLog
 from sensord.wire.payloads import (
     SENML_RELATIVE_BELOW,
     PayloadFormat,
@@ -38,6 +40,8 @@ from sensord.wire.payloads import (
     decode_single,
 )
 from sensord.wire.topics import TopicFilter, stream_id
+
+pytestmark = pytest.mark.slow  # models trained, runs end to end: seconds each
 
 NOW = 1_700_000_000.0
 FORMATS: tuple[PayloadFormat, ...] = ("auto", "number", "json", "senml")

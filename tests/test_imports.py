@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 CHECK = """
 import importlib, pkgutil, sys
 import sensord
@@ -12,7 +14,7 @@ names = [m.name for m in pkgutil.walk_packages(sensord.__path__, 'sensord.')
 for name in names:
     importlib.import_module(name)
 # the online path must run even if training's libraries are installed: prove none was pulled in
-# (nor libspot, the spot extra: imported only when a spot detector is made)
+# (nor libspot: only the benchmarks' spot baseline uses it, never the product)
 bad = sorted(n for n in ('torch', 'onnx', 'tqdm', 'libspot') if n in sys.modules)
 print(','.join(names))
 print('BAD:' + ','.join(bad))
@@ -46,6 +48,7 @@ sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", "--setup-only", "tests/cor
 """
 
 
+@pytest.mark.slow
 def test_the_core_unit_tests_need_no_torch() -> None:
     """tests/core runs on the numpy engine of tests/fakes.py: with torch and onnx made
     unimportable, its modules import and every fixture it uses sets up (one that trains a

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sensord.arrays import F64
 from sensord.core.alert import AlertEvent
 from sensord.core.bundle import Bundle
 from sensord.core.engine import Engine
@@ -28,7 +29,8 @@ from sensord.offline.synthetic import generate
 from sensord.training.options import TrainOptions
 from sensord.training.train import train_bundle
 
-F64 = np.ndarray
+pytestmark = pytest.mark.slow  # models trained, runs end to end: seconds each
+
 TRAIN_ROWS = 2016  # a week at 5 minutes
 WARM_ROWS = 4032  # two weeks of the live stream before anything is injected
 NOISE = 0.2  # generate()'s noise parameter: sigma 0.6

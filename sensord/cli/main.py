@@ -188,7 +188,7 @@ def _add_replay(commands: SubParsers) -> None:
     p.add_argument("--plot", type=Path, default=None, help="PNG to draw (needs matplotlib)")
     p.add_argument("--stream", default=None, help="stream to plot (default: the first)")
     p.add_argument(
-        "--detector", choices=DETECTOR_KINDS, default=DETECTOR.kind, help="detector kind"
+        "--detector", choices=DETECTOR_KINDS, default=DETECTOR.kind, help="the detector (one)"
     )
     p.add_argument(
         "--threshold", type=float, default=DEFAULT_THRESHOLD, help="score threshold, (0, 1)"

@@ -29,7 +29,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 from nats.js.client import JetStreamContext
 from nats.js.errors import BadRequestError, NotFoundError
 
-from sensord.errors import SensordError
+from sensord.errors import LogError
 from sensord.wire.partition import PARTITIONED
 
 STATUS = "Status"  # the header of the engine's answers that are not readings
@@ -69,10 +69,6 @@ async def ensure_log(js: JetStreamContext, settings: LogSettings) -> None:
                 f"another JetStream stream already takes {PARTITIONED}.>; name it in "
                 "[cluster] log_stream"
             ) from None
-
-
-class LogError(SensordError):
-    """The engine's readings log cannot be made as configured."""
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 
 from sensord.cluster.assign import plan
-from sensord.errors import SensordError
+from sensord.errors import ClusterError
 from sensord.logs import get_logger
 
 log = get_logger(__name__)
@@ -58,10 +58,6 @@ Lost = Callable[[int], None]
 TURNS_PER_LEASE = 3  # renew three times per lease time: one lost write is not a lost lease
 MARGIN = 0.2  # of the lease time: a member stops counting a lease this much before expiry
 WARN_EVERY_S = 10.0  # failed turns are counted; logged at most this often
-
-
-class ClusterError(SensordError):
-    """The engine's buckets do not fit this member's settings."""
 
 
 async def _noop(partition: int) -> None:
@@ -151,12 +147,12 @@ class LeaseKeeper:
         for partition in sorted(self.held):
             if leases.get(partition, ("", 0))[0] != s.member:
                 self._lost(partition, "taken or expired")
-        for partition, (owner, revision) in sorted(leases.items()):
-            if owner != s.member:
-                continue
-            if planned.get(partition) == s.member:
-                await self._renew(leases_kv, partition, revision)
-            else:
+        ours = sorted((p, revision) for p, (owner, revision) in leases.items() if owner == s.member)
+        # Renewals first: a release waits for its partition's commit (seconds, at worst),
+        # and the leases kept must not lapse meanwhile.
+        await self._renew([(p, r) for p, r in ours if planned.get(p) == s.member])
+        for partition, revision in ours:
+            if planned.get(partition) != s.member:
                 await self._release(leases_kv, partition, revision, to=planned.get(partition))
         for partition in sorted(p for p, m in planned.items() if m == s.member):
             if partition not in leases:
@@ -167,11 +163,16 @@ class LeaseKeeper:
         """Turn until ``stop``; then let every lease go (a clean stop hands over at once)."""
         await self.open()
         while not stop.is_set():
+            started = self.clock()
             await self._turn_or_wait()
             if after_turn is not None:
                 after_turn()
+            # The next turn is due a turn's time after this one started, not after it
+            # ended: a slow turn (a loaded box) must not stretch the time between two
+            # renewals past the time a lease is counted valid.
+            due_in = max(0.0, started + self.settings.turn_s - self.clock())
             with contextlib.suppress(TimeoutError):  # a turn's wait ended, not the keeper
-                await asyncio.wait_for(stop.wait(), self.settings.turn_s)
+                await asyncio.wait_for(stop.wait(), due_in)
         try:
             await self.release_all()
         except NatsError as exc:  # the engine is away: the leases lapse by themselves
@@ -219,16 +220,29 @@ class LeaseKeeper:
         self.held[partition] = Held(revision, self._valid_until(sent))
         log.info("partition claimed", member=self.settings.member, partition=partition)
 
-    async def _renew(self, kv: KeyValue, partition: int, revision: int) -> None:
+    async def _renew(self, leases: list[tuple[int, int]]) -> None:
+        """Renew these leases (partition, revision) all at once: one round trip, not one
+        per partition, since the time a turn takes is time a lease is not renewed. Each
+        counts as valid from before the first was sent."""
+        _, kv = self._buckets()
         sent = self.clock()
-        try:
-            renewed = await kv.update(_key(partition), self.settings.member.encode(), last=revision)
-        except KeyWrongLastSequenceError:
-            self._lost(partition, "renewal refused")
-            return
-        if partition not in self.held:  # ours in the bucket, from before a restart
-            await self.on_claim(partition)
-        self.held[partition] = Held(renewed, self._valid_until(sent))
+        member = self.settings.member.encode()
+        renewed = await asyncio.gather(
+            *(kv.update(_key(p), member, last=revision) for p, revision in leases),
+            return_exceptions=True,
+        )
+        failed: BaseException | None = None
+        for (partition, _), outcome in zip(leases, renewed, strict=True):
+            if isinstance(outcome, KeyWrongLastSequenceError):
+                self._lost(partition, "renewal refused")
+            elif isinstance(outcome, BaseException):
+                failed = failed or outcome  # the others' renewals still count
+            else:
+                if partition not in self.held:  # ours in the bucket, from before a restart
+                    await self.on_claim(partition)
+                self.held[partition] = Held(outcome, self._valid_until(sent))
+        if failed is not None:
+            raise failed
 
     async def _release(self, kv: KeyValue, partition: int, revision: int, to: str | None) -> None:
         await self.on_release(partition)
@@ -268,15 +282,20 @@ class LeaseKeeper:
 async def leases_in(kv: KeyValue, partitions: int) -> dict[int, tuple[str, int]]:
     """partition → (owner, revision) of every lease in the bucket now (also what the tests
     and benchmarks read to see who owns what)."""
-    leases = {}
-    for partition in range(partitions):
-        try:
-            entry = await kv.get(_key(partition))
-        except KeyNotFoundError:
-            continue
-        if entry.value and entry.revision is not None:
-            leases[partition] = (entry.value.decode(), entry.revision)
-    return leases
+    entries = await asyncio.gather(*(_entry(kv, p) for p in range(partitions)))
+    return {p: entry for p, entry in enumerate(entries) if entry is not None}
+
+
+async def _entry(kv: KeyValue, partition: int) -> tuple[str, int] | None:
+    """(owner, revision) of a partition's lease; None if it has none. Read all at once by
+    ``leases_in``: one round trip per turn instead of one per partition."""
+    try:
+        entry = await kv.get(_key(partition))
+    except KeyNotFoundError:
+        return None
+    if entry.value and entry.revision is not None:
+        return entry.value.decode(), entry.revision
+    return None
 
 
 def _key(partition: int) -> str:

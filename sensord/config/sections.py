@@ -1,5 +1,10 @@
 """The sections of the configuration: one pydantic model each, ``extra="forbid"``, every field
-with a default, bounds and a description (``config.example.toml`` documents them all)."""
+with a default, bounds and a description (``config.example.toml`` documents them all).
+
+Here, the service's own sections: the connections (MQTT, the cluster), batching, state,
+limits, the web page, metrics, recording and retraining, feedback, Home Assistant, logging.
+What a route makes of its readings (the route, its detector, alerts, nodata) is detection.py's.
+"""
 
 from __future__ import annotations
 
@@ -8,29 +13,28 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from sensord.core.alert import AlertPolicy
-from sensord.core.detect import DEFAULT_THRESHOLD, DetectorKind, DetectorSettings
-from sensord.wire.topics import check_stream_template, check_topic_filter, safe_topic_level
+from sensord.core.gaps import MIN_INTERVALS
+from sensord.wire.topics import safe_topic_level
 
 CONFIG_ENV = "SENSORD_CONFIG"
 ENV_PREFIX = "SENSORD_"  # SENSORD_MQTT__PORT sets mqtt.port
-ChannelName = Literal["point", "sustained", "contextual", "shift", "extremes"]
-CHANNEL_NAMES: tuple[ChannelName, ...] = ("point", "sustained", "contextual", "shift", "extremes")
 SECRET_MASK = "**********"
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
+    """A section: unknown keys are errors, and defaults are validated like given values."""
+
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
-class TlsSettings(_Section):
+class TlsSettings(Section):
     enabled: bool = Field(False, description="Connect with TLS.")
     ca_file: Path | None = Field(None, description="CA bundle; default: the system's.")
     cert_file: Path | None = Field(None, description="Client certificate (mutual TLS).")
     key_file: Path | None = Field(None, description="Client private key (mutual TLS).")
 
 
-class MqttSettings(_Section):
+class MqttSettings(Section):
     host: str = Field("localhost", min_length=1, description="Broker host.")
     port: int = Field(1883, ge=1, le=65535, description="Broker port.")
     client_id: str = Field(
@@ -70,198 +74,7 @@ class MqttSettings(_Section):
     tls: TlsSettings = Field(default_factory=TlsSettings, description="TLS options.")
 
 
-# The core's own defaults: each written once, where the core defines it.
-_DETECTOR = DetectorSettings()
-_ALERTS = AlertPolicy()
-
-
-class DetectorConfig(_Section):
-    kind: DetectorKind = Field(
-        _DETECTOR.kind,
-        description="How surprises are scored: channels (point, sustained, contextual, shift "
-        "and extremes channels on calibrated tails), or the single-error detectors "
-        "likelihood, adaptive, fixed, telemanom, spot.",
-    )
-    threshold: float = Field(
-        DEFAULT_THRESHOLD,
-        gt=0,
-        lt=1,
-        description="Score at or above which a sample is anomalous. For channels, a score s "
-        "means a tail probability of 10^(-5 s / (1 - s)) on the stream's normal data: 0.5 is "
-        "one sample in 100,000, 0.45 one in 12,000, 0.55 one in 1.3 million.",
-    )
-    channels: list[ChannelName] = Field(
-        default_factory=lambda: list(CHANNEL_NAMES),
-        min_length=1,
-        description="The channels the channels detector listens to (extremes is the range "
-        "rule, also governed by range_rule).",
-    )
-    error_horizon: int = Field(
-        _DETECTOR.error_horizon,
-        ge=2,
-        le=10_000_000,
-        description="Samples the error scale remembers.",
-    )
-    sustained_span: float = Field(
-        _DETECTOR.sustained_span,
-        ge=1,
-        le=100_000,
-        description="Samples the sustained channel averages errors over.",
-    )
-    context_span: float = Field(
-        _DETECTOR.context_span,
-        ge=1,
-        le=100_000,
-        description="Samples the contextual channel's level spans.",
-    )
-    context_days: float = Field(
-        _DETECTOR.context_days,
-        gt=0,
-        le=3650,
-        description="Days the time-of-day profile remembers.",
-    )
-    shift_span: float = Field(
-        _DETECTOR.shift_span,
-        ge=1,
-        le=100_000,
-        description="Samples the shift channel accumulates over.",
-    )
-    min_samples: int = Field(
-        _DETECTOR.min_samples,
-        ge=1,
-        le=10_000_000,
-        description="Samples a channel sees before it may speak.",
-    )
-    smoothing: float | None = Field(
-        None, gt=0, le=1, description="EWMA weight of the newest error; default: the bundle's."
-    )
-    window: int = Field(
-        8640,
-        ge=2,
-        le=10_000_000,
-        description="The single-error detectors' statistics horizon, samples.",
-    )
-    range_rule: bool = Field(True, description="Score 1 for a value beyond the range seen.")
-    range_margin: float = Field(
-        0.05,
-        ge=0,
-        le=10,
-        description="The range rule's slack: this fraction of the range on each side.",
-    )
-    range_min_samples: int = Field(
-        100, ge=0, le=10_000_000, description="Values a stream must show before the range rule."
-    )
-    raise_after: int = Field(
-        1, ge=1, le=10_000, description="Anomalous samples in a row that raise an alert."
-    )
-    clear_after: int = Field(
-        5, ge=1, le=10_000, description="Normal samples in a row that clear it."
-    )
-    warmup: int = Field(
-        10, ge=0, le=1_000_000, description="Samples after a stream (re)starts before it may alert."
-    )
-    repeat_window: int = Field(
-        _ALERTS.repeat_window,
-        ge=0,
-        le=1_000_000,
-        description="A new alert within this many samples of a higher score is the same event.",
-    )
-    adopt_after_s: float | None = Field(
-        _ALERTS.adopt_after_s,
-        gt=0,
-        description="After an alert has lasted this long, the stream's state becomes its new "
-        "normal and the alert clears (reason 'adopted'); none: only an operator's new_normal "
-        "verdict or a retrained bundle does that.",
-    )
-
-
-class RouteSettings(_Section):
-    topic: str = Field(description="MQTT topic filter (+ and # wildcards).")
-    bundle: Path = Field(description="Model bundle directory.")
-    name: str | None = Field(
-        None,
-        pattern=r"^[A-Za-z0-9_.-]+$",
-        description="Route name for logs and metrics; default: the bundle's model name.",
-    )
-    format: Literal["auto", "number", "json", "senml"] = Field(
-        "auto", description="Payload format; auto tells number, JSON object and SenML apart."
-    )
-    stream: str = Field(
-        "{wild}",
-        description="Stream id template: {wild} (the levels the "
-        "wildcards matched, joined by '.'), {topic}, "
-        "{N} (topic level N, from 0; -1 is the last).",
-    )
-    max_gap_s: float | None = Field(
-        None, gt=0, description="Silence after which a stream's state resets; none: never."
-    )
-    max_streams: int = Field(
-        100_000,
-        ge=1,
-        le=10_000_000,
-        description="Most streams this route keeps; new ones beyond are rejected and counted.",
-    )
-    idle_ttl_s: float | None = Field(
-        7 * 86400, gt=0, description="Forget a stream silent this long; none: never."
-    )
-    detector: DetectorConfig = Field(default_factory=DetectorConfig, description="Detector.")
-    units: dict[str, str] = Field(
-        default_factory=dict,
-        description='Units of the bundle\'s features, by feature name (e.g. value = "°C"): '
-        "shown in alerts and their messages.",
-    )
-    shadow: Path | None = Field(
-        None,
-        description="A second bundle scored on the same readings without publishing "
-        "alerts; its error and alert rate are exposed beside the live model's.",
-    )
-
-    @field_validator("topic")
-    @classmethod
-    def _topic(cls, value: str) -> str:
-        check_topic_filter(value)
-        return value
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str | None) -> str | None:
-        if value is not None and value.strip(".") == "":
-            raise ValueError("a route name names files and directories: not only dots")
-        return value
-
-    @field_validator("stream")
-    @classmethod
-    def _stream(cls, value: str) -> str:
-        check_stream_template(value)
-        return value
-
-
-class AlertsSettings(_Section):
-    prefix: str = Field("sensord", description="Topic prefix of everything sensord publishes.")
-    cooldown_s: float = Field(
-        0.0, ge=0, description="After a clear, no new alert on the stream for this long."
-    )
-    hysteresis: float = Field(0.1, ge=0, lt=1, description="Clear only below threshold minus this.")
-    publish_state: bool = Field(True, description="Publish retained <prefix>/state/<stream>.")
-    state_refresh_s: float = Field(
-        60.0,
-        ge=0,
-        le=86_400,
-        description="Also republish a stream's state this often (as its readings arrive) with "
-        "its latest score and reading, for dashboards and Home Assistant's score entity; "
-        "0: only when its status changes.",
-    )
-
-    @field_validator("prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        levels = value.split("/")
-        if not all(safe_topic_level(level) for level in levels):
-            raise ValueError("each level must be letters, digits, _ . : - (no wildcards)")
-        return value
-
-
-class StateSettings(_Section):
+class StateSettings(Section):
     dir: Path = Field(
         Path("/var/lib/sensord"), description="Where snapshots of stream state are kept."
     )
@@ -292,7 +105,7 @@ class StateSettings(_Section):
     )
 
 
-class BatchingSettings(_Section):
+class BatchingSettings(Section):
     max_batch: int = Field(
         256,
         ge=1,
@@ -322,11 +135,11 @@ class BatchingSettings(_Section):
         le=1000,
         description="A gap: a timestamp more than this many times the stream's longest recent "
         "step (between its readings' timestamps) past its last reading; only once the stream "
-        "has made 16 steps.",
+        f"has made {MIN_INTERVALS} steps.",
     )
 
 
-class LimitsSettings(_Section):
+class LimitsSettings(Section):
     max_payload_bytes: int = Field(
         65_536, ge=16, le=16_777_216, description="Larger payloads are rejected before decoding."
     )
@@ -335,7 +148,7 @@ class LimitsSettings(_Section):
     )
 
 
-class MetricsSettings(_Section):
+class MetricsSettings(Section):
     host: str = Field("127.0.0.1", min_length=1, description="Address to listen on.")
     port: int | None = Field(
         None,
@@ -346,7 +159,7 @@ class MetricsSettings(_Section):
     )
 
 
-class WebSettings(_Section):
+class WebSettings(Section):
     host: str = Field("127.0.0.1", min_length=1, description="Address the web page listens on.")
     port: int | None = Field(
         None,
@@ -389,7 +202,7 @@ class WebSettings(_Section):
         return value
 
 
-class RecordSettings(_Section):
+class RecordSettings(Section):
     enabled: bool = Field(
         False, description="Record the readings of the chosen routes for retraining."
     )
@@ -411,7 +224,7 @@ class RecordSettings(_Section):
     )
 
 
-class RetrainSettings(_Section):
+class RetrainSettings(Section):
     models_dir: Path | None = Field(
         None,
         description="Versioned bundles per route (<dir>/<route>/versions/<version>, "
@@ -439,20 +252,7 @@ class RetrainSettings(_Section):
     epochs: int = Field(60, ge=1, le=10_000, description="Most epochs per candidate.")
 
 
-class NodataSettings(_Section):
-    enabled: bool = Field(True, description="Raise a nodata event when a stream falls silent.")
-    multiple: float = Field(
-        10.0, ge=1.5, le=1_000_000, description="Silent for this many usual periods: nodata."
-    )
-    min_silence_s: float = Field(
-        30.0, ge=0, le=365 * 86_400, description="Never call a silence shorter than this nodata."
-    )
-    min_intervals: int = Field(
-        5, ge=1, le=1_000_000, description="Intervals seen before a stream's period is known."
-    )
-
-
-class FeedbackSettings(_Section):
+class FeedbackSettings(Section):
     enabled: bool = Field(
         True, description="Take operators' verdicts on <prefix>/feedback/<stream>."
     )
@@ -461,7 +261,7 @@ class FeedbackSettings(_Section):
     )
 
 
-class HomeAssistantSettings(_Section):
+class HomeAssistantSettings(Section):
     enabled: bool = Field(False, description="Publish Home Assistant MQTT discovery.")
     discovery_prefix: str = Field("homeassistant", description="Home Assistant's discovery prefix.")
 
@@ -473,14 +273,14 @@ class HomeAssistantSettings(_Section):
         return value
 
 
-class LoggingSettings(_Section):
+class LoggingSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     format: Literal["auto", "console", "json"] = Field(
         "auto", description="json under systemd/pipes, console on a terminal, or forced."
     )
 
 
-class ClusterSettings(_Section):
+class ClusterSettings(Section):
     url: str | None = Field(
         None,
         min_length=1,

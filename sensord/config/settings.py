@@ -13,11 +13,16 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from sensord.config.detection import (
+    AlertsSettings,
+    NodataSettings,
+    RouteSettings,
+    pipeline_settings,
+)
 from sensord.config.sections import (
     CONFIG_ENV,
     ENV_PREFIX,
     SECRET_MASK,
-    AlertsSettings,
     BatchingSettings,
     ClusterSettings,
     FeedbackSettings,
@@ -26,16 +31,11 @@ from sensord.config.sections import (
     LoggingSettings,
     MetricsSettings,
     MqttSettings,
-    NodataSettings,
     RecordSettings,
     RetrainSettings,
-    RouteSettings,
     StateSettings,
     WebSettings,
 )
-from sensord.core.alert import AlertPolicy
-from sensord.core.detect import DetectorSettings
-from sensord.core.detect.spot import load_libspot
 from sensord.core.pipeline import PipelineSettings
 from sensord.errors import ConfigError
 from sensord.wire.partition import nats_subject, subject_mapping
@@ -90,34 +90,7 @@ class Settings(BaseSettings):
 
     def pipeline_settings(self, route: RouteSettings) -> PipelineSettings:
         """The core's plain settings for one route (the core never sees this object)."""
-        d = route.detector
-        return PipelineSettings(
-            detector=DetectorSettings(
-                kind=d.kind,
-                threshold=d.threshold,
-                smoothing=d.smoothing,
-                window=d.window,
-                range_margin=d.range_margin if d.range_rule else None,
-                range_min_samples=d.range_min_samples,
-                channels=frozenset(d.channels),
-                error_horizon=d.error_horizon,
-                sustained_span=d.sustained_span,
-                context_span=d.context_span,
-                context_days=d.context_days,
-                shift_span=d.shift_span,
-                min_samples=d.min_samples,
-            ),
-            alerts=AlertPolicy(
-                raise_after=d.raise_after,
-                clear_after=d.clear_after,
-                hysteresis=self.alerts.hysteresis,
-                cooldown_s=self.alerts.cooldown_s,
-                warmup=d.warmup,
-                repeat_window=d.repeat_window,
-                adopt_after_s=d.adopt_after_s,
-            ),
-            max_gap_s=route.max_gap_s,
-        )
+        return pipeline_settings(route, self.alerts)
 
 
 def route_name(index: int, route: RouteSettings, model_name: str) -> str:
@@ -164,12 +137,6 @@ def cross_check(settings: Settings) -> list[str]:
             f"mqtt.receive_maximum: {mqtt.receive_maximum}: must be at least "
             f"batching.max_batch ({batch}), or batches can never fill"
         )
-    for i, route in enumerate(settings.routes):
-        if route.detector.kind == "spot":
-            try:
-                load_libspot()
-            except ConfigError as exc:
-                problems.append(f"routes[{i}].detector.kind: 'spot': {exc}")
     web = settings.web
     if web.verdicts and web.token is None:
         problems.append("web.verdicts: true: needs web.token, the page's bearer token")

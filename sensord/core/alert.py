@@ -31,18 +31,17 @@ decides when that becomes an alert an operator sees, and when it ends.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 
 import numpy as np
 import numpy.typing as npt
 
+from sensord.arrays import F64, Bools
 from sensord.core.bundle import Manifest
 from sensord.core.detect import CHANNELS
 from sensord.core.state import ColumnSpec, Slots, StateTable
 
-F64 = npt.NDArray[np.float64]
-Bools = npt.NDArray[np.bool_]
 ALERT_ID_NAMESPACE = uuid.UUID("6f1c7a52-3d0e-4b8e-9a57-5e6a3b1f0c11")
 
 
@@ -136,9 +135,7 @@ def advance(
     normal_run = np.where(calm, table["normal_run"][slots] + 1, 0)
     active = table["alert_active"][slots].astype(bool)
 
-    recent_peak, recent_age = table["recent_peak"][slots], table["recent_age"][slots]
-    remembered = np.where(recent_age < policy.repeat_window, recent_peak, -np.inf)
-    fresh = scores > remembered
+    fresh = scores > _remembered_peak(table, policy, slots)
     cooled = ts >= table["cooldown_until"][slots]
     raised = (~active) & (anomalous_run >= policy.raise_after) & cooled & fresh
     cleared = active & (normal_run >= policy.clear_after)
@@ -146,18 +143,9 @@ def advance(
     if policy.adopt_after_s is not None:
         lasted = ts - table["raised_ts"][slots] >= policy.adopt_after_s
         adopted = active & ~cleared & lasted
-
-    surprised = (surprise >= threshold) & warm
-    settled = table["surprise_calm"][slots] >= policy.clear_after
-    updated = active & ~cleared & ~adopted & surprised & settled
-    table["surprise_calm"][slots] = np.where(
-        surprise < calm_below, table["surprise_calm"][slots] + 1, 0
-    )
-
-    known = ~np.isnan(scores)
-    renew = known & ((scores >= recent_peak) | (recent_age >= policy.repeat_window))
-    table["recent_peak"][slots] = np.where(renew, scores, recent_peak)
-    table["recent_age"][slots] = np.where(renew, 0, recent_age + known)
+    onset = _onset(table, policy, slots, surprise=surprise, warm=warm, threshold=threshold)
+    updated = active & ~cleared & ~adopted & onset
+    _renew_peak(table, policy, slots, scores)
 
     ended = cleared | adopted
     peak = table["peak_score"][slots]
@@ -172,8 +160,51 @@ def advance(
     table["alert_active"][slots] = (active | raised) & ~ended
     table["anomalous_run"][slots] = np.where(ended, 0, anomalous_run)
     table["normal_run"][slots] = np.where(raised, 0, normal_run)
+    return _codes(raised=raised, updated=updated, cleared=cleared, adopted=adopted)
 
-    transitions = np.zeros(len(slots), dtype=np.int8)
+
+def _remembered_peak(table: StateTable, policy: AlertPolicy, slots: Slots) -> F64:
+    """The highest score of each stream's last ``repeat_window`` samples (-inf: none): a
+    new alert must beat it, or it is the tail of the event just alerted."""
+    recent_peak, recent_age = table["recent_peak"][slots], table["recent_age"][slots]
+    out: F64 = np.where(recent_age < policy.repeat_window, recent_peak, -np.inf)
+    return out
+
+
+def _renew_peak(table: StateTable, policy: AlertPolicy, slots: Slots, scores: F64) -> None:
+    """Take these scores into the streams' recent peaks (after they were judged by them)."""
+    recent_peak, recent_age = table["recent_peak"][slots], table["recent_age"][slots]
+    known = ~np.isnan(scores)
+    renew = known & ((scores >= recent_peak) | (recent_age >= policy.repeat_window))
+    table["recent_peak"][slots] = np.where(renew, scores, recent_peak)
+    table["recent_age"][slots] = np.where(renew, 0, recent_age + known)
+
+
+def _onset(
+    table: StateTable,
+    policy: AlertPolicy,
+    slots: Slots,
+    *,
+    surprise: F64,
+    warm: Bools,
+    threshold: float,
+) -> Bools:
+    """A new onset: the surprise channels anomalous again after ``clear_after`` calm samples
+    of theirs (this sample's calm is counted for the next)."""
+    surprised = (surprise >= threshold) & warm
+    settled = table["surprise_calm"][slots] >= policy.clear_after
+    table["surprise_calm"][slots] = np.where(
+        surprise < threshold - policy.hysteresis, table["surprise_calm"][slots] + 1, 0
+    )
+    out: Bools = surprised & settled
+    return out
+
+
+def _codes(
+    *, raised: Bools, updated: Bools, cleared: Bools, adopted: Bools
+) -> npt.NDArray[np.int8]:
+    """Each sample's ``Transition`` (at most one: the four are exclusive)."""
+    transitions = np.zeros(len(raised), dtype=np.int8)
     transitions[raised] = Transition.RAISED
     transitions[updated] = Transition.UPDATED
     transitions[cleared] = Transition.CLEARED
@@ -222,15 +253,6 @@ def drive(
     drivers = np.where(raised, alone | top, drivers)
     drivers = np.where(updated, drivers | (known >= threshold) | top, drivers)
     table[DRIVERS][slots] = drivers & ~ended
-
-
-def accept(table: StateTable, slot: int, ts: float, policy: AlertPolicy) -> None:
-    """End a stream's alert because an operator said its state is the new normal."""
-    table["alert_active"][slot] = False
-    table["anomalous_run"][slot] = 0
-    table["normal_run"][slot] = 0
-    table["cooldown_until"][slot] = ts + policy.cooldown_s
-    table[DRIVERS][slot] = False
 
 
 SUSPICIOUS_TRUST = 0.1
@@ -332,3 +354,43 @@ def alert_event(
         drivers=drivers,
         reason=reason,
     )
+
+
+def accept(
+    table: StateTable,
+    policy: AlertPolicy,
+    slot: int,
+    *,
+    manifest: Manifest,
+    threshold: float,
+    values: F64,
+) -> AlertEvent | None:
+    """An operator's verdict that a stream's state is its new normal: end its alert as for
+    any clear (cooldown included) and return the cleared event, reason ``accepted``, at its
+    last reading (``values``, raw). None if the stream has no alert up. Learning the normal
+    again from here is the detector's business (``forget_normal``)."""
+    stream = table.stream_of[slot]
+    if stream is None or not table["alert_active"][slot]:
+        return None
+    ts = float(table["last_ts"][slot])
+    event = alert_event(
+        table,
+        manifest,
+        threshold,
+        stream,
+        slot,
+        ts=ts,
+        values=values,
+        expected=np.full(len(values), np.nan),
+        error=float("nan"),
+        score=float("nan"),
+        transition=Transition.CLEARED,
+        channel=-1,
+        shares=np.zeros(len(values)),
+    )
+    table["alert_active"][slot] = False
+    table["anomalous_run"][slot] = 0
+    table["normal_run"][slot] = 0
+    table["cooldown_until"][slot] = ts + policy.cooldown_s
+    table[DRIVERS][slot] = False
+    return replace(event, reason="accepted")

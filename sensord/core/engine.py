@@ -13,13 +13,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-import numpy.typing as npt
 import onnxruntime as ort
 
+from sensord.arrays import F32
 from sensord.core.bundle import GRAPH_FILE, INPUT_NAMES, OUTPUT_NAMES, Bundle
 from sensord.errors import BundleError
-
-F32 = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,9 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from sensord.arrays import F64, Bools
 from sensord.core.state import ColumnSpec, Slots, StateTable
 
-F64 = npt.NDArray[np.float64]
-Bools = npt.NDArray[np.bool_]
 DECAY = 0.01  # of the log of the longest interval per reading (halves in about 70)
 # The longest step is trusted once this many intervals went into it: over the first few, a
 # publisher's jitter alone makes a "gap" (a 1,000-stream drain held 46 % of its readings

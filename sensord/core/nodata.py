@@ -19,12 +19,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
+from sensord.arrays import F64
 from sensord.core.gaps import log_intervals
 from sensord.core.state import ColumnSpec, Slots, StateTable
 
-F64 = npt.NDArray[np.float64]
 PERIOD_WEIGHT = 0.1  # of the newest interval in the moving average of log intervals
 NODATA_COLUMNS = {
     "log_period": ColumnSpec(np.float64, (), np.nan),

@@ -7,72 +7,41 @@ step per wave.
 
 Per sample, in order: drop it if it is not after the stream's last timestamp (duplicate or
 late); reset the stream's LSTM state if the gap since its last sample exceeds ``max_gap_s``;
-compare it with the prediction made at the previous step (the error); step the LSTM to
-predict the next sample; score the error; advance the alert lifecycle.
+then step.py: compare it with the prediction made at the previous step (the error) and step
+the LSTM to predict the next sample (predict); score it and advance the alert lifecycle
+(judge); write the outcome and any alert event (emit).
+
+The state table holds the core's columns (the model's, the detector's, the alert
+lifecycle's, the arrival bookkeeping below) and those the edges ``register``: what the
+daemon's publisher last said of each stream is its own, not the core's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from sensord.core.alert import (
-    ALERT_COLUMNS,
-    AlertEvent,
-    AlertPolicy,
-    Transition,
-    accept,
-    advance,
-    alert_event,
-    drive,
-    driver_columns,
-    held_scores,
-    trust,
-)
+from sensord.arrays import F64
+from sensord.core.alert import ALERT_COLUMNS, AlertEvent, AlertPolicy, accept, driver_columns
 from sensord.core.bundle import Bundle
-from sensord.core.detect import (
-    Detector,
-    DetectorContext,
-    DetectorSettings,
-    Observation,
-    make_detector,
-)
-from sensord.core.detect.range import range_columns
+from sensord.core.detect import Detector, DetectorContext, DetectorSettings, make_detector
+from sensord.core.detect.range import start_from_training
 from sensord.core.engine import StepEngine
-from sensord.core.gaps import GAP_COLUMNS, learn_step
-from sensord.core.nodata import NODATA_COLUMNS, learn_period
-from sensord.core.sample import (
-    DUPLICATE,
-    FIRST,
-    LATE,
-    SCORED,
-    Counters,
-    Outcome,
-    Sample,
-    Scored,
-    outcomes,
-)
+from sensord.core.gaps import GAP_COLUMNS
+from sensord.core.nodata import NODATA_COLUMNS
+from sensord.core.sample import DUPLICATE, LATE, Counters, Outcome, Sample, Scored, outcomes
 from sensord.core.state import ColumnSpec, Slots, StateTable
-from sensord.core.swap import RECENT, carry_over, recent_columns, remember
-from sensord.core.timefeatures import time_features
-from sensord.core.transform import forward, inverse
-from sensord.core.wave import split_waves
+from sensord.core.step import emit, judge, predict, split_waves
+from sensord.core.swap import carry_over, latest, recent_columns
 
-F64 = npt.NDArray[np.float64]
-Bools = npt.NDArray[np.bool_]
-# Kept for the edges: when the daemon last heard from a stream (idle eviction), the status
-# it last published for it (so only changes are published), its usual period (nodata) and
-# its longest recent step in its own time (the reorder stage).
-EDGE_COLUMNS = {
+# When each stream was last heard from (receive time: idle eviction, nodata.py), its usual
+# period, and its longest recent step in its own time (gaps.py; the daemon's reorder stage
+# reads it): the core learns them as it steps a stream, the edges read them.
+ARRIVAL_COLUMNS = {
     "last_received": ColumnSpec(np.float64, (), -np.inf),
-    "published_status": ColumnSpec(np.int8, (), 0),
-    # The published status's start (its reading's time) and when a state was last sent
-    # (receive time), for refreshing the retained state with the latest score.
-    "status_since": ColumnSpec(np.float64, (), np.nan),
-    "state_sent_at": ColumnSpec(np.float64, (), -np.inf),
     **NODATA_COLUMNS,
     **GAP_COLUMNS,
 }
@@ -101,12 +70,13 @@ class Pipeline:
         self.detector: Detector = make_detector(
             DetectorContext.of(self.bundle.manifest), self.settings.detector
         )
+        self._registered: dict[str, ColumnSpec] = {}
         self.table = self.new_table()
         self.counters = Counters()
-        self._transform = self.bundle.manifest.transform
 
     def new_table(self) -> StateTable:
-        """An empty state table with the columns this pipeline's parts keep."""
+        """An empty state table with the columns this pipeline's parts keep, and those the
+        edges registered."""
         return StateTable(
             layers=self.engine.layers,
             hidden=self.engine.hidden,
@@ -115,11 +85,19 @@ class Pipeline:
                 **self.detector.columns(),
                 **ALERT_COLUMNS,
                 **driver_columns(self.engine.features),
-                **EDGE_COLUMNS,
-                **range_columns(self.engine.features),
+                **ARRIVAL_COLUMNS,
                 **recent_columns(self.engine.features),
+                **self._registered,
             },
         )
+
+    def register(self, columns: Mapping[str, ColumnSpec]) -> None:
+        """Keep these columns per stream too: what an edge remembers of each stream (the
+        daemon's publisher: what it last published). In the state table they are
+        snapshotted, handed over and forgotten with their stream; every new table has them.
+        Register before restoring a snapshot, or its values of them are not loaded."""
+        self.table.add(columns)
+        self._registered.update(columns)
 
     def process(self, samples: Sequence[Sample]) -> list[Outcome]:
         """Run a micro-batch through the core; outcomes come back in the samples' order."""
@@ -199,13 +177,8 @@ class Pipeline:
             scaling = manifest.stream_scaling.get(streams[i], manifest.scaling)
             self.table["center"][slots[i]] = scaling.center
             self.table["scale"][slots[i]] = scaling.scale
-            if scaling.low is not None and scaling.high is not None:
-                # The range rule starts from what training saw of this kind of stream.
-                center, scale = np.asarray(scaling.center), np.asarray(scaling.scale)
-                low, high = np.asarray(scaling.low), np.asarray(scaling.high)
-                self.table["seen_min"][slots[i]] = forward(self._transform, (low - center) / scale)
-                self.table["seen_max"][slots[i]] = forward(self._transform, (high - center) / scale)
-                self.table["seen_n"][slots[i]] = self.bundle.manifest.training.rows
+            # Only the bundle knows what training saw of this kind of stream.
+            start_from_training(self.table, int(slots[i]), scaling, manifest)
         self.detector.start(self.table, slots[new])
 
     def _step_kept(
@@ -219,139 +192,48 @@ class Pipeline:
         values: F64,
         received: F64,
     ) -> None:
+        """Step the wave's samples that are kept: predict, judge, emit (step.py)."""
         table = self.table
         reset = self._reset_after_gap(slots, ts)
-        center, scale = table["center"][slots], table["scale"][slots]
-        scaled = forward(self._transform, (values - center) / scale)
-        x = scaled.astype(np.float32)
-        time_names = self.bundle.manifest.time_features
-        inputs = (
-            x
-            if not time_names
-            else np.concatenate([x, time_features(time_names, ts).astype(np.float32)], axis=1)
+        predicted = predict(table, self.engine, slots, ts=ts, values=values, received=received)
+        judged = judge(
+            table, self.detector, self.settings.alerts, slots, ts=ts, predicted=predicted
         )
-
-        steps = table["steps"][slots]
-        has_prediction = steps > 0
-        predicted = table["prediction"][slots].astype(np.float64)
-        deviations = scaled - predicted
-        errors = np.sqrt(np.mean(deviations**2, axis=1))
-        errors[~has_prediction] = np.nan
-
-        h = np.ascontiguousarray(table["h"][slots].transpose(1, 0, 2))
-        c = np.ascontiguousarray(table["c"][slots].transpose(1, 0, 2))
-        result = self.engine.step(inputs, h, c)
-        table["h"][slots] = result.h.transpose(1, 0, 2)
-        table["c"][slots] = result.c.transpose(1, 0, 2)
-        table["prediction"][slots] = result.prediction
-        table["steps"][slots] = steps + 1
-        remember(table, slots, steps, ts, values)  # for a new bundle to start from (swap.py)
-        learn_step(table, slots, table["last_ts"][slots], ts)
-        table["last_ts"][slots] = ts
-        arrived = np.where(np.isnan(received), ts, received)
-        learn_period(table, slots, table["last_received"][slots], arrived)
-        table["last_received"][slots] = arrived
-
-        n, f = len(slots), self.engine.features
-        scores, surprise = np.full(n, np.nan), np.full(n, np.nan)
-        # Each feature's own score, then the relation's: what an alert is held by (alert.py).
-        features = np.full((n, f + 1), np.nan)
-        channel = np.full(n, -1, dtype=np.int8)
-        scored = np.flatnonzero(has_prediction)
-        if scored.size:
-            obs = Observation(values=scaled[scored], errors=deviations[scored], ts=ts[scored])
-            assessment = self.detector.assess(table, slots[scored], obs)
-            scores[scored], surprise[scored] = assessment.score, assessment.surprise
-            channel[scored] = assessment.channel
-            if assessment.features is None:  # one score for the sample: every feature's
-                features[scored] = assessment.score[:, None]
-            else:
-                features[scored] = assessment.features
-        threshold = self.detector.threshold
-        calm_below = threshold - self.settings.alerts.hysteresis
-        warm = steps >= self.settings.alerts.warmup
-        transitions = advance(
-            table,
-            self.settings.alerts,
+        self.counters.count(predicted.has_prediction, reset, judged.transitions)
+        emit(
+            out,
+            index,
             slots,
+            table=table,
+            manifest=self.bundle.manifest,
+            threshold=self.detector.threshold,
+            streams=streams,
             ts=ts,
-            scores=scores,
-            surprise=surprise,
-            warm=warm,
-            threshold=threshold,
-            held=held_scores(table, slots, scores, features),
+            values=values,
+            reset=reset,
+            predicted=predicted,
+            judged=judged,
         )
-        drive(table, slots, transitions, features, threshold=threshold, calm_below=calm_below)
-        # Which features drove it: only for the samples that make an event (most make none).
-        shares = np.zeros((n, f))
-        eventful = np.flatnonzero((transitions != 0) & has_prediction)
-        if eventful.size:
-            shares[eventful] = assessment.shares(np.searchsorted(scored, eventful))
-        if scored.size:
-            trusted = trust(table, slots[scored], features[scored], calm_below)
-            self.detector.learn(table, slots[scored], obs, assessment, trusted)
-        adopted = transitions == int(Transition.ADOPTED)
-        if adopted.any():
-            self.detector.forget_normal(table, slots[adopted])
-        expected = inverse(self._transform, predicted) * scale + center
-        self._count(has_prediction, reset, transitions)
-        out.status[index] = np.where(has_prediction, SCORED, FIRST)
-        out.expected[index] = expected
-        out.error[index] = errors
-        out.score[index] = scores
-        out.alert[index] = table["alert_active"][slots]
-        out.warming_up[index] = ~warm
-        out.reset[index] = reset
-        for i in np.flatnonzero(transitions):
-            out.events.append(
-                (
-                    int(index[i]),
-                    alert_event(
-                        self.table,
-                        self.bundle.manifest,
-                        self.detector.threshold,
-                        streams[index[i]],
-                        int(slots[i]),
-                        ts=float(ts[i]),
-                        values=values[i],
-                        expected=expected[i],
-                        error=float(errors[i]),
-                        score=float(scores[i]),
-                        transition=Transition(transitions[i]),
-                        channel=int(channel[i]),
-                        shares=shares[i],
-                    ),
-                )
-            )
 
     def accept(self, stream: str, now: float) -> AlertEvent | None:
         """An operator's verdict that the stream's active alert is its new normal: clear
-        the alert (reason ``accepted``) and have the detector learn the stream's normal again
-        from here. None when the stream has no active alert."""
+        the alert (reason ``accepted``, alert.py) and have the detector learn the stream's
+        normal again from here. None when the stream has no active alert."""
         slot = self.table.slot_of.get(stream)
-        if slot is None or not self.table["alert_active"][slot]:
+        if slot is None:
             return None
-        table, slots = self.table, np.asarray([slot], dtype=np.intp)
-        ts = float(table["last_ts"][slot])
-        event = alert_event(
+        event = accept(
             self.table,
-            self.bundle.manifest,
-            self.detector.threshold,
-            stream,
+            self.settings.alerts,
             slot,
-            ts=ts,
-            values=table["recent_values"][slot, (int(table["steps"][slot]) - 1) % RECENT],
-            expected=np.full(self.engine.features, np.nan),
-            error=float("nan"),
-            score=float("nan"),
-            transition=Transition.CLEARED,
-            channel=-1,
-            shares=np.zeros(self.engine.features),
+            manifest=self.bundle.manifest,
+            threshold=self.detector.threshold,
+            values=latest(self.table, slot),
         )
-        accept(table, slot, ts, self.settings.alerts)
-        self.detector.forget_normal(table, slots)
-        self.counters.cleared += 1
-        return replace(event, reason="accepted")
+        if event is not None:
+            self.detector.forget_normal(self.table, np.asarray([slot], dtype=np.intp))
+            self.counters.cleared += 1
+        return event
 
     def evict_idle(self, now: float, ttl_s: float) -> list[str]:
         """Forget streams not heard from since ``now - ttl_s``; return their ids."""
@@ -376,7 +258,6 @@ class Pipeline:
         )
         old = self.bundle.manifest
         self.engine, self.bundle = engine, engine.bundle
-        self._transform = self.bundle.manifest.transform
         self.detector = make_detector(
             DetectorContext.of(self.bundle.manifest), self.settings.detector
         )
@@ -397,24 +278,3 @@ class Pipeline:
             )
             self.detector.restart(self.table, slots[reset])
         return reset
-
-    def _count(
-        self,
-        has_prediction: npt.NDArray[np.bool_],
-        reset: npt.NDArray[np.bool_],
-        transitions: npt.NDArray[np.int8],
-    ) -> None:
-        counters = self.counters
-        scored = int(np.count_nonzero(has_prediction))
-        counters.scored += scored
-        counters.first += len(has_prediction) - scored
-        counters.resets += int(np.count_nonzero(reset))
-        if transitions.any():
-            counters.raised += int(np.count_nonzero(transitions == int(Transition.RAISED)))
-            counters.updated += int(np.count_nonzero(transitions == int(Transition.UPDATED)))
-            counters.cleared += int(
-                np.count_nonzero(
-                    (transitions == int(Transition.CLEARED))
-                    | (transitions == int(Transition.ADOPTED))
-                )
-            )

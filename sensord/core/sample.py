@@ -14,12 +14,10 @@ from enum import StrEnum
 import numpy as np
 import numpy.typing as npt
 
-from sensord.core.alert import AlertEvent
+from sensord.arrays import F64, Bools
+from sensord.core.alert import AlertEvent, Transition
 from sensord.core.state import Slots
 from sensord.figures import counter
-
-F64 = npt.NDArray[np.float64]
-Bools = npt.NDArray[np.bool_]
 
 
 class Status(StrEnum):
@@ -136,3 +134,17 @@ class Counters:
     raised: int = counter("sensord_alerts_raised", "Alerts raised.")
     updated: int = counter("sensord_alerts_updated", "New onsets inside alerts (updated events).")
     cleared: int = counter("sensord_alerts_cleared", "Alerts cleared.")
+
+    def count(self, has_prediction: Bools, reset: Bools, transitions: npt.NDArray[np.int8]) -> None:
+        """Count a wave's stepped samples: scored or first, the resets, the transitions."""
+        scored = int(np.count_nonzero(has_prediction))
+        self.scored += scored
+        self.first += len(has_prediction) - scored
+        self.resets += int(np.count_nonzero(reset))
+        if transitions.any():
+            self.raised += int(np.count_nonzero(transitions == int(Transition.RAISED)))
+            self.updated += int(np.count_nonzero(transitions == int(Transition.UPDATED)))
+            ended = (transitions == int(Transition.CLEARED)) | (
+                transitions == int(Transition.ADOPTED)
+            )
+            self.cleared += int(np.count_nonzero(ended))

@@ -1,10 +1,12 @@
 """State tables: everything the daemon remembers about each stream of one bundle.
 
 One slot per stream in preallocated numpy columns (LSTM ``h`` and ``c``, the pending
-prediction, scaling, last timestamp, steps since reset, and the columns the detector and the
-alert lifecycle declare). A dict maps stream id to slot. The core gathers a wave's slots with
-fancy indexing and scatters results back; the table grows by a quarter at a time and reuses
-freed slots, so no per-stream Python objects exist on the hot path.
+prediction, scaling, last timestamp, steps since reset, and the columns each part declares:
+the detector's, the alert lifecycle's, and those an edge registers with the pipeline, such as
+what the daemon last published of each stream). A dict maps stream id to slot. The core
+gathers a wave's slots with fancy indexing and scatters results back; the table grows by a
+quarter at a time and reuses freed slots, so no per-stream Python objects exist on the hot
+path.
 """
 
 from __future__ import annotations
@@ -39,24 +41,22 @@ class StateTable:
         extra: Mapping[str, ColumnSpec] | None = None,
         capacity: int = 16,
     ) -> None:
-        self.specs: dict[str, ColumnSpec] = {
-            "h": ColumnSpec(np.float32, (layers, hidden)),
-            "c": ColumnSpec(np.float32, (layers, hidden)),
-            "prediction": ColumnSpec(np.float32, (features,), np.nan),
-            "center": ColumnSpec(np.float64, (features,)),
-            "scale": ColumnSpec(np.float64, (features,), 1.0),
-            "last_ts": ColumnSpec(np.float64, (), -np.inf),
-            "steps": ColumnSpec(np.int64, ()),
-        }
-        for name, spec in (extra or {}).items():
-            if name in self.specs:
-                raise ValueError(f"state column {name!r} is defined twice")
-            self.specs[name] = spec
-        self.capacity = max(1, capacity)
+        self.specs: dict[str, ColumnSpec] = {}
         # Columns hold different dtypes (float32 state, float64 statistics, bools, counts).
-        self.columns: dict[str, npt.NDArray[Any]] = {
-            name: _empty(spec, self.capacity) for name, spec in self.specs.items()
-        }
+        self.columns: dict[str, npt.NDArray[Any]] = {}
+        self.capacity = max(1, capacity)
+        self.add(
+            {
+                "h": ColumnSpec(np.float32, (layers, hidden)),
+                "c": ColumnSpec(np.float32, (layers, hidden)),
+                "prediction": ColumnSpec(np.float32, (features,), np.nan),
+                "center": ColumnSpec(np.float64, (features,)),
+                "scale": ColumnSpec(np.float64, (features,), 1.0),
+                "last_ts": ColumnSpec(np.float64, (), -np.inf),
+                "steps": ColumnSpec(np.int64, ()),
+            }
+        )
+        self.add(extra or {})
         self.slot_of: dict[str, int] = {}
         self.stream_of: list[str | None] = [None] * self.capacity
         self._free: list[int] = list(range(self.capacity - 1, -1, -1))
@@ -66,6 +66,18 @@ class StateTable:
 
     def __getitem__(self, name: str) -> npt.NDArray[Any]:
         return self.columns[name]
+
+    def add(self, specs: Mapping[str, ColumnSpec]) -> None:
+        """Keep these columns too, empty for every slot. A column declared again with the
+        same spec is kept as it is (two parts may need the same one); with another spec,
+        ValueError: two parts would read one column two ways."""
+        for name, spec in specs.items():
+            known = self.specs.get(name)
+            if known is not None and known != spec:
+                raise ValueError(f"state column {name!r} is declared twice, differently")
+            if known is None:
+                self.specs[name] = spec
+                self.columns[name] = _empty(spec, self.capacity)
 
     def lookup(self, streams: Iterable[str]) -> tuple[Slots, npt.NDArray[np.bool_]]:
         """Slots of these streams, allocating new ones; also which slots are new."""

@@ -8,7 +8,8 @@ things in it are the *old* model's and mean nothing to the new one:
   new model would see inputs off its training distribution.
 - **the LSTM state** ``h``/``c`` and the pending ``prediction`` are the old weights' summary
   of the past. The new weights read them as noise.
-- **the range rule's** ``seen_min``/``seen_max`` are in the old scaled units.
+- **the range rule's** ``seen_min``/``seen_max`` (where the detector keeps a range) are in
+  the old scaled units.
 
 So each stream keeps its last ``RECENT`` readings (raw values and timestamps, a ring in the
 state table, written as it is stepped), and at a swap: the scaling is the new manifest's,
@@ -25,13 +26,13 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from sensord.arrays import F64
 from sensord.core.bundle import Manifest
+from sensord.core.detect.range import carry_range
 from sensord.core.engine import StepEngine
 from sensord.core.state import ColumnSpec, Slots, StateTable
-from sensord.core.timefeatures import time_features
-from sensord.core.transform import Transform, forward, inverse
+from sensord.core.transform import forward, time_features
 
-F64 = npt.NDArray[np.float64]
 RECENT = 16  # readings kept per stream to re-prime a new model's state
 
 
@@ -51,6 +52,12 @@ def remember(
     table["recent_ts"][slots, position] = ts
 
 
+def latest(table: StateTable, slot: int) -> F64:
+    """A stream's last stepped reading (raw values), from its ring."""
+    out: F64 = table["recent_values"][slot, (int(table["steps"][slot]) - 1) % RECENT]
+    return out
+
+
 def carry_over(table: StateTable, old: Manifest, engine: StepEngine) -> None:
     """Fit every running stream's state to ``engine``'s bundle (same shapes as ``old``'s)."""
     slots = np.asarray(
@@ -61,7 +68,7 @@ def carry_over(table: StateTable, old: Manifest, engine: StepEngine) -> None:
     new = engine.bundle.manifest
     old_center, old_scale = table["center"][slots].copy(), table["scale"][slots].copy()
     _rescale(table, slots, new)
-    _carry_range(table, slots, (old_center, old_scale, old.transform), new.transform)
+    carry_range(table, slots, (old_center, old_scale, old.transform), new.transform)
     _reprime(table, slots, engine)
 
 
@@ -71,20 +78,6 @@ def _rescale(table: StateTable, slots: Slots, manifest: Manifest) -> None:
         scaling = manifest.stream_scaling.get(stream, manifest.scaling)
         table["center"][slot] = scaling.center
         table["scale"][slot] = scaling.scale
-
-
-def _carry_range(
-    table: StateTable, slots: Slots, old: tuple[F64, F64, Transform], transform: Transform
-) -> None:
-    center, scale, old_transform = old
-    new_center, new_scale = table["center"][slots], table["scale"][slots]
-    for column in ("seen_min", "seen_max"):
-        seen = table[column][slots]
-        raw = inverse(old_transform, seen) * scale + center  # ±inf (nothing seen) stays ±inf
-        with np.errstate(invalid="ignore"):
-            table[column][slots] = np.where(
-                np.isfinite(seen), forward(transform, (raw - new_center) / new_scale), seen
-            )
 
 
 def _reprime(table: StateTable, slots: Slots, engine: StepEngine) -> None:

@@ -1,4 +1,4 @@
-"""Cluster mode in the daemon (``[cluster] url``): the transport that feeds the scoring loop
+"""Cluster mode in the daemon (``[cluster] url``): the source that feeds the scoring loop
 from the partitions this member owns, and the loop's side of a partition's hand-over.
 
 The loop is the same as a single daemon's. What changes is where readings come from and what
@@ -6,8 +6,8 @@ an acknowledgement means:
 
 - **Readings** come from the engine's readings log, partition by partition (cluster/member.py
   reads them in its own thread), each with its position in the log. Sensors still publish
-  MQTT to the engine's gateway, and alerts and states still go out over MQTT, through the
-  inner ``MqttAdapter`` connected to that gateway (which subscribes to no sensor topic).
+  MQTT to the engine's gateway, and alerts and states still go out over MQTT: the outlet
+  is the ``MqttAdapter`` connected to that gateway (which subscribes to no sensor topic).
 - **Acknowledging** a scored reading records its position as its partition's progress: a
   partition's state is saved with the position of its last scored reading, so the member
   that takes it over goes on from the next one.
@@ -30,20 +30,18 @@ an acknowledgement means:
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from sensord.cluster.handover import Restored, forget, pack, restore, unpack
-from sensord.cluster.member import FIRST_GENERATION, Member, member_name
+from sensord.cluster.member import Member, member_name
 from sensord.config import Settings
 from sensord.core.pipeline import Pipeline
 from sensord.core.state import Slots
-from sensord.daemon.ingest import Ackable, Message, Request, RouteMatch
-from sensord.daemon.mqtt import MqttAdapter
-from sensord.daemon.transport import MqttCounters, MqttTransport, Published
+from sensord.daemon.ingest import RouteMatch
+from sensord.daemon.transport import Ackable, Link, Message, Request, Transport
 from sensord.errors import SnapshotError
 from sensord.logs import get_logger
 
@@ -76,12 +74,13 @@ def clustered_settings(settings: Settings) -> Settings:
 Parts = Callable[[], Sequence[tuple[str, int, Pipeline]]]  # (name, route index, pipeline)
 
 
-class ClusterTransport:
-    """An ``MqttTransport``: readings from the member, the rest through the inner MQTT one."""
+class ClusterSource:
+    """A readings ``Source`` (transport.py): readings from the member's partitions; the
+    connection, operators' requests and acknowledgements of those go to the MQTT one."""
 
     def __init__(
         self,
-        mqtt: MqttTransport,
+        mqtt: Transport,
         member: Member,
         *,
         parts: Parts,
@@ -90,7 +89,8 @@ class ClusterTransport:
         discard_held: Callable[[int], int],
         read_limit: int,
     ) -> None:
-        self.mqtt = mqtt
+        self.mqtt = mqtt  # made with ``wake=member.wake_fd``: its waits end when readings come
+        self.link: Link = mqtt.link  # the loop, health and metrics watch the MQTT connection
         self.member = member
         self.parts = parts
         self.match = match
@@ -98,63 +98,10 @@ class ClusterTransport:
         self.discard_held = discard_held
         self.read_limit = read_limit
         self.inbox: list[Message] = []
-        self.positions: dict[int, int] = {}  # generation -> its last scored reading's position
         self.topics: dict[str, int] = {}  # sensor topic -> the partition it came from
         # partition -> pipeline name -> streams restored (not all heard from here yet)
         self.restored: dict[int, dict[str, set[str]]] = {}
         self.current: dict[int, int] = {}  # partition -> its generation here now
-        if isinstance(mqtt, MqttAdapter):
-            mqtt.also_wake = member.wake_fd
-
-    # the inner transport's parts, as the loop sees them
-
-    @property
-    def counters(self) -> MqttCounters:
-        return self.mqtt.counters
-
-    @counters.setter
-    def counters(self, value: MqttCounters) -> None:
-        self.mqtt.counters = value
-
-    @property
-    def requests(self) -> list[Request]:
-        return self.mqtt.requests
-
-    @requests.setter
-    def requests(self, value: list[Request]) -> None:
-        self.mqtt.requests = value
-
-    @property
-    def connected(self) -> threading.Event:
-        return self.mqtt.connected
-
-    @connected.setter
-    def connected(self, value: threading.Event) -> None:
-        self.mqtt.connected = value
-
-    @property
-    def ever_connected(self) -> threading.Event:
-        return self.mqtt.ever_connected
-
-    @ever_connected.setter
-    def ever_connected(self, value: threading.Event) -> None:
-        self.mqtt.ever_connected = value
-
-    @property
-    def connected_at(self) -> float:
-        return self.mqtt.connected_at
-
-    @connected_at.setter
-    def connected_at(self, value: float) -> None:
-        self.mqtt.connected_at = value
-
-    @property
-    def on_published(self) -> Callable[[int, bool], None] | None:
-        return self.mqtt.on_published
-
-    @on_published.setter
-    def on_published(self, value: Callable[[int, bool], None] | None) -> None:
-        self.mqtt.on_published = value
 
     def start(self) -> None:
         self.mqtt.start()
@@ -170,11 +117,14 @@ class ClusterTransport:
         if self.inbox or timeout <= 0:
             self.mqtt.poll(0.0)
             return
-        if not self.mqtt.connected.is_set():  # paho then sleeps without watching the engine
+        if not self.link.connected.is_set():  # paho then sleeps without watching the engine
             timeout = min(timeout, NOT_CONNECTED_WAIT_S)
         self.mqtt.poll(timeout)
         self.member.clear_wake()
         self._between_batches()
+
+    def waiting(self) -> int:
+        return len(self.inbox)
 
     def take(self, limit: int) -> list[Message]:
         self._between_batches()
@@ -182,35 +132,14 @@ class ClusterTransport:
         del self.inbox[:limit]
         return taken
 
-    def making_progress(self, now: float) -> bool:
-        return self.mqtt.making_progress(now)
-
-    def publish(
-        self,
-        topic: str,
-        payload: bytes,
-        qos: int = 1,
-        retain: bool = False,
-        correlation: bytes | None = None,
-    ) -> Published:
-        return self.mqtt.publish(topic, payload, qos=qos, retain=retain, correlation=correlation)
-
-    def write(self) -> None:
-        self.mqtt.write()
+    def take_requests(self) -> list[Request]:
+        return self.mqtt.take_requests()
 
     def ack(self, messages: Sequence[Ackable]) -> None:
-        """A scored reading's position is its partition's progress; the rest (operators'
-        requests) go to the broker."""
-        positions = self.positions
-        others = []
-        for message in messages:
-            generation = message.session
-            if generation in positions:
-                positions[generation] = max(positions[generation], message.mid)
-            elif generation < FIRST_GENERATION:
-                others.append(message)
-            # else: a partition let go or lost meanwhile; its next owner reads it again
-        self.mqtt.counters.acked += len(messages) - len(others)  # recorded as progress
+        """A scored reading's position is its partition's progress (the member records
+        it); the rest (operators' requests) go to the broker."""
+        others = self.member.ack(messages)
+        self.link.counters.acked += len(messages) - len(others)  # recorded as progress
         if others:
             self.mqtt.ack(others)
 
@@ -230,14 +159,13 @@ class ClusterTransport:
                 partition = partitions[generation] = -1 if found is None else found
             topics[r.topic] = partition
             inbox.append(Message(r.topic, r.payload, r.received, 1, r.position, generation))
-        self.mqtt.counters.received += len(taken)
+        self.link.counters.received += len(taken)
 
-    # the loop's side of a hand-over (cluster/member.py's LoopSide; run between batches)
+    # the loop's side of a hand-over (the member's ``LoopSide``; run between batches)
 
     def restore(self, partition: int, generation: int, data: bytes | None) -> int:
         what = f"partition {partition}'s state"
         self.current[partition] = generation
-        self.positions[generation] = 0
         if data is None:
             log.info("partition has no saved state: its streams start afresh", partition=partition)
             return 0
@@ -250,29 +178,25 @@ class ClusterTransport:
             except SnapshotError:
                 sequence = 0
             log.error("partition state refused; its streams start afresh", error=str(exc))
-            self.positions[generation] = sequence
             return sequence
         _log_restored(partition, restored)
         self.restored[partition] = {name: set(s) for name, s in restored.streams.items()}
-        self.positions[generation] = restored.sequence
         return restored.sequence
 
-    def save(self, partition: int, generation: int, release: bool) -> bytes | None:
-        if generation not in self.positions or self.current.get(partition) != generation:
+    def save(self, partition: int, generation: int, position: int, release: bool) -> bytes | None:
+        if self.current.get(partition) != generation:
             return None  # dropped meanwhile
         if release:
             self._await_confirmations()
         elif self.in_flight():
             return None  # saved once the broker has them: see the module's docstring
-        sequence = self.positions[generation]
-        data = pack(self._slots(partition), partition, sequence, release)
+        data = pack(self._slots(partition), partition, position, release)
         if release:
             self._forget_readings(partition, generation)
         return data
 
     def drop(self, partition: int, generation: int) -> None:
         if self.current.get(partition) != generation:
-            self.positions.pop(generation, None)
             self._forget_unscored(generation)
             return  # an older generation: the partition's streams are a newer one's now
         for _, pipeline, slots in self._slots(partition):
@@ -300,7 +224,6 @@ class ClusterTransport:
 
     def _forget_readings(self, partition: int, generation: int) -> None:
         self.current.pop(partition, None)
-        self.positions.pop(generation, None)
         self._forget_unscored(generation)
         self.topics = {t: p for t, p in self.topics.items() if p != partition}
         self.restored.pop(partition, None)

@@ -1,22 +1,35 @@
-"""Alert delivery, at least once: the outbox first, then MQTT; forgotten on the broker's PUBACK.
+"""How sensord's messages reach the broker: alerts at least once, retained states latest-wins.
 
-The daemon hands over each micro-batch's alerts with ``send`` before it acknowledges the
-readings that raised them. They are made durable in the outbox (one sync per batch), then
-published at QoS 1; paho keeps them across reconnects while the process lives, and the outbox
-keeps them across a crash (``replay`` at start). A subscriber may see an alert twice (after a
-crash, or a lost PUBACK); the alert's stable id lets it drop the repeat.
+**Alerts: the outbox first, then MQTT; forgotten on the broker's PUBACK.** The daemon hands
+over each micro-batch's alerts with ``send`` before it acknowledges the readings that raised
+them. They are made durable in the outbox (one sync per batch), then published at QoS 1;
+paho keeps them across reconnects while the process lives, and the outbox keeps them across
+a crash (``replay`` at start). A subscriber may see an alert twice (after a crash, or a lost
+PUBACK); the alert's stable id lets it drop the repeat. If the outbox cannot be written
+(disk full, read-only), alerts still go out, but without the crash guarantee; that is
+logged and counted, never fatal: an input or a disk never stops the daemon.
 
-If the outbox cannot be written (disk full, read-only), alerts still go out, but without the
-crash guarantee; that is logged and counted, never fatal: an input or a disk never stops the
-daemon.
+**Retained states: latest-wins, a bounded number in flight.** A stream's
+``<prefix>/state/<stream>`` message is retained: only its newest status matters to a
+dashboard. When thousands of streams change status at once (a restart on a backlog: 10,000
+streams each go ``warming_up`` then ``normal``), handing every change to paho queued them
+all in memory at once (57 MB at 10,000 streams, which Python's allocator then kept;
+docs/benchmarks.md). Here each stream has at most one pending state, the newest, which
+replaces an older one not yet sent; at most ``in_flight`` are handed to paho at a time, and
+more go as the broker acknowledges them. While the broker keeps up, every change is sent at
+once, in order; states are only superseded while ``in_flight`` are waiting. A waiting
+state is kept as the call that renders it, not as its JSON: orjson's output holds a 4 KiB
+buffer however short the text, and 6,000 rendered states waiting at once were 25 MB.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from sensord.daemon.transport import Outlet
 from sensord.durable.outbox import Outbox
 from sensord.errors import OutboxError
 from sensord.figures import counter
@@ -24,6 +37,17 @@ from sensord.logs import get_logger
 
 log = get_logger(__name__)
 Publish = Callable[[str, bytes], int]  # (topic, payload) -> MQTT packet id
+Render = Callable[[], bytes]  # a state's payload, made when it is sent
+DEFAULT_IN_FLIGHT = 256
+
+
+class Sent(Protocol):
+    """What a publish hands back (paho's MQTTMessageInfo): acknowledged yet?"""
+
+    def is_published(self) -> bool: ...
+
+
+PublishState = Callable[[str, bytes], Sent]
 
 
 class Ledger(Protocol):
@@ -141,3 +165,61 @@ class AlertDelivery:
         if not self._outbox_failing:  # once per episode, not per batch
             log.error("outbox failing; alerts still published but not crash-safe", error=str(exc))
         self._outbox_failing = True
+
+
+def packet_ids(outlet: Outlet) -> Publish:
+    """``outlet.publish`` as the outbox needs it: the packet id its PUBACK will name."""
+
+    def publish(topic: str, payload: bytes) -> int:
+        return outlet.publish(topic, payload).mid
+
+    return publish
+
+
+@dataclass
+class RetainedCounters:
+    states_superseded: int = counter(
+        "sensord_states_superseded",
+        "Retained stream states replaced by a newer one before the broker could take them.",
+    )
+
+
+class RetainedStates:
+    """Pending retained states by topic, fed to ``publish`` as earlier ones complete."""
+
+    def __init__(self, publish: PublishState, in_flight: int = DEFAULT_IN_FLIGHT) -> None:
+        self._publish = publish
+        self._in_flight = in_flight
+        self._pending: dict[str, Render] = {}
+        self._sent: deque[Sent] = deque()
+        self.counters = RetainedCounters()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def put(self, topic: str, render: Render) -> None:
+        """The newest state on ``topic``; ``render()`` makes its payload when it is sent.
+
+        Sent now if the window has room and nothing waits ahead of it; else it waits,
+        replacing an older state of the same topic that is still waiting.
+        """
+        if self._pending.pop(topic, None) is not None:
+            self.counters.states_superseded += 1
+        if not self._pending and self._room():
+            self._sent.append(self._publish(topic, render()))
+        else:
+            self._pending[topic] = render
+
+    def flush(self, everything: bool = False) -> None:
+        """Hand waiting states to paho while the window has room (all of them with
+        ``everything``, at a stop: paho then sends them in order before ``offline``)."""
+        sent = self._sent
+        while self._pending and (everything or self._room()):
+            topic = next(iter(self._pending))
+            sent.append(self._publish(topic, self._pending.pop(topic)()))
+
+    def _room(self) -> bool:
+        sent = self._sent
+        while sent and sent[0].is_published():
+            sent.popleft()
+        return len(sent) < self._in_flight

@@ -25,12 +25,12 @@ from pathlib import Path
 from sensord.config import Settings
 from sensord.core.alert import alert_id
 from sensord.core.sample import Scored
-from sensord.daemon.ingest import RateLimitedLog, Request
 from sensord.daemon.publisher import Publisher
 from sensord.daemon.routes import Route
+from sensord.daemon.transport import Request
 from sensord.errors import FeedbackError, UnknownAlertError
 from sensord.figures import counter
-from sensord.logs import get_logger
+from sensord.logs import RateLimitedLog, get_logger
 from sensord.ops.feedback import Feedback, FeedbackStore, parse_feedback
 from sensord.ops.history import load_alert_spans
 from sensord.wire.published import feedback_response, feedback_response_topic

@@ -8,43 +8,25 @@ topic again and again.
 values, receive times, topics) without a per-reading object. The two payloads sensors send
 most take codec.decode_single's short path; every other payload goes through codec.decode,
 which says why it is rejected. Both paths accept and reject exactly the same payloads
-(tests/test_ingest.py checks this).
+(tests/daemon/test_ingest.py checks this).
 """
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
 
 import numpy as np
-import numpy.typing as npt
 
+from sensord.arrays import F64
+from sensord.daemon.transport import Message
 from sensord.errors import DecodeError, StreamIdError
-from sensord.logs import get_logger
+from sensord.logs import RateLimitedLog
 from sensord.wire.payloads import PayloadFormat, decode, decode_single
 from sensord.wire.topics import TopicFilter, stream_id
 
-log = get_logger(__name__)
 ROUTE_CACHE_LIMIT = 200_000
-F64 = npt.NDArray[np.float64]
-
-
-class Message(NamedTuple):
-    """A message as the MQTT edge hands it over (a tuple: made once per reading).
-
-    ``mid`` and ``session`` let the edge acknowledge it once it is scored: an MQTT packet id
-    means something only on the connection (``session``) it arrived on.
-    """
-
-    topic: str
-    payload: bytes
-    received: float
-    qos: int
-    mid: int = 0
-    session: int = 0
 
 
 @dataclass(frozen=True)
@@ -66,28 +48,6 @@ class RouteRule:
     def short_path(self) -> bool:
         """Single-feature JSON/number routes take ingest's short path."""
         return len(self.features) == 1 and self.format in ("auto", "json", "number")
-
-
-class Request(NamedTuple):
-    """A message to sensord itself (operator feedback), with its MQTT 5 reply properties."""
-
-    topic: str
-    payload: bytes
-    received: float
-    qos: int
-    mid: int
-    session: int
-    response_topic: str | None = None
-    correlation: bytes | None = None
-
-
-class Ackable(Protocol):
-    @property
-    def qos(self) -> int: ...
-    @property
-    def mid(self) -> int: ...
-    @property
-    def session(self) -> int: ...
 
 
 @dataclass
@@ -142,31 +102,6 @@ class Routed:
         self.values.extend(values)
         self.received.append(received)
         self.messages.append(message)
-
-
-class RateLimitedLog:
-    """At most one warning per reason per interval, saying how many were not logged."""
-
-    def __init__(self, interval_s: float, event: str = "reading rejected") -> None:
-        self.interval_s = interval_s
-        self.event = event
-        self._last: dict[str, float] = {}
-        self._suppressed: Counter[str] = Counter()
-
-    def warn(self, reason: str, topic: str, detail: str) -> None:
-        now = time.monotonic()
-        if now - self._last.get(reason, -float("inf")) < self.interval_s:
-            self._suppressed[reason] += 1
-            return
-        self._last[reason] = now
-        suppressed = self._suppressed.pop(reason, 0)
-        log.warning(
-            self.event,
-            reason=reason,
-            topic=topic[:200],
-            detail=detail[:200],
-            suppressed_since_last=suppressed,
-        )
 
 
 @dataclass

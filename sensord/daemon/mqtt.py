@@ -34,20 +34,25 @@ from __future__ import annotations
 
 import select
 import ssl
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from sensord.config import MqttSettings
-from sensord.daemon.ingest import Ackable, Message, Request
-from sensord.daemon.mqttbuffer import BufferedClient, writes_are_polled
-from sensord.daemon.transport import MqttCounters
+from sensord.daemon.mqttbuffer import BufferedClient, make_client
+from sensord.daemon.transport import (
+    Ackable,
+    Link,
+    Message,
+    OnPublished,
+    Request,
+    TransportOptions,
+)
 from sensord.logs import get_logger
 from sensord.wire.published import OFFLINE, ONLINE, status_topic
 from sensord.wire.topics import TopicFilter
@@ -60,83 +65,44 @@ STOP_FLUSH_S = 5.0  # at a clean stop, how long outstanding publishes may take
 
 
 class MqttAdapter:
-    """One paho client: sensor subscriptions in, sensord's topics out; driven by ``poll``."""
+    """One paho client: sensor subscriptions in, sensord's topics out; driven by ``poll``.
+    A ``Transport`` (transport.py): both the readings' source and the messages' outlet."""
 
-    def __init__(
-        self,
-        settings: MqttSettings,
-        prefix: str,
-        filters: Sequence[str],
-        read_limit: int = 256,
-        requests: str | None = None,
-        *,
-        status: str | None = None,
-    ) -> None:
+    def __init__(self, settings: MqttSettings, options: TransportOptions) -> None:
         self.settings = settings
-        self.prefix = prefix
-        # online/offline (the Last Will); a cluster member has its own
-        self.status = status or status_topic(prefix)
-        self.filters = list(filters)
+        prefix = options.prefix
+        self.status = options.status or status_topic(prefix)  # online/offline, Last Will
+        self.filters = list(options.filters)
         self.inbox: list[Message] = []  # read, not yet taken by the loop
         # Messages to sensord itself (a filter under its own prefix), and those read.
-        self.requests_filter = requests
+        self.requests_filter = requests = options.requests
         if requests and not requests.startswith(prefix + "/"):
             raise ValueError(f"request filter {requests!r} is not under the prefix {prefix!r}")
         self._requests = TopicFilter(requests) if requests else None
         self.requests: list[Request] = []
-        self.connected_at = 0.0  # wall time of the last connection
         # Parsing stops once this many readings wait (the rest stays buffered): a reading
         # is then never parsed more than one batch ahead of being scored.
-        self.read_limit = read_limit
+        self.read_limit = options.read_limit
         self._own = prefix + "/"
-        self.counters = MqttCounters()
-        # Events, not flags: tests and the metrics thread look at them from other threads.
-        self.connected = threading.Event()
-        self.ever_connected = threading.Event()
-        self._stopping = False
+        # paho's keepalive should turn a silent broker into a reconnect long before this.
+        self.link = Link(stall_s=2.0 * settings.keepalive + settings.reconnect_max_s + 5.0)
+        self.counters = self.link.counters  # the same object, by a shorter name
         self._next_attempt = 0.0
         self._backoff = settings.reconnect_min_s
         # Packet ids are per connection: a reading is acknowledged only on the one it came by.
         self._session = 0
-        # Called with (packet id, accepted) when the broker acknowledges one of our publishes.
-        self.on_published: Callable[[int, bool], None] | None = None
-        # When the network side last moved: bytes read, or a connection attempted on time.
-        self.last_progress = time.monotonic()
-        # Longer than this without either, and the MQTT side is stuck: paho's keepalive
-        # should have turned a silent broker into a reconnect long before.
-        self.stall_s = 2.0 * settings.keepalive + settings.reconnect_max_s + 5.0
+        self._on_published: OnPublished | None = None
         # Another file descriptor whose readability ends a poll's wait (cluster mode: readings
         # from the engine's readings log).
-        self.also_wake: int | None = None
+        self.also_wake = options.wake
         self.client = self._make_client()
 
     def _make_client(self) -> BufferedClient:
-        s = self.settings
-        v5 = s.protocol == "5"
-        client = BufferedClient(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=s.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-            clean_session=None if v5 else False,
-            manual_ack=True,  # acknowledged by ``ack`` once scored, not when read
-        )
-        if s.username is not None:
-            password = s.password.get_secret_value() if s.password is not None else None
-            client.username_pw_set(s.username, password)
-        if s.tls.enabled:
-            client.tls_set(
-                ca_certs=str(s.tls.ca_file) if s.tls.ca_file else None,
-                certfile=str(s.tls.cert_file) if s.tls.cert_file else None,
-                keyfile=str(s.tls.key_file) if s.tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-        client.will_set(self.status, OFFLINE, qos=1, retain=True)
-        client.max_queued_messages_set(0)  # paho keeps every unsent publish: nothing dropped
+        client = make_client(self.settings, self.status)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
-        client.on_socket_register_write = writes_are_polled
         return client
 
     def start(self) -> None:
@@ -185,14 +151,12 @@ class MqttAdapter:
             ready = fd in readable
         if ready:
             self.client.loop_read()
-            self.last_progress = time.monotonic()
+            self.link.last_progress = time.monotonic()
         self.client.loop_misc()
         self.write()  # every queued packet into the write buffer, and out in one send
 
-    def making_progress(self, now: float) -> bool:
-        """False once the network side has been stuck longer than ``stall_s`` (the daemon
-        then stops petting the systemd watchdog, which restarts it)."""
-        return now - self.last_progress < self.stall_s or self._stopping
+    def waiting(self) -> int:
+        return len(self.inbox)
 
     def write(self) -> None:
         """Send what is queued (alerts, states, acknowledgements) without waiting."""
@@ -201,23 +165,21 @@ class MqttAdapter:
             self.client.flush_writes()
 
     def publish(
-        self,
-        topic: str,
-        payload: bytes,
-        qos: int = 1,
-        retain: bool = False,
-        correlation: bytes | None = None,
+        self, topic: str, payload: bytes, *, retain: bool = False, correlation: bytes | None = None
     ) -> paho.MQTTMessageInfo:
         properties = None
         if correlation is not None and self.settings.protocol == "5":
             properties = Properties(PacketTypes.PUBLISH)
             properties.CorrelationData = correlation
-        info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
-        if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0:
+        info = self.client.publish(topic, payload, qos=1, retain=retain, properties=properties)
+        if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
             # Made while disconnected: paho keeps it and sends it after the reconnect, but
             # its is_published() would raise from now on. It is queued, so say so.
             info.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
         return info
+
+    def on_published(self, callback: OnPublished) -> None:
+        self._on_published = callback
 
     def ack(self, messages: Sequence[Ackable]) -> None:
         """Acknowledge these readings, in order; those that came by a connection since lost
@@ -240,15 +202,18 @@ class MqttAdapter:
         self.client.paused = len(self.inbox) >= self.read_limit
         return taken
 
+    def take_requests(self) -> list[Request]:
+        taken, self.requests = self.requests, []
+        return taken
+
     def stop(self, timeout_s: float = STOP_FLUSH_S) -> None:
         """Publish ``offline``, let outstanding publishes go out, disconnect cleanly."""
-        self._stopping = True
-        if self.connected.is_set():
-            info = self.publish(self.status, OFFLINE, qos=1, retain=True)
+        self.link.stopping = True
+        connected = self.link.connected
+        if connected.is_set():
+            info = self.publish(self.status, OFFLINE, retain=True)
             deadline = time.monotonic() + timeout_s
-            while (
-                not info.is_published() and time.monotonic() < deadline and self.connected.is_set()
-            ):
+            while not info.is_published() and time.monotonic() < deadline and connected.is_set():
                 self.poll(0.01)
         self.client.disconnect()
         deadline = time.monotonic() + 1.0
@@ -259,11 +224,11 @@ class MqttAdapter:
 
     def _reconnect_if_due(self, timeout: float) -> None:
         now = time.monotonic()
-        if now < self._next_attempt or self._stopping:
+        if now < self._next_attempt or self.link.stopping:
             time.sleep(max(0.0, min(timeout, self._next_attempt - now)))
             return
         self.client.drop_buffer()
-        self.last_progress = now
+        self.link.last_progress = now
         try:
             self.client.reconnect()
         except ssl.SSLError as exc:  # before OSError, of which it is one
@@ -308,10 +273,10 @@ class MqttAdapter:
             client.subscribe(BROKER_DROPPED_TOPIC, qos=0)
             if self.requests_filter is not None:
                 client.subscribe(self.requests_filter, qos=1)
-            self.connected_at = time.time()
+            self.link.connected_at = time.time()
             client.publish(self.status, ONLINE, qos=1, retain=True)
-            self.connected.set()
-            self.ever_connected.set()
+            self.link.connected.set()
+            self.link.ever_connected.set()
             log.info(
                 "connected", session_present=flags.session_present, subscriptions=len(self.filters)
             )
@@ -327,10 +292,10 @@ class MqttAdapter:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        self.connected.clear()
+        self.link.connected.clear()
         self.counters.disconnects += 1
         self._next_attempt = time.monotonic() + self._backoff
-        if not self._stopping:
+        if not self.link.stopping:
             log.warning("disconnected; reconnecting", reason=str(reason_code))
 
     def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
@@ -397,10 +362,10 @@ class MqttAdapter:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        if self.on_published is None:
+        if self._on_published is None:
             return
         try:
-            self.on_published(mid, not reason_code.is_failure)
+            self._on_published(mid, not reason_code.is_failure)
         except Exception as exc:  # never into paho; counted and logged instead
             self.counters.callback_errors += 1
             log.exception("on_publish failed", error=str(exc))

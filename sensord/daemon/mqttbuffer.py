@@ -1,4 +1,5 @@
-"""paho's client with buffered reads and coalesced writes, for a loop that polls it.
+"""paho's client with buffered reads and coalesced writes, for a loop that polls it, and
+made as sensord needs it (``make_client``: session, credentials, TLS, Last Will).
 
 paho reads each packet with three ``recv`` calls (command byte, length, body) and writes
 each packet with its own ``send``; at tens of thousands of readings a second those system
@@ -17,7 +18,10 @@ import ssl
 import time
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+
+from sensord.config import MqttSettings
+from sensord.wire.published import OFFLINE
 
 READ_CHUNK = 65_536  # bytes per recv: about a thousand small readings
 _DISCONNECT = 0xE0  # MQTT packet type of DISCONNECT, in the first byte's high nibble
@@ -32,7 +36,8 @@ class BufferedClient(paho.Client):
     them, but takes at most one chunk from the socket per call, so the readings one call
     hands over stay bounded. paho keeps a partly read packet across calls, so a packet split
     between two reads is handled as before. Overriding ``_sock_recv`` relies on paho 2.x
-    internals; the dependency is pinned below 3, and tests/test_mqtt.py checks the reader.
+    internals; the dependency is pinned below 3, and tests/integration/test_mqtt.py checks
+    the reader.
 
     Writes: paho hands every packet to ``_sock_send``; here it is appended to a buffer that
     ``flush_writes`` sends in one call (the adapter registers for writes, so paho does not
@@ -135,3 +140,30 @@ class BufferedClient(paho.Client):
 
 def writes_are_polled(client: paho.Client, userdata: object, sock: object) -> None:
     """paho's hook for an external loop: the adapter's poll writes what is queued."""
+
+
+def make_client(s: MqttSettings, status: str) -> BufferedClient:
+    """sensord's paho client per ``[mqtt]``, its Last Will making ``status`` offline; the
+    adapter sets the callbacks."""
+    v5 = s.protocol == "5"
+    client = BufferedClient(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=s.client_id,
+        protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+        clean_session=None if v5 else False,
+        manual_ack=True,  # acknowledged by the adapter's ``ack`` once scored, not when read
+    )
+    if s.username is not None:
+        password = s.password.get_secret_value() if s.password is not None else None
+        client.username_pw_set(s.username, password)
+    if s.tls.enabled:
+        client.tls_set(
+            ca_certs=str(s.tls.ca_file) if s.tls.ca_file else None,
+            certfile=str(s.tls.cert_file) if s.tls.cert_file else None,
+            keyfile=str(s.tls.key_file) if s.tls.key_file else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
+    client.will_set(status, OFFLINE, qos=1, retain=True)
+    client.max_queued_messages_set(0)  # paho keeps every unsent publish: nothing dropped
+    client.on_socket_register_write = writes_are_polled
+    return client

@@ -20,25 +20,19 @@ import numpy as np
 import numpy.typing as npt
 
 import sensord
+from sensord.arrays import F64, Bools
 from sensord.core.alert import AlertEvent, alert_id
 from sensord.core.nodata import Silence
 from sensord.core.sample import FIRST, Scored
-from sensord.daemon.delivery import AlertDelivery
+from sensord.core.state import ColumnSpec
+from sensord.daemon.delivery import AlertDelivery, RetainedStates
+from sensord.daemon.discovery import Discovery
 from sensord.daemon.ingest import Routed
-from sensord.daemon.retained import RetainedStates
-from sensord.daemon.routes import Route
+from sensord.daemon.routes import Route, describe_route
 from sensord.figures import counter
 from sensord.logs import get_logger
 from sensord.ops.recording import Recorder
-from sensord.wire.homeassistant import (
-    REMOVAL_PAYLOAD,
-    bridge_payload,
-    bridge_topic,
-    discovery_payload,
-    discovery_topic,
-    score_payload,
-    score_topic,
-)
+from sensord.wire.homeassistant import REMOVAL_PAYLOAD
 from sensord.wire.published import (
     OFFLINE,
     ONLINE,
@@ -55,11 +49,18 @@ from sensord.wire.published import (
 )
 
 log = get_logger(__name__)
-F64 = npt.NDArray[np.float64]
-Bools = npt.NDArray[np.bool_]
 # Codes of the published_status state column; 0 means nothing published yet.
 STATUS_CODES = {"warming_up": 1, "normal": 2, "alert": 3}
 STATUS_NAMES = {code: name for name, code in STATUS_CODES.items()}
+# What the publisher remembers of each stream, in its route's state table (registered there:
+# snapshotted and handed over with the stream): the status it last published (so only
+# changes are published), that status's start (its reading's time) and when a state was last
+# sent (receive time), for refreshing the retained state with the latest score.
+PUBLISHED_COLUMNS = {
+    "published_status": ColumnSpec(np.int8, (), 0),
+    "status_since": ColumnSpec(np.float64, (), np.nan),
+    "state_sent_at": ColumnSpec(np.float64, (), -np.inf),
+}
 
 
 def status_of(scored: Scored) -> npt.NDArray[np.int64]:
@@ -90,14 +91,6 @@ class PublisherCounters:
     )
 
 
-@dataclass(frozen=True)
-class Discovery:
-    """Where Home Assistant discovery goes: its prefix and this sensord's node id."""
-
-    prefix: str
-    node: str
-
-
 class Publisher:
     """Turns the core's outcomes into messages, for every route of one daemon."""
 
@@ -126,6 +119,11 @@ class Publisher:
         self.counters = PublisherCounters()
         self._pending: list[tuple[str, bytes]] = []
         self._bridge_said: tuple[list[dict[str, Any]], dict[str, Any]] | None = None
+
+    def keep_columns(self, routes: Sequence[Route]) -> None:
+        """Register what this publisher remembers per stream with each route's pipeline."""
+        for route in routes:
+            route.pipeline.register(PUBLISHED_COLUMNS)
 
     def flush(self) -> None:
         """Hand this batch's events to the outbox and the broker, in one outbox write."""
@@ -315,11 +313,7 @@ class Publisher:
             self.state(route, stream, "evicted", since=now)
             self.states.put(availability_topic(self.prefix, stream), lambda: REMOVAL_PAYLOAD)
         if self.discovery is not None:
-            ha = self.discovery
-            for topic in (
-                discovery_topic(ha.prefix, ha.node, stream),
-                score_topic(ha.prefix, ha.node, stream),
-            ):
+            for topic in self.discovery.removed(stream):
                 self.states.put(topic, lambda: REMOVAL_PAYLOAD)  # the entities go away
 
     # nodata
@@ -355,20 +349,8 @@ class Publisher:
         """Home Assistant discovery for one stream (retained, so once is enough)."""
         if self.discovery is None:
             return
-        node = self.discovery.node
-        # the anomaly binary_sensor and the score sensor
-        for topic_of, payload_of in (
-            (discovery_topic, discovery_payload),
-            (score_topic, score_payload),
-        ):
-            render = partial(
-                payload_of,
-                prefix=self.prefix,
-                node=node,
-                stream=stream,
-                sw_version=sensord.__version__,
-            )
-            self.states.put(topic_of(self.discovery.prefix, node, stream), render)
+        for topic, render in self.discovery.stream(self.prefix, stream):
+            self.states.put(topic, render)
         self.counters.discovery_published += 1
 
     def bridge_info(self, routes: Sequence[Route], features: dict[str, Any], now: float) -> bool:
@@ -392,30 +374,8 @@ class Publisher:
         """Discovery for the instance and every stream with state (restored ones too), at
         start."""
         if self.discovery is not None:
-            payload = bridge_payload(
-                prefix=self.prefix, node=self.discovery.node, sw_version=sensord.__version__
-            )
-            self.states.put(
-                bridge_topic(self.discovery.prefix, self.discovery.node), lambda: payload
-            )
+            topic, payload = self.discovery.bridge(self.prefix)
+            self.states.put(topic, lambda: payload)
         for route in routes:
             for stream in route.pipeline.table.slot_of:
                 self.announce(stream)
-
-
-def describe_route(route: Route) -> dict[str, Any]:
-    """A route as bridge/info tells it: what it listens to and with which model."""
-    manifest = route.pipeline.bundle.manifest
-    shadow = route.shadow.bundle.manifest if route.shadow is not None else None
-    return {
-        "name": route.name,
-        "topic": route.settings.topic,
-        "model": manifest.name,
-        "model_version": manifest.version,
-        "features": list(manifest.features),
-        "detector": route.pipeline.settings.detector.kind,
-        "threshold": route.pipeline.detector.threshold,
-        "shadow": None
-        if shadow is None
-        else {"model": shadow.name, "model_version": shadow.version},
-    }

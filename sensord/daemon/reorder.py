@@ -13,14 +13,14 @@ with every later reading of that stream, for at most ``window_s``: released in t
 order as soon as the gap is filled, or when the window ends (then whatever older one comes
 later is late, as before). A reading with no gap before it passes straight through: in
 normal running nothing waits. Held readings are acknowledged only once scored, and
-acknowledgements keep arrival order (``AckQueue``), so a crash while holding loses nothing.
+acknowledgements keep arrival order (``AckQueue``, stages.py), so a crash while holding
+loses nothing.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,61 +28,11 @@ import numpy.typing as npt
 
 from sensord.core.gaps import after_gap
 from sensord.core.state import StateTable
-from sensord.daemon.ingest import Message, Routed
+from sensord.daemon.ingest import Routed
+from sensord.daemon.transport import Pending
 from sensord.figures import counter
 
 RELEASE_TICKS = 4  # holds end on ticks of a quarter window (Reorder._release_at)
-
-
-@dataclass(eq=False)
-class Pending:
-    """A message awaiting its acknowledgement, and how many of its readings are held."""
-
-    message: Message
-    held: int = 0
-
-
-class AckQueue:
-    """Acknowledgements in arrival order: a message is acknowledged once it and every
-    message before it are scored. Without held readings a batch goes straight through."""
-
-    def __init__(self) -> None:
-        self._queue: deque[Pending] = deque()
-        self._batch: Sequence[Message] = ()
-        self._tokens: dict[int, Pending] = {}
-
-    def __len__(self) -> int:
-        return len(self._queue)
-
-    def begin(self, batch: Sequence[Message]) -> None:
-        self._batch, self._tokens = batch, {}
-
-    def hold(self, index: int) -> Pending:
-        """One more held reading of the current batch's message ``index``."""
-        token = self._tokens.get(index)
-        if token is None:
-            token = self._tokens[index] = Pending(self._batch[index])
-        token.held += 1
-        return token
-
-    def finish(self) -> list[Message]:
-        """The current batch is scored (but for its held readings): what may be acked now."""
-        if not self._tokens and not self._queue:  # the usual case: nothing is held
-            return list(self._batch)
-        for index, message in enumerate(self._batch):
-            self._queue.append(self._tokens.get(index) or Pending(message))
-        self._batch, self._tokens = (), {}
-        return self.ready()
-
-    @staticmethod
-    def release(token: Pending) -> None:
-        token.held -= 1
-
-    def ready(self) -> list[Message]:
-        out = []
-        while self._queue and self._queue[0].held == 0:
-            out.append(self._queue.popleft().message)
-        return out
 
 
 @dataclass
@@ -246,7 +196,7 @@ class Reorder:
                 keep = [h for h in entry.readings if h.token.message.session != session]
                 for h in entry.readings:
                     if h.token.message.session == session:
-                        AckQueue.release(h.token)
+                        h.token.release()
                 gone += len(entry.readings) - len(keep)
                 if not keep:
                     del holding[stream]

@@ -18,20 +18,21 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from sensord.arrays import F64
 from sensord.config import RouteSettings, route_name
 from sensord.core.bundle import load_bundle
 from sensord.core.engine import Engine
 from sensord.core.pipeline import Pipeline, PipelineSettings
 from sensord.core.sample import SCORED, Scored
+from sensord.durable.store import SHADOW
 from sensord.errors import ConfigError, SensordError
 from sensord.logs import get_logger
 
 log = get_logger(__name__)
-F64 = npt.NDArray[np.float64]
 
 
 @dataclass
@@ -119,6 +120,37 @@ class ShadowView:
 
     name: str
     pipeline: Pipeline
+
+
+def by_state_name(routes: Sequence[Route]) -> list[Route | ShadowView]:
+    """Every pipeline by the name its snapshot and journal entries go by."""
+    shadows = [ShadowView(r.name + SHADOW, r.shadow) for r in routes if r.shadow]
+    return [*routes, *shadows]
+
+
+def named_pipelines(routes: Sequence[Route]) -> list[tuple[str, int, Pipeline]]:
+    """(name, route index, pipeline) of every route and shadow (cluster hand-overs)."""
+    named = [(r.name, i, r.pipeline) for i, r in enumerate(routes)]
+    named += [(r.name + SHADOW, i, r.shadow) for i, r in enumerate(routes) if r.shadow]
+    return named
+
+
+def describe_route(route: Route) -> dict[str, Any]:
+    """A route as bridge/info tells it: what it listens to and with which model."""
+    manifest = route.pipeline.bundle.manifest
+    shadow = route.shadow.bundle.manifest if route.shadow is not None else None
+    return {
+        "name": route.name,
+        "topic": route.settings.topic,
+        "model": manifest.name,
+        "model_version": manifest.version,
+        "features": list(manifest.features),
+        "detector": route.pipeline.settings.detector.kind,
+        "threshold": route.pipeline.detector.threshold,
+        "shadow": None
+        if shadow is None
+        else {"model": shadow.name, "model_version": shadow.version},
+    }
 
 
 def resolved(path: Path) -> str:

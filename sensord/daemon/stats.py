@@ -17,11 +17,10 @@ import numpy as np
 
 from sensord.cluster.counters import ClusterCounters
 from sensord.core.sample import Counters
-from sensord.daemon.delivery import DeliveryCounters
+from sensord.daemon.delivery import DeliveryCounters, RetainedCounters
 from sensord.daemon.desk import FeedbackCounters
 from sensord.daemon.publisher import PublisherCounters
 from sensord.daemon.reorder import ReorderCounters
-from sensord.daemon.retained import RetainedCounters
 from sensord.daemon.routes import Route
 from sensord.daemon.transport import MqttCounters
 from sensord.durable.snapshots import SnapshotCounters

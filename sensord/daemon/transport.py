@@ -1,20 +1,77 @@
-"""What the loop needs of its MQTT side: the seam (httpx's transport) that lets tests drive
-the daemon without a broker.
+"""What the loop needs of the wire, in two small protocols: the seam (httpx's transport)
+that lets tests drive the daemon without a broker.
 
-``MqttAdapter`` (mqtt.py) is the real one, on paho; the daemon takes a factory for it, so a
-test can hand it an in-memory transport that records what was published and acknowledged.
+- A **source** of readings: read what is there (``poll``), hand it to the loop (``take``),
+  acknowledge it once scored (``ack``).
+- An **outlet** for sensord's own messages: ``publish``, ``write`` what is queued now,
+  and say when the broker has one (``on_published``).
+
+``MqttAdapter`` (mqtt.py, on paho) is both; in cluster mode readings come from the
+member's partitions instead (``ClusterSource``, clustered.py) and the outlet stays MQTT.
+Tests hand the daemon an in-memory transport that records what was published and
+acknowledged. The messages that cross the seam are defined here too.
 """
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
 
 from sensord.config import MqttSettings
-from sensord.daemon.ingest import Ackable, Message, Request
 from sensord.figures import counter, gauge
+
+
+class Message(NamedTuple):
+    """A reading as a source hands it over (a tuple: made once per reading).
+
+    ``mid`` and ``session`` let the source acknowledge it once it is scored: an MQTT packet
+    id means something only on the connection (``session``) it arrived on.
+    """
+
+    topic: str
+    payload: bytes
+    received: float
+    qos: int
+    mid: int = 0
+    session: int = 0
+
+
+class Request(NamedTuple):
+    """A message to sensord itself (operator feedback), with its MQTT 5 reply properties."""
+
+    topic: str
+    payload: bytes
+    received: float
+    qos: int
+    mid: int
+    session: int
+    response_topic: str | None = None
+    correlation: bytes | None = None
+
+
+class Ackable(Protocol):
+    @property
+    def qos(self) -> int: ...
+    @property
+    def mid(self) -> int: ...
+    @property
+    def session(self) -> int: ...
+
+
+@dataclass(eq=False)
+class Pending:
+    """A message awaiting its acknowledgement, and how many of its readings are held."""
+
+    message: Message
+    held: int = 0
+
+    def release(self) -> None:
+        """One of its held readings is scored (or forgotten)."""
+        self.held -= 1
 
 
 class Published(Protocol):
@@ -27,52 +84,7 @@ class Published(Protocol):
     def is_published(self) -> bool: ...
 
 
-class MqttTransport(Protocol):
-    """Readings in (``poll``, ``take``), messages out (``publish``, ``write``), acks last."""
-
-    inbox: list[Message]
-    requests: list[Request]
-    counters: MqttCounters
-    connected: threading.Event
-    ever_connected: threading.Event
-    connected_at: float
-    on_published: Callable[[int, bool], None] | None
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def poll(self, timeout: float) -> None: ...
-
-    def take(self, limit: int) -> list[Message]: ...
-
-    def making_progress(self, now: float) -> bool: ...
-
-    def publish(
-        self,
-        topic: str,
-        payload: bytes,
-        qos: int = 1,
-        retain: bool = False,
-        correlation: bytes | None = None,
-    ) -> Published: ...
-
-    def write(self) -> None: ...
-
-    def ack(self, messages: Sequence[Ackable]) -> None: ...
-
-
-class TransportFactory(Protocol):
-    def __call__(
-        self,
-        settings: MqttSettings,
-        prefix: str,
-        filters: Sequence[str],
-        read_limit: int = 256,
-        requests: str | None = None,
-        *,
-        status: str | None = None,
-    ) -> MqttTransport: ...
+OnPublished = Callable[[int, bool], None]  # (packet id, accepted by the broker)
 
 
 @dataclass
@@ -110,3 +122,92 @@ class MqttCounters:
         "or full queues); absent until the broker reports it.",
         default=None,
     )
+
+
+@dataclass
+class Link:
+    """The broker connection as the loop, the health check and the metrics see it.
+
+    One object, shared by reference (a cluster source shows its MQTT transport's), so
+    nothing has to copy its fields across: the transport writes them, the rest reads.
+    Events, not flags: the metrics and web threads look at them too.
+    """
+
+    # Longer than this with no progress, and the network side is stuck (inf: never).
+    stall_s: float = math.inf
+    counters: MqttCounters = field(default_factory=MqttCounters)
+    connected: threading.Event = field(default_factory=threading.Event)
+    ever_connected: threading.Event = field(default_factory=threading.Event)
+    connected_at: float = 0.0  # wall time of the last connection
+    last_progress: float = field(default_factory=time.monotonic)  # bytes read, or a try
+    stopping: bool = False
+
+    def making_progress(self, now: float) -> bool:
+        """False once the network side has been stuck longer than ``stall_s`` (the daemon
+        then stops petting the systemd watchdog, which restarts it)."""
+        return now - self.last_progress < self.stall_s or self.stopping
+
+
+class Source(Protocol):
+    """Readings in: read off the wire (``poll``), handed over (``take``), acknowledged
+    once scored and journaled (``ack``, in the order given)."""
+
+    @property
+    def link(self) -> Link: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def poll(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for readings and read what is there."""
+        ...
+
+    def waiting(self) -> int:
+        """How many readings were read and not taken yet."""
+        ...
+
+    def take(self, limit: int) -> list[Message]: ...
+
+    def take_requests(self) -> list[Request]:
+        """Messages to sensord itself read since the last call (acknowledged by ``ack``)."""
+        ...
+
+    def ack(self, messages: Sequence[Ackable]) -> None: ...
+
+
+class Outlet(Protocol):
+    """sensord's messages out, all at QoS 1: alerts at least once, states retained."""
+
+    def publish(
+        self, topic: str, payload: bytes, *, retain: bool = False, correlation: bytes | None = None
+    ) -> Published:
+        """Queue a message (``correlation``: MQTT 5's, when it answers a request)."""
+        ...
+
+    def write(self) -> None:
+        """Send what is queued now, without waiting."""
+        ...
+
+    def on_published(self, callback: OnPublished) -> None:
+        """Call ``callback`` when the broker acknowledges a publish (its PUBACK)."""
+        ...
+
+
+class Transport(Source, Outlet, Protocol):
+    """One broker connection that is both (MQTT)."""
+
+
+@dataclass(frozen=True)
+class TransportOptions:
+    """What a transport subscribes to, and says, beyond the ``[mqtt]`` settings."""
+
+    prefix: str  # sensord's own topics
+    filters: Sequence[str] = ()  # the routes' topic filters (none in cluster mode)
+    requests: str | None = None  # operators' feedback, under ``prefix``
+    status: str | None = None  # online/offline and the Last Will (``<prefix>/status``)
+    read_limit: int = 256  # readings parsed ahead of the loop
+    wake: int | None = None  # another file descriptor whose readability ends a wait
+
+
+TransportFactory = Callable[[MqttSettings, TransportOptions], Transport]

@@ -28,13 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
+from sensord.arrays import F64
 from sensord.durable.framing import frame, intact
 from sensord.errors import JournalError
 
 _BODY = struct.Struct("<HIH")
-F64 = npt.NDArray[np.float64]
 LE64 = np.dtype("<f8")
 
 

@@ -138,16 +138,18 @@ def _decode(
         with np.load(source, allow_pickle=False) as archive:
             header = json.loads(str(archive["header"]))
             _check_fits(what, header, header_of(pipeline))
-            # Columns added since the file was written start empty; gone ones are ignored.
-            names = [name for name in header["columns"] if name in pipeline.table.specs]
             streams = archive["streams"]
-            columns = {name: archive[f"column_{name}"] for name in names}
+            columns = {name: archive[f"column_{name}"] for name in header["columns"]}
     except SnapshotError:
         raise
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
         raise SnapshotError(f"{what}: unreadable snapshot ({exc})") from None
+    # The checksum covers every column the file holds, also those this table does not keep
+    # (an edge's columns no one here registered): checked before any is set aside.
     if header["version"] >= 2 and checksum(streams, columns) != header.get("sha256"):
         raise SnapshotError(f"{what}: checksum mismatch (the file is damaged)")
+    # Columns added since the file was written start empty; gone ones are ignored.
+    columns = {name: c for name, c in columns.items() if name in pipeline.table.specs}
     if any(len(c) != len(streams) for c in columns.values()):
         raise SnapshotError(f"{what}: columns of different lengths")
     return columns, [str(s) for s in streams], header

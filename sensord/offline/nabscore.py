@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from sensord.arrays import F64
 from sensord.core.timestamps import parse_timestamp
 
-F64 = npt.NDArray[np.float64]
 NO_DETECTION = math.inf  # a threshold above every score: nothing detected
 MAX_PROBATION = 750
 

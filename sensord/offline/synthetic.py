@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
+from sensord.arrays import F64
 from sensord.core.timestamps import format_timestamp
 
-F64 = npt.NDArray[np.float64]
 DAY_S = 86_400.0
 
 

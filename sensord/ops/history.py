@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from sensord.arrays import F64
 from sensord.ops.recording import ALERTS_FILE, ALERTS_HEADER, EVENTS, csv_text, readings_files
-
-F64 = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)

@@ -28,15 +28,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from stat import S_ISREG
 
-import numpy as np
-import numpy.typing as npt
-
+from sensord.arrays import F64
 from sensord.config import Settings
 from sensord.errors import ConfigError
 from sensord.figures import counter
 from sensord.logs import get_logger
 
-F64 = npt.NDArray[np.float64]
 READINGS_PREFIX = "readings-"
 ALERTS_FILE = "alerts.csv"
 ALERTS_HEADER = ("alert_id", "stream", "event", "ts", "raised_ts", "score")

@@ -3,8 +3,9 @@
 The errors are computed exactly as the daemon computes them (RMS over features of scaled
 value minus the prediction made one step before), smoothed with the detector's EWMA over
 the whole sequence so the smoothing is warm when validation starts, and summarised as a
-normal fit of their logarithm. That fit is the fixed detector's statistics and the adaptive
-detector's prior for a stream it has not seen yet.
+normal fit of their logarithm. That fit is where the channels detector's error scale starts
+for a stream it has not seen yet (its typical error, and the floor under it); the
+benchmarks' single-error baselines (benchmarks/baselines/) take their statistics from it too.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import math
 
 import numpy as np
 
+from sensord.arrays import F32, F64
 from sensord.core.bundle import Calibration
 from sensord.core.detect import MIN_LOG_STD, DetectorSettings, z_from_score
-from sensord.training.data import F32, F64, TrainingData
+from sensord.training.data import TrainingData
 from sensord.training.fit import predictions
 from sensord.training.model import Forecaster
 

@@ -11,17 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
+from sensord.arrays import F32, F64
 from sensord.core.bundle import Scaling
-from sensord.core.timefeatures import TIME_OF_DAY, shows_daily_cycle, time_features
-from sensord.core.transform import Transform, forward
+from sensord.core.transform import TIME_OF_DAY, Transform, forward, shows_daily_cycle, time_features
 from sensord.errors import InputError
 from sensord.offline.series import Series
 from sensord.training.options import TimeOfDay
-
-F64 = npt.NDArray[np.float64]
-F32 = npt.NDArray[np.float32]
 
 MIN_ROWS_PER_STREAM = 100
 MIN_VALIDATION_ROWS = 10

@@ -43,19 +43,17 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import onnxruntime as ort
 import torch
 
+from sensord.arrays import F32, F64
 from sensord.core.bundle import INPUT_NAMES, OUTPUT_NAMES
 from sensord.errors import ParityError
-from sensord.training.data import F32, TrainingData
+from sensord.training.data import TrainingData
 from sensord.training.model import Forecaster, StepModule
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4  # of |graph - float64 reference| / (1 + |reference|); see above
-
-F64 = npt.NDArray[np.float64]
 
 
 def export_step(model: Forecaster) -> bytes:

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from sensord.training.data import F32, TrainingData, windows
+from sensord.arrays import F32
+from sensord.training.data import TrainingData, windows
 from sensord.training.model import Forecaster
 from sensord.training.options import FitOptions
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from sensord.arrays import F64, Bools
 from sensord.core.bundle import Bundle
 from sensord.core.engine import Engine
 from sensord.core.pipeline import Pipeline, PipelineSettings
@@ -17,8 +18,6 @@ from sensord.offline.nabscore import STANDARD, prepare, score_corpus
 from sensord.ops.history import Recording
 from sensord.ops.models import DataFigures, Figures
 
-F64 = npt.NDArray[np.float64]
-Bools = npt.NDArray[np.bool_]
 Windows = dict[str, list[tuple[float, float]]]
 
 

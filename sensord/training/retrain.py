@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from sensord.arrays import Bools
 from sensord.config import Settings, route_name
 from sensord.core.bundle import Bundle, Manifest, load_bundle
 from sensord.logs import get_logger
@@ -52,8 +52,6 @@ from sensord.training.options import FitOptions, TrainOptions
 from sensord.training.train import train_bundle
 
 log = get_logger(__name__)
-F64 = npt.NDArray[np.float64]
-Bools = npt.NDArray[np.bool_]
 KEEP_CANDIDATES = 5  # refused candidates kept per route for inspection, newest first
 
 

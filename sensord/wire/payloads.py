@@ -22,14 +22,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import numpy.typing as npt
 import orjson
 
+from sensord.arrays import F64
 from sensord.core.timestamps import epoch_from_number, parse_timestamp
 from sensord.errors import DecodeError
 
 PayloadFormat = Literal["auto", "number", "json", "senml"]
-F64 = npt.NDArray[np.float64]
 # RFC 8428 section 4.5.3: times below 2**28 are relative to now.
 SENML_RELATIVE_BELOW = 2**28
 TS_KEYS = ("ts", "timestamp", "time")
@@ -175,7 +174,7 @@ def decode_single(
     a numeric ``value`` and an optional numeric ``ts`` (other keys ignored), or a bare number.
     Anything else (no ``value``, a list, a text or other time key, a value that is not a
     finite number) returns None, and ``decode`` gives the verdict with its reason; the two
-    accept and read the same payloads alike (tests/test_ingest.py).
+    accept and read the same payloads alike (tests/daemon/test_ingest.py).
     """
     first = payload[:1]
     if fmt == "senml":

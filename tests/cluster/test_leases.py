@@ -5,14 +5,17 @@ the engine restarts."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.kv import KeyValue
 
 from sensord.cli.engine import LocalEngine
 from sensord.cluster.leases import LeaseKeeper, LeaseSettings
@@ -212,3 +215,84 @@ def test_the_partition_function_agrees_with_the_engines_mapping() -> None:
         run(test)
     finally:
         server.remove()
+
+
+class SlowBucket:
+    """A KV bucket in memory whose every request takes ``delay_s``, as an engine on a box
+    whose disk or CPU is busy (enough for one member: no keys expire)."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.entries: dict[str, tuple[bytes, int]] = {}
+        self.revision = 0
+
+    async def put(self, key: str, value: bytes) -> int:
+        await asyncio.sleep(self.delay_s)
+        self.revision += 1
+        self.entries[key] = (value, self.revision)
+        return self.revision
+
+    async def keys(self) -> list[str]:
+        await asyncio.sleep(self.delay_s)
+        if not self.entries:
+            raise NoKeysError
+        return list(self.entries)
+
+    async def get(self, key: str) -> KeyValue.Entry:
+        await asyncio.sleep(self.delay_s)
+        if key not in self.entries:
+            raise KeyNotFoundError
+        value, revision = self.entries[key]
+        return KeyValue.Entry("slow", key, value, revision, None, None, None)
+
+    async def create(self, key: str, value: bytes) -> int:
+        if key in self.entries:
+            await asyncio.sleep(self.delay_s)
+            raise KeyWrongLastSequenceError
+        return await self.put(key, value)
+
+    async def update(self, key: str, value: bytes, last: int) -> int:
+        if self.entries.get(key, (b"", 0))[1] != last:
+            await asyncio.sleep(self.delay_s)
+            raise KeyWrongLastSequenceError
+        return await self.put(key, value)
+
+    async def delete(self, key: str, last: int | None = None) -> bool:
+        await asyncio.sleep(self.delay_s)
+        self.entries.pop(key, None)
+        return True
+
+
+class SlowKeeper(LeaseKeeper):
+    async def open(self) -> None:
+        if self.members_kv is None:
+            self.members_kv = cast(KeyValue, SlowBucket(0.1))
+            self.leases_kv = cast(KeyValue, SlowBucket(0.1))
+
+
+def test_a_slow_engine_does_not_let_a_members_leases_lapse_between_renewals() -> None:
+    """With 0.1 s per request, a turn that read and renewed the twelve leases one by one
+    took 2.6 s, and the next began a turn's time after it ended, while a lease is counted
+    valid 1.6 s: the member stopped owning its partitions between two renewals. A turn
+    reads and renews them at once, and the next is due a turn's time after the last one
+    started."""
+
+    async def test() -> None:
+        keeper = SlowKeeper(Client().jetstream(), LeaseSettings("m0", PARTITIONS, LEASE_S))
+        task = asyncio.create_task(keeper.run(asyncio.Event()))
+        claimed_by = time.monotonic() + 10
+        while len(keeper.owned()) < PARTITIONS:
+            assert time.monotonic() < claimed_by, sorted(keeper.owned())
+            await asyncio.sleep(0.02)
+        # The first turn claimed them one by one (each claim restores a state, in a member):
+        # its first claims' leases may lapse for the time of the next renewal's answer.
+        await asyncio.sleep(LEASE_S)
+        watched_until = time.monotonic() + 2 * LEASE_S  # several renewals of each lease
+        while time.monotonic() < watched_until:
+            assert len(keeper.owned()) == PARTITIONS, sorted(keeper.owned())
+            await asyncio.sleep(0.02)
+        task.cancel()  # no release: not what this test is about, and slow here
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    run(test)

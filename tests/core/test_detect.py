@@ -1,29 +1,24 @@
-"""Contract tests run over every detector, and what sets each apart."""
+"""The channels detector: the contract every detector keeps (tests/core/detectors.py), and
+what each of its parts does (the channels, the calibrated tails)."""
 
 import math
 
 import numpy as np
 import pytest
 
-from sensord.core.bundle import Calibration
 from sensord.core.detect import (
     CHANNELS,
-    DETECTOR_KINDS,
-    Detector,
-    DetectorContext,
-    DetectorKind,
     DetectorSettings,
-    Observation,
     make_detector,
     score_from_z,
     z_from_score,
 )
 from sensord.core.detect.composite import GAUSSIAN_MAGNITUDE
 from sensord.core.detect.contextual import predictive_z
+from sensord.core.detect.histogram import EDGES
 from sensord.core.detect.range import ExtremesChannel, range_columns
 from sensord.core.detect.tail import (
     CL,
-    EDGES,
     EX,
     HEAVY,
     LEARNT_U_VALUES,
@@ -34,144 +29,36 @@ from sensord.core.detect.tail import (
     U,
 )
 from sensord.core.state import StateTable
-
-CALIBRATION = Calibration(
-    smoothing=0.5,
-    error_floor=0.01,
-    log_error_mean=np.log(0.1),
-    log_error_std=0.5,
-    threshold_error=1.0,
-    samples=100,
+from tests.core.detectors import (
+    T0,
+    DetectorContract,
+    Make,
+    calm,
+    context,
+    learn,
+    observe,
+    setup,
 )
-CONTEXT = DetectorContext(CALIBRATION, features=1, interval_s=300.0, daily=False)
-WARM = 300  # samples every detector has seen before it is held to judging
-T0 = 1.7e9
 
 
-def setup(
-    kind: DetectorKind, streams: int = 3, features: int = 1
-) -> tuple[Detector, StateTable, np.ndarray]:
-    context = DetectorContext(CALIBRATION, features=features, interval_s=300.0, daily=False)
-    detector = make_detector(context, DetectorSettings(kind=kind))
-    table = StateTable(1, 1, features, extra={**detector.columns(), **range_columns(features)})
-    slots, _ = table.lookup([f"s{i}" for i in range(streams)])
-    detector.start(table, slots)
-    return detector, table, slots
+@pytest.fixture
+def make() -> Make:
+    return lambda made_for: make_detector(made_for, DetectorSettings())
 
 
-def observe(errors: np.ndarray, step: int, values: np.ndarray | None = None) -> Observation:
-    errors = np.asarray(errors, dtype=np.float64).reshape(len(errors), -1)
-    values = errors * 0.0 if values is None else np.asarray(values, dtype=np.float64)
-    return Observation(
-        values=values.reshape(errors.shape), errors=errors, ts=np.full(len(errors), T0 + 300 * step)
-    )
+class TestChannelsContract(DetectorContract):
+    pass
 
 
-def learn(detector: Detector, table: StateTable, slots: np.ndarray, obs: Observation) -> np.ndarray:
-    """Assess, then learn, as the core does; returns the scores."""
-    assessment = detector.assess(table, slots, obs)
-    detector.learn(table, slots, obs, assessment, calm(detector, len(slots)))
-    return assessment.score
-
-
-def calm(detector: Detector, streams: int) -> np.ndarray:
-    """Full trust for every feature and the relation between them (alert.trust)."""
-    return np.ones((streams, detector.context.features + 1))
-
-
-def warm_up(
-    detector: Detector, table: StateTable, slots: np.ndarray, seed: int = 0, sd: float = 0.1
-) -> None:
-    rng = np.random.default_rng(seed)
-    shape = (len(slots), detector.context.features)
-    for step in range(WARM):
-        errors = sd * rng.standard_normal(shape)
-        learn(detector, table, slots, observe(errors, step, values=rng.normal(0, 1, shape)))
-
-
-def snapshot(table: StateTable) -> dict[str, np.ndarray]:
-    return {name: column.copy() for name, column in table.columns.items()}
-
-
-@pytest.mark.parametrize("kind", DETECTOR_KINDS)
-class TestContract:
-    def test_scores_are_in_unit_interval(self, kind: DetectorKind) -> None:
-        detector, table, slots = setup(kind)
-        warm_up(detector, table, slots)
-        for errors in ([0.0, 0.1, 1e6], [1e-12, 5.0, 0.3]):
-            scores = detector.assess(table, slots, observe(np.array(errors), WARM)).score
-            assert ((scores >= 0) & (scores <= 1)).all()
-
-    def test_assess_changes_nothing(self, kind: DetectorKind) -> None:
-        detector, table, slots = setup(kind)
-        warm_up(detector, table, slots)
-        before = snapshot(table)
-        detector.assess(table, slots, observe(np.array([0.1, 3.0, 0.2]), WARM))
-        after = snapshot(table)
-        assert all(np.array_equal(before[k], after[k], equal_nan=True) for k in before)
-
-    def test_larger_error_larger_score(self, kind: DetectorKind) -> None:
-        detector, table, slots = setup(kind)
-        warm_up(detector, table, slots)
-        scores = detector.assess(table, slots, observe(np.array([0.05, 0.4, 0.8]), WARM)).score
-        assert scores[0] <= scores[1] <= scores[2] and scores[0] < scores[2]
-
-    def test_typical_error_is_normal_and_a_huge_one_is_not(self, kind: DetectorKind) -> None:
-        detector, table, slots = setup(kind, streams=2)
-        warm_up(detector, table, slots)
-        scores = detector.assess(table, slots, observe(np.array([0.1, 100.0]), WARM)).score
-        assert detector.classify(scores).tolist() == [False, True]
-
-    def test_every_assessment_names_a_channel_and_its_features(self, kind: DetectorKind) -> None:
-        detector, table, slots = setup(kind, streams=2, features=2)
-        warm_up(detector, table, slots)
-        obs = observe(np.array([[0.1, 0.1], [0.1, 100.0]]), WARM)
-        assessment = detector.assess(table, slots, obs)
-        assert all(0 <= code < len(CHANNELS) for code in assessment.channel)
-        shares = assessment.shares(np.arange(2))
-        assert np.array_equal(assessment.shares(np.array([1])), shares[1:])  # asked rows only
-        assert np.all(shares >= 0) and np.allclose(shares[1].sum(), 1.0)
-        assert shares[1, 1] > 0.5  # the second feature drove the second stream's surprise
-
-    def test_classify_is_the_threshold(self, kind: DetectorKind) -> None:
-        detector, _, _ = setup(kind)
-        t = detector.threshold
-        scores = np.array([0.0, t - 1e-4, t, 1.0, np.nan])
-        assert detector.classify(scores).tolist() == [False, False, True, True, False]
-
-    def test_learn_touches_only_its_slots(self, kind: DetectorKind) -> None:
-        detector, table, slots = setup(kind)
-        before = snapshot(table)
-        learn(detector, table, slots[:1], observe(np.array([0.7]), 0))
-        after = snapshot(table)
-        for name in before:
-            assert np.array_equal(before[name][slots[1:]], after[name][slots[1:]], equal_nan=True)
-
-    def test_restart_forgets_the_short_term_context(self, kind: DetectorKind) -> None:
-        detector, table, slots = setup(kind, streams=1)
-        for step in range(3):
-            learn(detector, table, slots, observe(np.array([5.0]), step))
-        detector.restart(table, slots)
-        for name, spec in table.specs.items():
-            if name in detector.columns() and spec.shape == () and np.isnan(spec.fill):
-                assert np.isnan(table[name][slots][0]), name  # smoothing starts over
-
-
-def test_adaptive_follows_a_noisier_stream_and_fixed_does_not() -> None:
+@pytest.mark.slow
+def test_the_channels_detector_learns_a_noisier_streams_own_level(make: Make) -> None:
     rng = np.random.default_rng(0)
     noisy = np.exp(np.log(1.0) + 0.3 * rng.standard_normal(3000))  # 10x the calibrated error
-    results = {}
-    for kind in ("fixed", "adaptive", "channels"):
-        detector, table, slots = setup(kind, streams=1)
-        flagged = 0
-        for step, error in enumerate(noisy):
-            flagged += int(
-                detector.classify(learn(detector, table, slots, observe([error], step)))[0]
-            )
-        results[kind] = flagged
-    assert results["fixed"] > 1000  # for ever above the calibrated threshold
-    assert results["adaptive"] < 50  # learns the stream's own level
-    assert results["channels"] < 10  # calibrates its tails on the stream itself
+    detector, table, slots = setup(make, streams=1)
+    flagged = 0
+    for step, error in enumerate(noisy):
+        flagged += int(detector.classify(learn(detector, table, slots, observe([error], step)))[0])
+    assert flagged < 10  # calibrates its tails on the stream itself
 
 
 def test_score_and_z_are_inverse() -> None:
@@ -184,27 +71,9 @@ def test_settings_are_validated() -> None:
     with pytest.raises(ValueError, match="threshold"):
         DetectorSettings(threshold=1.5)
     with pytest.raises(ValueError, match="kind"):
-        DetectorSettings(kind="magic")
+        DetectorSettings(kind="likelihood")  # a single-error detector: a baseline now
     with pytest.raises(ValueError, match="channel"):
         DetectorSettings(channels=frozenset({"telepathy"}))
-
-
-def test_likelihood_accepts_a_lasting_new_regime() -> None:
-    from sensord.core.detect.likelihood import REGIME_RUN, LikelihoodDetector
-
-    rng = np.random.default_rng(1)
-    detector, table, slots = setup("likelihood", streams=1)
-    assert isinstance(detector, LikelihoodDetector)
-    for error in 0.1 + 0.02 * rng.standard_normal(2000):
-        e = np.array([abs(error)])
-        detector.learn_errors(table, slots, e, detector.score(table, slots, e))
-    scores = []
-    for error in 1.0 + 0.2 * rng.standard_normal(300):  # ten times the errors, for good
-        e = np.array([abs(error)])
-        scores.append(float(detector.score(table, slots, e)[0]))
-        detector.learn_errors(table, slots, e, np.array(scores[-1:]))
-    assert all(s >= detector.threshold for s in scores[5:REGIME_RUN])  # first: a surprise
-    assert all(s < detector.threshold for s in scores[200:])  # then: the new normal
 
 
 def test_log_upper_tail_matches_scipy_everywhere() -> None:
@@ -252,6 +121,7 @@ def heavy(table: StateTable) -> float:
     return float(table["tail_t"][0, 0, HEAVY])
 
 
+@pytest.mark.slow
 def test_a_gaussian_tail_keeps_its_light_fit_and_is_priced_near_its_true_rarity() -> None:
     from scipy.stats import norm
 
@@ -313,6 +183,7 @@ def test_a_tail_is_silent_until_it_has_seen_enough() -> None:
     assert decades(tail, table, 100.0) == 0.0
 
 
+@pytest.mark.slow
 def test_a_heavy_tailed_stream_is_priced_at_the_rate_its_values_come() -> None:
     rng = np.random.default_rng(7)
     values = np.abs(rng.standard_t(3, 60_000))
@@ -390,9 +261,9 @@ def test_predictive_z_trusts_a_profile_by_how_many_looks_it_had() -> None:
     assert predictive_z(-t, np.array([[3.0]]))[0, 0] == -few[0, 0]
 
 
+@pytest.mark.slow
 def test_contextual_channel_catches_a_day_that_changes_shape() -> None:
-    context = DetectorContext(CALIBRATION, features=1, interval_s=300.0, daily=True)
-    detector = make_detector(context, DetectorSettings())
+    detector = make_detector(context(daily=True), DetectorSettings())
     table = StateTable(1, 1, 1, extra={**detector.columns(), **range_columns(1)})
     slots, _ = table.lookup(["s"])
     detector.start(table, slots)

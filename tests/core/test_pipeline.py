@@ -10,6 +10,7 @@ from sensord.core.bundle import Bundle
 from sensord.core.detect import DetectorSettings
 from sensord.core.pipeline import Pipeline, PipelineSettings
 from sensord.core.sample import Outcome, Sample, Status
+from sensord.core.state import ColumnSpec
 from sensord.offline.synthetic import generate
 from tests.fakes import NumpyEngine
 
@@ -149,3 +150,33 @@ def test_range_rule_can_be_switched_off(small_bundle: Bundle) -> None:
     assert high is not None
     (outcome,) = pipe.process([Sample("a", samples[-1].ts + 300, np.array([high[0] + 0.5]))])
     assert outcome.score < 1.0
+    assert "seen_min" not in pipe.table.specs  # the range is the extremes channel's state
+
+
+def test_edges_register_their_own_columns(pipeline: Pipeline) -> None:
+    assert "published_status" not in pipeline.table.specs  # the daemon's publisher's
+    pipeline.register({"edge_note": ColumnSpec(np.int8, (), 7)})
+    pipeline.process(samples_of("a", 3, seed=1))
+    assert pipeline.table["edge_note"][pipeline.table.slot_of["a"]] == 7
+    # Every new table has it too: a snapshot restored, a bundle of other shapes swapped in.
+    assert pipeline.new_table().specs["edge_note"] == ColumnSpec(np.int8, (), 7)
+
+
+def test_an_operators_verdict_clears_the_alert_and_starts_the_normal_afresh(
+    pipeline: Pipeline,
+) -> None:
+    samples = samples_of("a", 150, seed=1)
+    pipeline.process(samples)
+    assert pipeline.accept("a", 0.0) is None  # no alert up: nothing to clear
+    high = pipeline.bundle.manifest.scaling.high
+    assert high is not None
+    far = Sample("a", samples[-1].ts + 300, np.array([high[0] + 50.0]))
+    (raised,) = pipeline.process([far])
+    assert raised.event is not None and raised.event.event == "raised"
+    cleared = pipeline.accept("a", 0.0)
+    assert cleared is not None and cleared.reason == "accepted"
+    assert cleared.alert_id == raised.event.alert_id and cleared.values == (far.values[0],)
+    slot = pipeline.table.slot_of["a"]
+    assert not pipeline.table["alert_active"][slot]
+    assert pipeline.table["seen_n"][slot] == 0  # the range is learnt again from here
+    assert pipeline.counters.cleared == 1

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from sensord.core.state import ColumnSpec, StateTable
 
@@ -47,3 +48,16 @@ def test_clear_only_named_columns() -> None:
     t["count"][slots] = 3
     t.clear(slots, ["h"])
     assert (t["h"][slots] == 0).all() and t["count"][slots][0] == 3
+
+
+def test_added_columns_start_empty_and_grow_with_the_table() -> None:
+    t = table(capacity=2)
+    slots, _ = t.lookup(["a", "b"])
+    t.add({"flag": ColumnSpec(np.int8, (), 3)})
+    assert t["flag"].tolist() == [3, 3]
+    t["flag"][slots[0]] = 1
+    t.add({"flag": ColumnSpec(np.int8, (), 3)})  # the same again: kept as it is
+    grown, _ = t.lookup([f"s{i}" for i in range(5)])
+    assert t["flag"][slots[0]] == 1 and (t["flag"][grown] == 3).all()
+    with pytest.raises(ValueError, match="declared twice"):
+        t.add({"flag": ColumnSpec(np.float64)})

@@ -1,6 +1,6 @@
 import numpy as np
 
-from sensord.core.wave import split_waves
+from sensord.core.step import split_waves
 
 
 def waves(keys: list[object]) -> list[list[int]]:

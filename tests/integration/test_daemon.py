@@ -11,7 +11,7 @@ import pytest
 from sensord.cli.broker import LocalBroker
 from sensord.core.bundle import Bundle
 from sensord.core.engine import Engine
-from sensord.core.pipeline import EDGE_COLUMNS, Pipeline
+from sensord.core.pipeline import ARRIVAL_COLUMNS, Pipeline
 from sensord.core.sample import Sample
 from sensord.offline.synthetic import generate
 from tests.integration.conftest import mqtt_client, running, scored, settings_for, wait_for
@@ -117,8 +117,8 @@ def test_thousand_interleaved_streams_score_as_each_alone(
                 [Sample(f"s{i}", T0 + k * STEP, values[i, k : k + 1]) for k in range(steps)]
             )
             mine, theirs = table.slot_of[f"s{i}"], alone.table.slot_of[f"s{i}"]
-            for column in table.specs:
-                if column in EDGE_COLUMNS:  # the daemon's own bookkeeping: not there alone
+            for column in alone.table.specs:  # the core's; the publisher's are the daemon's
+                if column in ARRIVAL_COLUMNS:  # when readings arrived: the daemon's own clock
                     continue
                 np.testing.assert_allclose(
                     table[column][mine],

@@ -9,25 +9,24 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
 import pytest
 
+from sensord.arrays import F64
 from sensord.cli.broker import LocalBroker, free_port, start_mosquitto
 from sensord.config import MqttSettings
 from sensord.core.bundle import Bundle
 from sensord.core.pipeline import Pipeline
 from sensord.core.sample import Scored
+from sensord.daemon.delivery import RetainedStates
 from sensord.daemon.loop import Daemon
 from sensord.daemon.mqtt import MqttAdapter
 from sensord.daemon.notify import Notifier
-from sensord.daemon.retained import RetainedStates
+from sensord.daemon.transport import TransportOptions
 from sensord.durable.files import WRITE_STEPS
 from tests.integration.conftest import mqtt_client, running, scored, settings_for, wait_for
 from tests.soak.harness import STEP, Mosquitto, TracedDaemon, wait_until, write_config
 
 T0 = 1_700_000_000.0
-F64 = npt.NDArray[np.float64]
 POISON = (
     ("sensors/p/value", b"{not json"),
     ("sensors/p/value", b'{"value": "NaN"}'),
@@ -213,9 +212,10 @@ def test_stalled_network_side_stops_the_watchdog(
     longer than stall_s; then the loop alone does not keep the watchdog happy."""
     daemon = Daemon(settings_for(broker, bundle, tmp_path))
     now = time.monotonic()
-    daemon.mqtt.last_progress = now
-    assert daemon.mqtt.making_progress(now + daemon.mqtt.stall_s - 1)
-    assert not daemon.mqtt.making_progress(now + daemon.mqtt.stall_s + 1)
+    link = daemon.source.link
+    link.last_progress = now
+    assert link.making_progress(now + link.stall_s - 1)
+    assert not link.making_progress(now + link.stall_s + 1)
 
 
 @pytest.mark.parametrize("step", WRITE_STEPS)
@@ -274,8 +274,10 @@ def _local(broker: Mosquitto) -> LocalBroker:
 def test_a_publish_while_disconnected_is_queued_not_an_error() -> None:
     """paho keeps a QoS 1 publish made while disconnected and sends it after reconnecting;
     its is_published() must say "not yet", not raise (retained states ask it)."""
-    adapter = MqttAdapter(MqttSettings(port=free_port()), "sensord", ["sensors/#"])
-    info = adapter.publish("sensord/state/x", b"{}", qos=1, retain=True)
+    adapter = MqttAdapter(
+        MqttSettings(port=free_port()), TransportOptions("sensord", ["sensors/#"])
+    )
+    info = adapter.publish("sensord/state/x", b"{}", retain=True)
     assert info.is_published() is False
     states = RetainedStates(adapter.publish, in_flight=1)
     states.put("sensord/state/a", lambda: b"1")

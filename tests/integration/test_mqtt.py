@@ -23,15 +23,18 @@ from sensord.cli.broker import (
 from sensord.config import MqttSettings
 from sensord.daemon.mqtt import MqttAdapter
 from sensord.daemon.mqttbuffer import READ_CHUNK
+from sensord.daemon.transport import TransportOptions
 
 from .conftest import mqtt_client, wait_for
+
+EDGE = TransportOptions("sensord-mqtt-test", ["edge/+/value"])  # what the adapters take
 
 
 def adapter_for(broker: LocalBroker, client_id: str) -> MqttAdapter:
     settings = MqttSettings(
         host=broker.host, port=broker.port, protocol=broker.protocol, client_id=client_id
     )
-    adapter = MqttAdapter(settings, "sensord-mqtt-test", ["edge/+/value"])
+    adapter = MqttAdapter(settings, EDGE)
     adapter.start()
     return adapter
 
@@ -39,7 +42,7 @@ def adapter_for(broker: LocalBroker, client_id: str) -> MqttAdapter:
 def test_packets_across_read_boundaries_arrive_whole_and_in_order(broker: LocalBroker) -> None:
     adapter = adapter_for(broker, f"edge-{time.monotonic_ns()}")
     try:
-        assert wait_for(lambda: (adapter.poll(0.05), adapter.connected.is_set())[1], 10)
+        assert wait_for(lambda: (adapter.poll(0.05), adapter.link.connected.is_set())[1], 10)
         rng = random.Random(3)
         # Sizes from tiny to several KiB: over ~3 MB, many packets straddle a 64 KiB read.
         payloads = [
@@ -70,9 +73,9 @@ def test_packets_across_read_boundaries_arrive_whole_and_in_order(broker: LocalB
 def test_a_clean_stop_sends_disconnect_so_the_will_stays_unsent(broker: LocalBroker) -> None:
     with mqtt_client(broker, subscribe="sensord-mqtt-test/status") as watcher:
         adapter = adapter_for(broker, f"edge-{time.monotonic_ns()}")
-        assert wait_for(lambda: (adapter.poll(0.05), adapter.connected.is_set())[1], 10)
+        assert wait_for(lambda: (adapter.poll(0.05), adapter.link.connected.is_set())[1], 10)
         for i in range(50):  # queued by paho, written by poll in one send
-            adapter.publish(f"sensord-mqtt-test/out/{i}", b"x", qos=1)
+            adapter.publish(f"sensord-mqtt-test/out/{i}", b"x")
         adapter.stop()
         assert adapter.client.socket() is None
         time.sleep(1.0)  # a Will would be published as soon as the broker saw the socket go
@@ -164,9 +167,9 @@ def test_tls_packets_arrive_whole_and_a_wrong_ca_is_refused() -> None:
             client_id=f"edge-tls-{time.monotonic_ns()}",
             tls={"enabled": True, "ca_file": ca},
         )
-        adapter = MqttAdapter(settings, "sensord-mqtt-test", ["edge/+/value"])
+        adapter = MqttAdapter(settings, EDGE)
         adapter.start()
-        assert wait_for(lambda: (adapter.poll(0.05), adapter.connected.is_set())[1], 10)
+        assert wait_for(lambda: (adapter.poll(0.05), adapter.link.connected.is_set())[1], 10)
         payloads = [bytes([i % 251]) * (1 + (i * 7919) % 6000) for i in range(800)]
         with mqtt_client(broker) as publisher:  # plain listener in, TLS listener out
             for i, payload in enumerate(payloads):
@@ -187,14 +190,13 @@ def test_tls_packets_arrive_whole_and_a_wrong_ca_is_refused() -> None:
             settings.model_copy(
                 update={"tls": settings.tls.model_copy(update={"ca_file": other_ca})}
             ),
-            "sensord-mqtt-test",
-            ["edge/+/value"],
+            EDGE,
         )
         with structlog.testing.capture_logs() as logs:
             wrong.start()
             for _ in range(3):
                 wrong.poll(0.05)
-        assert wrong.counters.connect_failures >= 1 and not wrong.connected.is_set()
+        assert wrong.counters.connect_failures >= 1 and not wrong.link.connected.is_set()
         refused = [e for e in logs if e["event"].startswith("TLS with the broker failed")]
         assert refused and "CERTIFICATE_VERIFY_FAILED" in refused[0]["error"]
     finally:
@@ -216,4 +218,7 @@ def test_the_client_refuses_per_filter_callbacks_it_would_never_call() -> None:
 
 def test_a_request_filter_outside_the_prefix_is_refused() -> None:
     with pytest.raises(ValueError, match="not under the prefix"):
-        MqttAdapter(MqttSettings(), "sensord", ["sensors/#"], requests="elsewhere/feedback/+")
+        MqttAdapter(
+            MqttSettings(),
+            TransportOptions("sensord", ["sensors/#"], requests="elsewhere/feedback/+"),
+        )

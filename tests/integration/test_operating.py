@@ -27,7 +27,7 @@ from tests.integration.conftest import (
     start_broker,
     wait_for,
 )
-from tests.test_homeassistant import (
+from tests.wire.test_homeassistant import (
     DISCOVERY_SCHEMA,
     SENSOR_DISCOVERY_SCHEMA,
     ha_binary_sensor_state,

@@ -154,9 +154,9 @@ def test_broker_restart_reconnects_and_continues(bundle: Bundle, tmp_path: Path)
                 client.publish_json("sensors/r/value", {"value": 20.0, "ts": T0})
                 assert wait_for(lambda: scored(daemon) == 1)
             broker.stop()
-            assert wait_for(lambda: not daemon.mqtt.connected.is_set(), 10)
+            assert wait_for(lambda: not daemon.source.link.connected.is_set(), 10)
             broker = start_broker(port)
-            assert wait_for(lambda: daemon.mqtt.counters.connects == 2, 20)
+            assert wait_for(lambda: daemon.source.link.counters.connects == 2, 20)
             assert status_seen(broker) == "online"  # re-published on reconnect
             with mqtt_client(broker) as client:
                 client.publish_json("sensors/r/value", {"value": 20.1, "ts": T0 + 1})
@@ -173,7 +173,7 @@ def test_unreachable_broker_at_start_is_retried(bundle: Bundle, tmp_path: Path) 
     thread = threading.Thread(target=daemon.run, daemon=True)
     thread.start()
     try:
-        assert wait_for(lambda: daemon.mqtt.counters.connect_failures >= 1, 10)
+        assert wait_for(lambda: daemon.source.link.counters.connect_failures >= 1, 10)
         assert not daemon.ready.is_set()
         broker = start_broker(port)
         try:

@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sensord.daemon.ingest import Message
+from sensord.daemon.transport import Message
 from sensord.logs import configure
 from tests.test_fuzz import (
     FEATURE_SETS,

@@ -1,16 +1,18 @@
 """Detectors: turning what the model saw into anomaly scores and decisions.
 
-``channels`` (the default, composite.py: point, sustained, contextual and extremes channels
-on calibrated tails); and, scoring the RMS prediction error alone, ``likelihood`` (HTM-style
-anomaly likelihood, the default before), ``adaptive`` and ``fixed`` (lognormal.py),
-``telemanom`` (Hundman et al.'s nonparametric dynamic threshold) and ``spot`` (DSPOT
-extreme-value thresholds, by libspot). All keep base.py's contract and score scale.
+One detector, ``channels`` (composite.py): point, sustained, contextual, shift and extremes
+channels (channel.py, contextual.py, range.py), each statistic priced on the stream's own
+calibrated tails (tail.py, scale.py), on base.py's contract and common score scale. The
+single-error detectors it was measured against are the benchmarks' baselines
+(benchmarks/baselines/), not options of the product.
 """
 
 from sensord.core.detect.base import (
     CHANNELS,
     DEFAULT_THRESHOLD,
+    DETECTOR_CHANNELS,
     DETECTOR_KINDS,
+    MIN_LOG_STD,
     Assessment,
     Detector,
     DetectorContext,
@@ -22,33 +24,24 @@ from sensord.core.detect.base import (
 )
 from sensord.core.detect.channel import Observation
 from sensord.core.detect.composite import ChannelDetector
-from sensord.core.detect.likelihood import LikelihoodDetector
-from sensord.core.detect.lognormal import MIN_LOG_STD, AdaptiveDetector, FixedDetector
-from sensord.core.detect.spot import SpotDetector
-from sensord.core.detect.telemanom import TelemanomDetector
-
-DETECTORS: dict[DetectorKind, type[Detector]] = {
-    "channels": ChannelDetector,
-    "adaptive": AdaptiveDetector,
-    "fixed": FixedDetector,
-    "likelihood": LikelihoodDetector,
-    "telemanom": TelemanomDetector,
-    "spot": SpotDetector,
-}
+from sensord.core.detect.range import DEFAULT_RANGE_MARGIN, DEFAULT_RANGE_MIN_SAMPLES
 
 
 def make_detector(context: DetectorContext, settings: DetectorSettings) -> Detector:
-    """The detector of ``settings.kind``."""
-    return DETECTORS[settings.kind](context, settings)
+    """The detector of these settings: the channels detector, the only one."""
+    return ChannelDetector(context, settings)
 
 
 __all__ = [
     "CHANNELS",
+    "DEFAULT_RANGE_MARGIN",
+    "DEFAULT_RANGE_MIN_SAMPLES",
     "DEFAULT_THRESHOLD",
-    "DETECTORS",
+    "DETECTOR_CHANNELS",
     "DETECTOR_KINDS",
     "MIN_LOG_STD",
     "Assessment",
+    "ChannelDetector",
     "Detector",
     "DetectorContext",
     "DetectorKind",

@@ -10,6 +10,10 @@ Scores share one scale, whatever the detector: with ``d = -log10 p`` the decades
 upper-tail probability ``p`` of an error this large, the score is ``d / (d + 5)``. So 0.5 is
 "one in 100,000", a threshold means the same rarity for every detector and every stream, and
 the scale never saturates: a one-in-1e20 surprise still outranks a one-in-1e10 one.
+
+The product has one detector, ``channels`` (composite.py). The single-error detectors it was
+compared with (likelihood, adaptive, fixed, telemanom, spot) live in benchmarks/baselines/
+and keep this same contract, so the benchmarks score them through the same core.
 """
 
 from __future__ import annotations
@@ -22,22 +26,17 @@ from typing import ClassVar, Literal
 import numpy as np
 import numpy.typing as npt
 
+from sensord.arrays import F64
 from sensord.core.bundle import Calibration, Manifest, NormalTails
-from sensord.core.detect.channel import Observation, Reading, shares_of
+from sensord.core.detect.channel import Observation, Reading
 from sensord.core.detect.normal import log_upper_tail
-from sensord.core.detect.range import ExtremesChannel
+from sensord.core.detect.range import DEFAULT_RANGE_MARGIN, DEFAULT_RANGE_MIN_SAMPLES
 from sensord.core.state import ColumnSpec, Slots, StateTable
 
-F64 = npt.NDArray[np.float64]
-DetectorKind = Literal["channels", "adaptive", "fixed", "likelihood", "telemanom", "spot"]
-DETECTOR_KINDS: tuple[DetectorKind, ...] = (
-    "channels",
-    "adaptive",
-    "fixed",
-    "likelihood",
-    "telemanom",
-    "spot",
-)
+# One kind: the settings still name it, because the published bridge info and old
+# configuration files do (config/detection.py turns a removed kind into a clear error).
+DetectorKind = Literal["channels"]
+DETECTOR_KINDS: tuple[DetectorKind, ...] = ("channels",)
 
 # Decades of tail probability that score 0.5.
 HALF_SCORE_DECADES = 5.0
@@ -49,13 +48,18 @@ HALF_SCORE_DECADES = 5.0
 # and the better of them on NAB's worst category and on SKAB (docs/benchmarks.md). It was 0.5
 # before the tails were learnt per stream, when 0.5 raised about six times its promise.
 DEFAULT_THRESHOLD = 0.45
+# A calibration's spread of log errors (training/calibrate.py) is never taken below this, so
+# a stream whose validation errors were nearly constant does not call every wobble impossible.
+MIN_LOG_STD = 0.1
 
 
 CHANNELS = ("point", "sustained", "contextual", "shift", "extremes", "error")
-"""Every channel a detector may name as the one that fired; ``error`` is the single
-prediction error of the detectors that score nothing else."""
+"""Every channel a detector may name as the one that fired. ``error``, the single prediction
+error, is the benchmarks' baselines' (benchmarks/baselines/): kept so that their alerts, and a
+state table's alert channel written before they left the product, still have a name."""
 CHANNEL_CODES = {name: code for code, name in enumerate(CHANNELS)}
 CALIBRATED_CHANNELS = ("point", "sustained", "contextual", "shift")
+DETECTOR_CHANNELS = CHANNELS[:5]  # what the channels detector listens to (all by default)
 
 
 @dataclass(frozen=True)
@@ -64,12 +68,9 @@ class DetectorSettings:
 
     kind: DetectorKind = "channels"
     threshold: float = DEFAULT_THRESHOLD
-    smoothing: float | None = None
-    window: int = 8640
-    prior_weight: int = 50
-    range_margin: float | None = 0.05
-    range_min_samples: int = 100
-    channels: frozenset[str] = frozenset(CHANNELS[:5])
+    range_margin: float | None = DEFAULT_RANGE_MARGIN
+    range_min_samples: int = DEFAULT_RANGE_MIN_SAMPLES
+    channels: frozenset[str] = frozenset(DETECTOR_CHANNELS)
     error_horizon: int = 2000
     sustained_span: float = 10.0
     context_span: float = 9.0
@@ -82,15 +83,11 @@ class DetectorSettings:
             raise ValueError(f"detector kind {self.kind!r} is not one of {DETECTOR_KINDS}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold {self.threshold} is not in (0, 1)")
-        if self.smoothing is not None and not 0.0 < self.smoothing <= 1.0:
-            raise ValueError(f"smoothing {self.smoothing} is not in (0, 1]")
-        if self.window < 2 or self.prior_weight < 1:
-            raise ValueError("window must be >= 2 and prior_weight >= 1")
         if self.range_margin is not None and self.range_margin < 0:
             raise ValueError(f"range_margin {self.range_margin} must be >= 0 (or None: off)")
-        unknown = sorted(set(self.channels) - set(CHANNELS[:5]))
+        unknown = sorted(set(self.channels) - set(DETECTOR_CHANNELS))
         if unknown:
-            raise ValueError(f"unknown channel(s) {unknown}; channels are {CHANNELS[:5]}")
+            raise ValueError(f"unknown channel(s) {unknown}; channels are {DETECTOR_CHANNELS}")
         if self.error_horizon < 2 or self.sustained_span < 1 or self.context_span < 1:
             raise ValueError("error_horizon must be >= 2, the spans >= 1")
         if self.context_days <= 0 or self.min_samples < 1:
@@ -175,7 +172,7 @@ def z_from_score(score: float) -> float:
 class Detector:
     """The contract every detector keeps (see the module docstring)."""
 
-    kind: ClassVar[DetectorKind]
+    kind: ClassVar[str]  # "channels" in the product; a baseline's own name in the benchmarks
 
     def __init__(self, context: DetectorContext, settings: DetectorSettings) -> None:
         self.context = context
@@ -218,65 +215,3 @@ class Detector:
     def classify(self, scores: F64) -> npt.NDArray[np.bool_]:
         """Anomalous or not; NaN scores are not anomalous."""
         return np.asarray(scores >= self.threshold, dtype=bool)
-
-
-class ErrorDetector(Detector):
-    """The detectors that score one number per sample: the RMS prediction error.
-
-    They keep the original contract (``score`` an error, then ``learn`` it) and get the
-    range rule as a second channel, applied as it always was: its range widens with every
-    sample, alert or not.
-    """
-
-    def __init__(self, context: DetectorContext, settings: DetectorSettings) -> None:
-        super().__init__(context, settings)
-        margin = settings.range_margin
-        self._range = (
-            None
-            if margin is None
-            else ExtremesChannel(context.features, margin, settings.range_min_samples)
-        )
-
-    def score(self, table: StateTable, slots: Slots, errors: F64) -> F64:
-        """Anomaly scores in [0, 1] for these errors; changes nothing."""
-        raise NotImplementedError
-
-    def learn_errors(self, table: StateTable, slots: Slots, errors: F64, scores: F64) -> None:
-        """Take these errors into the streams' statistics; ``scores`` are what ``score``
-        gave for them."""
-        raise NotImplementedError
-
-    def assess(self, table: StateTable, slots: Slots, obs: Observation) -> Assessment:
-        scores = self.score(table, slots, obs.rms)
-        channel = np.full(len(slots), CHANNEL_CODES["error"], dtype=np.int8)
-        shares = shares_of(obs.errors**2)
-        readings: tuple[Reading, ...] = ()
-        if self._range is not None:
-            reading = self._range.read(table, slots, obs, obs.errors, {})
-            outside = ~np.isnan(reading.stat)
-            beyond = outside.any(axis=1)
-            scores = np.where(beyond, 1.0, scores)
-            channel[beyond] = CHANNEL_CODES["extremes"]
-            shares[beyond] = shares_of(outside[beyond].astype(np.float64))
-            readings = (reading,)
-        return Assessment(scores, scores, channel, lambda rows: shares[rows], readings)
-
-    def learn(
-        self,
-        table: StateTable,
-        slots: Slots,
-        obs: Observation,
-        assessment: Assessment,
-        trust: F64,
-    ) -> None:
-        rms = obs.rms
-        inner = self.score(table, slots, rms)  # the error's own score, before the range rule
-        self.learn_errors(table, slots, rms, inner)
-        if self._range is not None:
-            self._range.learn(table, slots, obs, assessment.readings[0], trust)
-
-
-def ewma(previous: F64, errors: F64, weight: float) -> F64:
-    """Exponentially weighted moving average; a NaN ``previous`` starts at the error."""
-    blended = weight * errors + (1.0 - weight) * previous
-    return np.where(np.isnan(previous), errors, blended)

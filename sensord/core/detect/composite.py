@@ -37,11 +37,11 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from sensord.arrays import F64, Bools
 from sensord.core.bundle import NormalTails
 from sensord.core.detect.base import (
     CALIBRATED_CHANNELS,
     CHANNEL_CODES,
-    F64,
     Assessment,
     Detector,
     DetectorContext,
@@ -50,7 +50,6 @@ from sensord.core.detect.base import (
     score_from_decades,
 )
 from sensord.core.detect.channel import (
-    Bools,
     Channel,
     Observation,
     PointChannel,
@@ -59,9 +58,10 @@ from sensord.core.detect.channel import (
     shares_of,
 )
 from sensord.core.detect.contextual import ContextualChannel, ShiftChannel
+from sensord.core.detect.histogram import EDGES
 from sensord.core.detect.range import ExtremesChannel
 from sensord.core.detect.scale import ErrorScale, TimeSlots
-from sensord.core.detect.tail import EDGES, Learnt, Tail, TailPrior
+from sensord.core.detect.tail import Learnt, Tail, TailPrior
 from sensord.core.state import ColumnSpec, Slots, StateTable
 
 SUSTAINED_CLIP = 6.0  # standardised errors enter the sustained mean clipped here
@@ -94,26 +94,10 @@ class ChannelDetector(Detector):
     def __init__(self, context: DetectorContext, settings: DetectorSettings) -> None:
         super().__init__(context, settings)
         f = context.features
-        enabled = settings.channels
         slots = TimeSlots(
             daily=context.daily, interval_s=context.interval_s, span=settings.context_span
         )
-        every: list[Channel] = [
-            PointChannel(f),
-            SustainedChannel(f, settings.sustained_span, SUSTAINED_CLIP, settings.error_horizon),
-            ContextualChannel(
-                f,
-                slots,
-                span=settings.context_span,
-                days=settings.context_days,
-                min_days=CONTEXT_MIN_DAYS,
-            ),
-            ShiftChannel(f, settings.shift_span),
-        ]
-        if settings.range_margin is not None:
-            every.append(ExtremesChannel(f, settings.range_margin, settings.range_min_samples))
-        wanted = set(enabled) | ({"contextual"} if "shift" in enabled else set())
-        self.channels = [c for c in every if c.name in wanted]
+        self.channels = _channels(f, slots, settings)
         self.codes = np.asarray([CHANNEL_CODES[c.name] for c in self.channels], dtype=np.int8)
         # One tail for every calibrated channel's statistics, each channel a block of it.
         calibrated = [c for c in self.channels if c.name in CALIBRATED_CHANNELS]
@@ -133,10 +117,7 @@ class ChannelDetector(Detector):
             settings.min_samples,
             self.learnt,
         )
-        self._blocks: dict[str, slice] = {}
-        for c in calibrated:
-            at = sum(s.stop - s.start for s in self._blocks.values())
-            self._blocks[c.name] = slice(at, at + c.width)
+        self._blocks = _blocks(calibrated)
         # Bonferroni over the channels that can decide: the extremes channel is never rarer
         # than 1 / (n + 1) (range.py), far from an alert until a stream has shown a million.
         self._bonferroni = math.log(max(1, len(calibrated)))
@@ -316,6 +297,37 @@ class ChannelDetector(Detector):
             threshold=[float(u) for u in learnt.threshold],
             counts=[[round(float(c), 3) for c in row] for row in learnt.counts],
         )
+
+
+def _channels(f: int, slots: TimeSlots, settings: DetectorSettings) -> list[Channel]:
+    """The channels these settings enable, in the order they are read (the shift channel
+    reads the contextual one's residual, so it brings that one along)."""
+    every: list[Channel] = [
+        PointChannel(f),
+        SustainedChannel(f, settings.sustained_span, SUSTAINED_CLIP, settings.error_horizon),
+        ContextualChannel(
+            f,
+            slots,
+            span=settings.context_span,
+            days=settings.context_days,
+            min_days=CONTEXT_MIN_DAYS,
+        ),
+        ShiftChannel(f, settings.shift_span),
+    ]
+    if settings.range_margin is not None:
+        every.append(ExtremesChannel(f, settings.range_margin, settings.range_min_samples))
+    enabled = settings.channels
+    wanted = set(enabled) | ({"contextual"} if "shift" in enabled else set())
+    return [c for c in every if c.name in wanted]
+
+
+def _blocks(calibrated: list[Channel]) -> dict[str, slice]:
+    """Each calibrated channel's columns in the one tail, side by side in their order."""
+    blocks: dict[str, slice] = {}
+    for c in calibrated:
+        at = sum(s.stop - s.start for s in blocks.values())
+        blocks[c.name] = slice(at, at + c.width)
+    return blocks
 
 
 def _learnt(normal: NormalTails | None, layout: str) -> Learnt | None:

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sensord.core.detect.channel import F64, Bools, Channel, Earlier, Observation, Reading
+from sensord.arrays import F64, Bools
+from sensord.core.detect.channel import Channel, Earlier, Observation, Reading
 from sensord.core.detect.scale import TimeSlots
 from sensord.core.state import ColumnSpec, Slots, StateTable
 

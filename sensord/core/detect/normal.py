@@ -8,7 +8,7 @@ start-up for this one function, so it is written here (measured in docs/benchmar
 For ``x >= 0``, ``erfc(x) = t exp(-x^2 + P(t))`` with ``t = 1 / (1 + x/2)`` and the
 Chebyshev-fitted polynomial ``P`` of Numerical Recipes (``erfcc``), fractional error below
 1.2e-7 for every x; its log, ``log t - x^2 + P(t)``, never underflows. Negative z use
-``Q(z) = 1 - Q(-z)``. tests/test_detect.py compares it with scipy over the whole range.
+``Q(z) = 1 - Q(-z)``. tests/core/test_detect.py compares it with scipy over the whole range.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-F64 = npt.NDArray[np.float64]
+from sensord.arrays import F64
+
 _P = (
     -1.26551223,
     1.00002368,

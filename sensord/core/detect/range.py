@@ -24,8 +24,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from sensord.core.detect.channel import F64, Bools, Channel, Earlier, Observation, Reading
+from sensord.arrays import F64, Bools
+from sensord.core.bundle import Manifest, Scaling
+from sensord.core.detect.channel import Channel, Earlier, Observation, Reading
 from sensord.core.state import ColumnSpec, Slots, StateTable
+from sensord.core.transform import Transform, forward, inverse
+
+# The slack each side of the range a stream has shown, as a fraction of it; and the values a
+# stream shows before the channel speaks (fewer make a record too cheap to mean anything).
+DEFAULT_RANGE_MARGIN = 0.05
+DEFAULT_RANGE_MIN_SAMPLES = 100
 
 
 def range_columns(features: int) -> dict[str, ColumnSpec]:
@@ -43,6 +51,10 @@ class ExtremesChannel(Channel):
         self.width = features
         self.margin = margin
         self.min_samples = min_samples
+
+    def columns(self) -> dict[str, ColumnSpec]:
+        # The range is the channel's own state: a route whose range rule is off keeps none.
+        return range_columns(self.width)
 
     def read(
         self, table: StateTable, slots: Slots, obs: Observation, z: F64, earlier: Earlier
@@ -78,3 +90,35 @@ def widen(table: StateTable, slots: Slots, values: F64) -> None:
     table["seen_min"][slots] = np.minimum(table["seen_min"][slots], values)
     table["seen_max"][slots] = np.maximum(table["seen_max"][slots], values)
     table["seen_n"][slots] += 1
+
+
+def start_from_training(table: StateTable, slot: int, scaling: Scaling, manifest: Manifest) -> None:
+    """A new stream's range starts from what training saw of its kind of stream (its
+    ``scaling``'s), counted as the training rows. Called by the core for every new stream,
+    whichever detector keeps the range; nothing where none does, or the bundle has no range."""
+    if "seen_min" not in table.specs or scaling.low is None or scaling.high is None:
+        return
+    center, scale = np.asarray(scaling.center), np.asarray(scaling.scale)
+    low, high = np.asarray(scaling.low), np.asarray(scaling.high)
+    table["seen_min"][slot] = forward(manifest.transform, (low - center) / scale)
+    table["seen_max"][slot] = forward(manifest.transform, (high - center) / scale)
+    table["seen_n"][slot] = manifest.training.rows
+
+
+def carry_range(
+    table: StateTable, slots: Slots, old: tuple[F64, F64, Transform], transform: Transform
+) -> None:
+    """At a new bundle (swap.py): the range, in the old scaled units (``old``: the streams'
+    centers, scales and transform), carried through raw units into the new ones (the table's
+    scaling now, and ``transform``)."""
+    if "seen_min" not in table.specs:
+        return
+    center, scale, old_transform = old
+    new_center, new_scale = table["center"][slots], table["scale"][slots]
+    for column in ("seen_min", "seen_max"):
+        seen = table[column][slots]
+        raw = inverse(old_transform, seen) * scale + center  # ±inf (nothing seen) stays ±inf
+        with np.errstate(invalid="ignore"):
+            table[column][slots] = np.where(
+                np.isfinite(seen), forward(transform, (raw - new_center) / new_scale), seen
+            )

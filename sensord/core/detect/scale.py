@@ -20,9 +20,9 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from sensord.arrays import F64
 from sensord.core.state import ColumnSpec, Slots, StateTable
 
-F64 = npt.NDArray[np.float64]
 DAY_S = 86_400.0
 MAX_SLOTS = 48
 MIN_SLOT_S = 1_800.0  # slots of at least half an hour

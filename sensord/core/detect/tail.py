@@ -16,20 +16,16 @@ moves it one step however large it was, so an anomaly barely moves the tail it i
 Most sensors' errors and levels are this light, and from a few hundred values this is the
 only fit that can call a value one in a million: it is what finds a pump's fault on SKAB.
 
-**What the stream has shown.** A histogram of the statistic over fixed log-spaced edges
-(``PER_OCTAVE`` to an octave from ``LOWEST``), kept as the weight of values at or past each
-edge over about ``MEMORY`` values (halved when it passes twice that). Where the stream has
-put ``CONTRADICTION`` or more values past an edge where the light fit expected ten times
-fewer (and a Poisson count that high is unlikely by chance), the light fit is wrong for this
-stream (bursty counts, a machine whose switching makes
-a cluster of large errors, heavy tails), and the tail becomes the histogram's own (peaks over
-threshold, empirically): below the level ``s*`` with ``ANCHOR`` values past it, the
-probability is read off the histogram, log-linearly between edges; past ``s*`` it goes on as
-a power law with the slope of the log-survival over the half octave below ``s*`` (the
-generalised Pareto family's heavy end: never lighter than a tail that has shown this slope).
-Between three and ten times too many, the two are blended. Whatever the fit, a value is never
-priced rarer than the histogram shows such values to be. (A fixed shape for every stream
-measured 13 to 160 times its nominal false-alert rate on bursty and on-off streams;
+**What the stream has shown.** A histogram of clusters past fixed log-spaced edges
+(histogram.py), over about its last ``MEMORY`` values. Where the stream has put two or more
+values past an edge where the light fit expected ten times fewer
+(and a Poisson count that high is unlikely by chance), the light fit is wrong for this stream
+(bursty counts, a machine whose switching makes a cluster of large errors, heavy tails), and
+the tail becomes the histogram's own (peaks over threshold, empirically: read off the
+histogram up to the level with ``ANCHOR`` values past it, a power law past that). Between
+three and ten times too many, the two are blended. Whatever the fit, a value is never priced
+rarer than the histogram shows such values to be. (A fixed shape for every stream measured
+13 to 160 times its nominal false-alert rate on bursty and on-off streams;
 benchmarks/calibration.py.)
 
 **Nothing anomalous is learnt as normal behind the operator's back.** A value that is itself
@@ -58,10 +54,9 @@ impossible (measured on NAB's machine temperature).
 
 The histogram's fit (whether the light fit holds, the anchor, its survival, the slope) is
 recomputed every few values of a stream (``REFIT_EVERY``, more often while it is young), not
-on every reading: reading a probability costs two gathers from the histogram, learning one
-masked add. libspot, which the ``spot`` detector uses, keeps one C object per stream outside
-the state table: it could not be snapshotted or batched; this histogram is a column of the
-state table, snapshotted, journaled and carried over by a swap like every other.
+on every reading. libspot, which the ``spot`` baseline uses, keeps one C object per stream
+outside the state table: it could not be snapshotted or batched; this histogram is a column
+of the state table, snapshotted, journaled and carried over by a swap like every other.
 """
 
 from __future__ import annotations
@@ -71,31 +66,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
+from sensord.arrays import F64, Bools
+from sensord.core.detect.histogram import (
+    ANCHOR,
+    EDGES,
+    LOG_LOWEST,
+    MEMORY,
+    SLOPE_RANGE,
+    contradiction,
+    count,
+    fit,
+    read,
+)
 from sensord.core.state import ColumnSpec, Slots, StateTable
-
-F64 = npt.NDArray[np.float64]
-Bools = npt.NDArray[np.bool_]
 
 LEVEL = 0.05  # share of values above u
 STEP = 0.02  # u's tracking step, in log units
-LOWEST = 0.25  # the histogram's first edge, in the statistic's units (spreads)
-PER_OCTAVE = 4  # edges per doubling
-OCTAVES = 14  # from LOWEST to 4096 spreads
-EDGES = OCTAVES * PER_OCTAVE + 1
-LOG_LOWEST = math.log(LOWEST)
-LOG_STEP = math.log(2.0) / PER_OCTAVE
-MEMORY = 20_000.0  # values the histogram remembers (its counts are halved past twice this)
-ANCHOR = 10.0  # values past the level where the histogram stops and extrapolation starts
-SEGMENT = 0.5 * math.log(2.0)  # the slope is read over this much log-statistic below s*
-SLOPE_RANGE = (0.5, 60.0)  # the extrapolated power law's exponent, bounded
-CONTRADICTION = 2.0  # values past an edge that can contradict the light fit
-# How many too many: from 3 times what the light fit expects blending starts, from 10 times
-# the histogram's fit is whole; and how sure: the Poisson deviance of the count (from 6, about
-# one chance in 70, to 12, one in 2,000; every edge and refit is another look).
-BLEND_RATIO = (math.log(3.0), math.log(10.0))
-BLEND_DEVIANCE = (6.0, 12.0)
 MATURE = 500  # values a stream learns whole before any of its values counts as anomalous
 HABIT_DAYS = 7.0  # the record of days with anomalies forgets over this many days
 HABIT_AFTER = 3.0  # ... and once it holds this many, the anomaly is the stream's habit
@@ -130,8 +117,6 @@ DAY_S = 86_400.0
     LEARNT,
 ) = range(15)
 WIDTH = 15
-_EDGE_LOGS = LOG_LOWEST + LOG_STEP * np.arange(EDGES)
-_EDGES = np.exp(_EDGE_LOGS)
 
 
 @dataclass(frozen=True)
@@ -200,11 +185,12 @@ class Tail:
         # How far the learnt start contradicts the light fit, on its own.
         self._learnt_heavy = np.zeros(self.width)
         if learnt is not None:
-            self._learnt_heavy = _heavy(
+            self._learnt_heavy = contradiction(
                 learnt.counts,
                 learnt.values,
                 np.maximum(learnt.threshold, self._floor),
                 self.shape,
+                LOG_LEVEL,
             )
 
     def columns(self) -> dict[str, ColumnSpec]:
@@ -274,7 +260,8 @@ class Tail:
             log_p = light
             if (heavy > 0.0).any():  # (where the light fit holds, the histogram agrees)
                 # The histogram counts clusters already (a run past a level counts once).
-                seen, beyond, inside = self._histogram(numbers, counts, np.log(stat))
+                fitted = (numbers[..., LOG_STAR], numbers[..., LOG_SURVIVAL], numbers[..., SLOPE])
+                seen, beyond, inside = read(counts, numbers[..., TOTAL], fitted, np.log(stat))
                 # The histogram took over because the light fit was too light: past its end
                 # the power law is not lighter either (a slope read where a finite sample's
                 # counts run out is steep).
@@ -286,27 +273,6 @@ class Tail:
         ready = numbers[..., N] >= self.min_samples
         out: F64 = np.where(ready & ~np.isnan(stat), log_p, 0.0)
         return out
-
-    def _histogram(
-        self, numbers: F64, counts: npt.NDArray[np.float32], log_stat: F64
-    ) -> tuple[F64, F64, Bools]:
-        """log P(S >= s) as the histogram shows it (``seen``), as its fit goes on past s*
-        (``beyond``: the histogram's below s*, the power law past it), and whether ``s`` is
-        where the histogram can say (``inside``: at or below s*)."""
-        position = (log_stat - LOG_LOWEST) / LOG_STEP  # -inf for 0, NaN for NaN
-        edge = np.clip(np.nan_to_num(np.floor(position), nan=0.0), 0, EDGES - 2).astype(np.intp)
-        fraction = np.clip(position - edge, 0.0, 1.0)
-        log_total = np.log(numbers[..., TOTAL])
-        lower = np.log(_pick(counts, edge)) - log_total
-        upper = np.log(_pick(counts, edge + 1)) - log_total
-        seen = np.where(np.isfinite(upper), lower + fraction * (upper - lower), lower)
-        seen = np.where(position < 0.0, 0.0, seen)
-        power = numbers[..., LOG_SURVIVAL] - numbers[..., SLOPE] * (
-            log_stat - numbers[..., LOG_STAR]
-        )
-        inside = log_stat <= numbers[..., LOG_STAR]
-        beyond: F64 = np.where(inside, seen, power)
-        return seen, beyond, inside & (numbers[..., TOTAL] >= ANCHOR)
 
     def learn(self, table: StateTable, slots: Slots, stat: F64, anomalous: Bools, ts: F64) -> None:
         """Take these statistics (``[n, width]``; NaN: nothing to learn) into the tails.
@@ -331,17 +297,7 @@ class Tail:
         counted = known & ~anomalous
         if counted.any():
             numbers[..., TOTAL] += counted
-            # A cluster starts past every edge the last value was not past and this one is:
-            # the edges above the last value's, up to this one's.
-            now = _edge_of(np.where(counted, stat, 0.0))
-            last = _edge_of(np.nan_to_num(numbers[..., LAST]))
-            rising = np.flatnonzero(counted & (now > last))
-            if rising.size:
-                rows = slots[rising // self.width]
-                cols = rising % self.width
-                edges = np.arange(EDGES)
-                step = (edges > last.ravel()[rising, None]) & (edges <= now.ravel()[rising, None])
-                table[self._counts][rows, cols] += step
+            count(table[self._counts], slots, stat, last=numbers[..., LAST], counted=counted)
             full = numbers[..., TOTAL] > 2.0 * MEMORY
             if full.any():  # halve: the histogram remembers between MEMORY and twice that
                 halved = np.flatnonzero(full)
@@ -380,86 +336,29 @@ class Tail:
         ``ANCHOR`` values past it, read log-linearly between edges) and the slope of the
         power law past it."""
         numbers = table[self._numbers][slots]
-        # Clusters past a level need not fall with the level (a statistic can cross a high
-        # level often while it stays above a lower one): the fit reads the smallest
-        # non-increasing envelope above them.
-        counts = np.maximum.accumulate(
-            table[self._counts][slots].astype(np.float64)[..., ::-1], axis=-1
-        )[..., ::-1]
         total = numbers[..., TOTAL]
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            log_total = np.log(total)
-            log_counts = np.log(counts)
-            # Counts fall with the edge: the last edge still holding ANCHOR values.
-            last = np.clip((counts >= ANCHOR).sum(axis=-1) - 1, 0, EDGES - 2)
-            here, there = _pick(log_counts, last), _pick(log_counts, last + 1)
-            share = np.where(
-                np.isfinite(there) & (here > there),
-                (here - math.log(ANCHOR)) / (here - there),
-                0.0,
-            )
-            share = np.clip(share, 0.0, 1.0)
-            log_star = LOG_LOWEST + LOG_STEP * (last + share)
-            log_survival = np.minimum(here + share * np.nan_to_num(there - here), log_total)
-            # Record theory's bound: the next of n values exceeds them all with probability
-            # 1 / (n + 1), so nothing past the histogram is priced rarer at s*.
-            log_survival = np.maximum(log_survival - log_total, -np.log1p(total))
-            # The slope over the half octave below s*, read off the histogram (or, below its
-            # first edge, from survival 1).
-            position = (log_star - SEGMENT - LOG_LOWEST) / LOG_STEP
-            below = _interpolate(log_counts, position) - log_total
-            below = np.where((position >= 0) & np.isfinite(below), below, 0.0)
-            slope = np.clip((below - log_survival) / SEGMENT, *SLOPE_RANGE)
+        found = fit(table[self._counts][slots], total)
         # The stream's own clusters against the light fit (the learnt start's were judged on
         # their own: counting a training row's cluster again when the stream replays the
         # training rows, as NAB's and SKAB's protocols do, would make one event two).
-        own, own_total = counts, total
+        own, own_total = found.counts, total
         if self.learnt is not None:
             kept = numbers[..., LEARNT]
-            own = np.maximum(counts - kept[..., None] * self.learnt.counts, 0.0)
+            own = np.maximum(found.counts - kept[..., None] * self.learnt.counts, 0.0)
             own_total = np.maximum(total - kept * self.learnt.values, 0.0)
         heavy = np.maximum(
             # (The shape is judged against the stream's own 95th percentile, not the floor a
             # firm statistic's is priced at: a narrow body with a heavy tail is heavy.)
-            _heavy(own, own_total, numbers[..., U], self.shape),
+            contradiction(own, own_total, numbers[..., U], self.shape, LOG_LEVEL),
             # (what training showed gives way to what the stream shows of itself)
             self._learnt_heavy * np.clip(1.0 - own_total / LEARNT_FADE, 0.0, 1.0),
         )
-        numbers[..., LOG_STAR] = np.where(total >= ANCHOR, log_star, LOG_LOWEST)
-        numbers[..., LOG_SURVIVAL] = np.where(total >= ANCHOR, log_survival, 0.0)
-        numbers[..., SLOPE] = np.where(np.isfinite(slope), slope, SLOPE_RANGE[0])
+        numbers[..., LOG_STAR] = np.where(total >= ANCHOR, found.log_star, LOG_LOWEST)
+        numbers[..., LOG_SURVIVAL] = np.where(total >= ANCHOR, found.log_survival, 0.0)
+        numbers[..., SLOPE] = np.where(np.isfinite(found.slope), found.slope, SLOPE_RANGE[0])
         numbers[..., HEAVY] = np.where(np.isfinite(heavy), heavy, 0.0)
         numbers[..., FITTED_AT] = numbers[..., N]
         table[self._numbers][slots] = numbers
-
-
-def _edge_of(stat: F64) -> npt.NDArray[np.intp]:
-    """The last edge each statistic is at or past (-1: below the first)."""
-    with np.errstate(divide="ignore"):
-        position = np.floor((np.log(np.maximum(stat, 0.0)) - LOG_LOWEST) / LOG_STEP)
-    return np.clip(position, -1, EDGES - 1).astype(np.intp)
-
-
-def _heavy(counts: F64, total: F64, u: F64, shape: F64) -> F64:
-    """How far clusters past each edge (``counts[..., EDGES]`` of ``total`` values)
-    contradict the light fit (a Weibull of ``shape`` through the 95th percentile ``u``): 0
-    where they agree, 1 where it is surely wrong."""
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        # Every value past an edge, as if each started a cluster: the most clusters the light
-        # fit allows there (a slow statistic's runs lengthen with the level).
-        expected = total[..., None] * np.exp(LOG_LEVEL * (_EDGES / u[..., None]) ** shape[:, None])
-        ratio = np.log(counts / expected)
-        deviance = 2.0 * (counts * ratio - (counts - expected))
-        weight = _ramp(ratio, BLEND_RATIO) * _ramp(deviance, BLEND_DEVIANCE)
-        hits = (counts >= CONTRADICTION) & (u[..., None] <= _EDGES)
-        out: F64 = np.where(hits & np.isfinite(weight), weight, 0.0).max(axis=-1)
-    return out
-
-
-def _ramp(x: F64, bounds: tuple[float, float]) -> F64:
-    """0 below the first bound, 1 past the second, linear between."""
-    out: F64 = np.clip((x - bounds[0]) / (bounds[1] - bounds[0]), 0.0, 1.0)
-    return out
 
 
 def _per_column(
@@ -472,21 +371,3 @@ def _shapes(width: int, prior: TailPrior) -> list[float]:
     """One floor exponent per column: a tuple shape gives one per equal block of them."""
     shapes = prior.shape if isinstance(prior.shape, tuple) else (prior.shape,)
     return [k for k in shapes for _ in range(width // len(shapes))]
-
-
-def _pick(rows: npt.NDArray[np.floating], index: npt.NDArray[np.intp]) -> F64:
-    """``rows[..., index]`` element by element: a flat gather, as ``np.take_along_axis``
-    does it at a fifth of its cost on a wave's small arrays."""
-    flat_rows = rows.reshape(-1, rows.shape[-1])
-    flat = np.arange(flat_rows.shape[0]) * flat_rows.shape[1] + index.ravel()
-    picked: F64 = flat_rows.ravel()[flat].reshape(index.shape).astype(np.float64)
-    return picked
-
-
-def _interpolate(log_counts: F64, position: F64) -> F64:
-    """The log counts at fractional edge ``position``, log-linearly."""
-    edge = np.clip(np.floor(position).astype(np.intp), 0, EDGES - 2)
-    fraction = np.clip(position - edge, 0.0, 1.0)
-    lower, upper = _pick(log_counts, edge), _pick(log_counts, edge + 1)
-    out: F64 = np.where(np.isfinite(upper), lower + fraction * (upper - lower), lower)
-    return out

@@ -32,16 +32,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from sensord.arrays import F64
 from sensord.config import WebSettings
 from sensord.core.alert import AlertEvent
 from sensord.core.sample import FIRST, Scored
-from sensord.daemon.ingest import Request, Routed
+from sensord.daemon.ingest import Routed
 from sensord.daemon.publisher import status_of
 from sensord.daemon.routes import Route
+from sensord.daemon.transport import Request
 from sensord.daemon.web.listing import StreamList, stream_list
 from sensord.wire.published import alert_message
 
-F64 = npt.NDArray[np.float64]
 VIEWER_TTL_S = 30.0  # the streams list is kept fresh this long after the page last asked
 LIST_EVERY_S = 1.0  # the loop copies the streams list at most this often
 WEB_CORRELATION = b"web:"  # feedback requests from the page carry this prefix

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from sensord.arrays import F64
 from sensord.daemon.publisher import STATUS_CODES, STATUS_NAMES
 from sensord.daemon.routes import Route
 
-F64 = npt.NDArray[np.float64]
 LISTED_COLUMNS = (
     "published_status",
     "status_since",

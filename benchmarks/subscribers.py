@@ -14,6 +14,11 @@ Both keep a persistent MQTT 5 session with a QoS 1 subscription to the benchmark
 ``--phase subscribe`` creates the session and leaves, so the broker keeps what is published
 next; ``--phase drain --expect N`` comes back, takes the N queued messages and prints one
 JSON line: wall time and this process's CPU time when 5 % and 95 % of them had arrived.
+
+``--phase live`` (limit only) takes live traffic: it prints ``subscribed`` once its
+subscription is acknowledged, notes its count at every line it reads on stdin (the
+benchmark's window marks; it reads this process's CPU from /proc at the same moments), and
+at the end of stdin disconnects and prints ``{"count": N, "marks": [...]}``.
 """
 
 from __future__ import annotations
@@ -109,6 +114,33 @@ def run(kind: str, args: argparse.Namespace) -> Progress:
     return progress
 
 
+def live(args: argparse.Namespace) -> dict[str, object]:
+    """Count live messages until stdin ends, noting the count at each line read."""
+    count = [0]  # (a list: the callback adds to it in place)
+    marks: list[int] = []
+
+    def on_message(client: paho.Client, message: paho.MQTTMessage) -> None:
+        count[0] += 1
+
+    client, subscribed = connect(args.client_id, args.host, args.port, on_message)
+
+    def follow_stdin() -> None:
+        # A thread blocked on stdin costs nothing between the marks; the loop stays the
+        # stock loop_forever the drains measure.
+        if not subscribed.wait(timeout=10):
+            client.disconnect()  # the benchmark reads the report instead, and fails
+            return
+        sys.stdout.write("subscribed\n")
+        sys.stdout.flush()
+        for _line in sys.stdin:
+            marks.append(count[0])
+        client.disconnect()
+
+    threading.Thread(target=follow_stdin, daemon=True).start()
+    client.loop_forever()
+    return {"count": count[0], "marks": marks}
+
+
 def counting(client: paho.Client, message: paho.MQTTMessage) -> None:
     """The limit: nothing but the count."""
 
@@ -169,13 +201,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--client-id", required=True)
-    parser.add_argument("--phase", choices=["subscribe", "drain"], required=True)
+    parser.add_argument("--phase", choices=["subscribe", "drain", "live"], required=True)
     parser.add_argument("--expect", type=int, default=0)
     parser.add_argument("--bundle", type=Path, help="naive: the bundle (scaling, calibration)")
     parser.add_argument("--weights", type=Path, help="naive: the torch state dict")
     args = parser.parse_args(argv)
     if args.kind == "naive" and args.phase == "drain" and (not args.bundle or not args.weights):
         parser.error("naive needs --bundle and --weights")
+    if args.phase == "live":
+        if args.kind != "limit":
+            parser.error("only limit takes live traffic")
+        sys.stdout.write(json.dumps(live(args)) + "\n")
+        return 0
     progress = run(args.kind, args)
     sys.stdout.write(json.dumps(asdict(progress)) + "\n")
     return 0

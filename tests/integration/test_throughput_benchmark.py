@@ -53,3 +53,17 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
     assert set(legs) == {"to_sensord", "in_sensord", "to_subscriber"}, legs
     assert all(math.isfinite(leg["p99"]) for leg in legs.values())
     assert isinstance(report["load"]["busy"], bool) and "cores" in report["load"]["why"]
+    # CPU per reading at a live rate, beside the do-nothing subscriber's on the same traffic
+    (live,) = report["live_rates"]["runs"]
+    assert report["live_rates"]["window_s"] > 0
+    sensord, yardstick = live["sensord"], live["yardstick"]
+    for key in ("cpu_us_per_reading", "core_share", "mean_batch", "mean_wave"):
+        assert math.isfinite(sensord[key]) and sensord[key] > 0, key
+    assert sensord["readings"] > 0 and yardstick["readings"] > 0
+    assert math.isfinite(yardstick["cpu_us_per_reading"]) and yardstick["cpu_us_per_reading"] > 0
+    assert live["ratio_cpu_sensord_over_yardstick"] > 0
+    assert all(
+        math.isfinite(live["latency_ms"][p]) and live["latency_ms"][p] > 0 for p in ("p50", "p99")
+    )
+    assert live["caught"] > 0 and live["processed"] == live["sent"]
+    assert report["live_cpu_us_per_reading"][f"{live['streams']}x{live['per_stream_rate']:g}"] > 0

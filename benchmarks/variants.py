@@ -21,7 +21,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks.baselines import BaselineSettings, use_baseline
+from benchmarks.baselines import BaselineSettings, baseline_factory
 from sensord.core.alert import AlertPolicy
 from sensord.core.bundle import Bundle
 from sensord.core.detect import DetectorSettings
@@ -43,10 +43,9 @@ class Variant:
     def pipeline(self, bundle: Bundle) -> Pipeline:
         """A core for ``bundle`` that scores as this variant says."""
         engine = PersistenceEngine(bundle) if self.model == "persistence" else Engine(bundle)
-        pipeline = Pipeline(engine, self.settings)
-        if self.baseline is not None:
-            use_baseline(pipeline, self.baseline)
-        return pipeline
+        if self.baseline is None:
+            return Pipeline(engine, self.settings)
+        return Pipeline(engine, self.settings, detector_factory=baseline_factory(self.baseline))
 
 
 def parse_variant(text: str) -> Variant:

@@ -25,8 +25,10 @@ LIVE_ROWS = 800
 # docs/development.md).
 KIND_BY_FOLDER = {"cluster": "cluster", "integration": "integration"}
 KINDS = ("cluster", "integration", "slow")
-# The session's bundles, trained with torch on first use: a test asking for one is slow.
-TRAINING_FIXTURES = {"trained", "bundle", "train_small", "small_bundle"}
+# The fixtures that train with torch on first use. A test's fixture names include what its
+# fixtures ask for in turn, so a test of a trained bundle (`bundle`, `small_bundle`) names
+# one of these, and a test of tests/core's in-memory bundles of the same names does not.
+TRAINING_FIXTURES = {"trained", "train_small"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -35,9 +37,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         kind = KIND_BY_FOLDER.get(parts[0]) if len(parts) > 1 else None
         if kind is not None:
             item.add_marker(kind)
-        # tests/core's bundles of those names are made in memory, never trained (its
-        # conftest shadows these; tests/test_imports.py runs tests/core without torch)
-        if parts[0] != "core" and TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker("slow")
         if not any(item.get_closest_marker(k) for k in KINDS):
             item.add_marker("unit")

@@ -6,8 +6,9 @@ Each scores the RMS prediction error alone, with the range rule on top (base.py)
 ``adaptive`` and ``fixed`` (a lognormal fit, lognormal.py), ``telemanom`` (Hundman et al.'s
 nonparametric dynamic threshold) and ``spot`` (DSPOT extreme-value thresholds, by libspot).
 
-The product's configuration cannot name them; a benchmark puts one into a core it built
-(``use_baseline``), which then scores, alerts and replays as for the product's detector.
+The product's configuration cannot name them; a benchmark puts one into a core it builds
+(``baseline_factory``) or one a daemon built (``use_baseline``), which then scores, alerts
+and replays as with the product's detector, also after an engine swap.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from benchmarks.baselines.lognormal import AdaptiveDetector, FixedDetector
 from benchmarks.baselines.spot import SpotDetector
 from benchmarks.baselines.telemanom import TelemanomDetector
 from sensord.core.detect import DetectorContext, DetectorSettings
-from sensord.core.pipeline import Pipeline
+from sensord.core.pipeline import DetectorFactory, Pipeline
 
 BASELINES: dict[BaselineKind, type[ErrorDetector]] = {
     "adaptive": AdaptiveDetector,
@@ -41,13 +42,20 @@ def make_baseline(
     return BASELINES[options.kind](context, settings, options)
 
 
+def baseline_factory(options: BaselineSettings) -> DetectorFactory:
+    """What makes the baseline ``options.kind`` for a pipeline (``Pipeline(...,
+    detector_factory=...)``), with the pipeline's own threshold and range rule."""
+    return lambda context, settings: make_baseline(context, settings, options)
+
+
 def use_baseline(pipeline: Pipeline, options: BaselineSettings) -> None:
-    """Score ``pipeline``'s streams with a baseline instead of the channels detector (with
-    the pipeline's own threshold and range rule). Call it before the pipeline scores
-    anything: its state table starts again, with the baseline's columns. (A replaced engine
-    brings the channels detector back: the benchmarks never replace one.)"""
-    context = DetectorContext.of(pipeline.bundle.manifest)
-    pipeline.detector = make_baseline(context, pipeline.settings.detector, options)
+    """Score a pipeline built elsewhere (a daemon's route) with a baseline from now on,
+    also after an engine swap. Call it before the pipeline scores anything: its state table
+    starts again, with the baseline's columns."""
+    pipeline.detector_factory = baseline_factory(options)
+    pipeline.detector = pipeline.detector_factory(
+        DetectorContext.of(pipeline.bundle.manifest), pipeline.settings.detector
+    )
     pipeline.table = pipeline.new_table()
 
 
@@ -57,6 +65,7 @@ __all__ = [
     "BaselineKind",
     "BaselineSettings",
     "ErrorDetector",
+    "baseline_factory",
     "make_baseline",
     "use_baseline",
 ]

@@ -18,7 +18,7 @@ daemon's publisher last said of each stream is its own, not the core's.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +36,10 @@ from sensord.core.sample import DUPLICATE, LATE, Counters, Outcome, Sample, Scor
 from sensord.core.state import ColumnSpec, Slots, StateTable
 from sensord.core.step import emit, judge, predict, split_waves
 from sensord.core.swap import carry_over, latest, recent_columns
+
+# What makes a pipeline's detector for a bundle: the channels detector, or (benchmarks only)
+# a baseline measured against it; kept across engine swaps.
+DetectorFactory = Callable[[DetectorContext, DetectorSettings], Detector]
 
 # When each stream was last heard from (receive time: idle eviction, nodata.py), its usual
 # period, and its longest recent step in its own time (gaps.py; the daemon's reorder stage
@@ -63,11 +67,18 @@ class PipelineSettings:
 class Pipeline:
     """The core for one bundle: per-stream state, detector and alert lifecycle."""
 
-    def __init__(self, engine: StepEngine, settings: PipelineSettings | None = None) -> None:
+    def __init__(
+        self,
+        engine: StepEngine,
+        settings: PipelineSettings | None = None,
+        *,
+        detector_factory: DetectorFactory = make_detector,
+    ) -> None:
         self.engine = engine
         self.bundle: Bundle = engine.bundle
         self.settings = settings or PipelineSettings()
-        self.detector: Detector = make_detector(
+        self.detector_factory = detector_factory
+        self.detector: Detector = detector_factory(
             DetectorContext.of(self.bundle.manifest), self.settings.detector
         )
         self._registered: dict[str, ColumnSpec] = {}
@@ -258,7 +269,7 @@ class Pipeline:
         )
         old = self.bundle.manifest
         self.engine, self.bundle = engine, engine.bundle
-        self.detector = make_detector(
+        self.detector = self.detector_factory(
             DetectorContext.of(self.bundle.manifest), self.settings.detector
         )
         if not same:

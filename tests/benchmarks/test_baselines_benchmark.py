@@ -6,12 +6,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.baselines import BASELINE_KINDS, BaselineSettings, make_baseline, use_baseline
+from benchmarks.baselines import (
+    BASELINE_KINDS,
+    BaselineSettings,
+    baseline_factory,
+    make_baseline,
+    use_baseline,
+)
 from benchmarks.baselines.likelihood import REGIME_RUN, LikelihoodDetector
 from benchmarks.runner import variants_of
 from benchmarks.variants import parse_variant
 from sensord.core.bundle import Bundle
 from sensord.core.detect import DetectorSettings, make_detector
+from sensord.core.engine import Engine
+from sensord.core.pipeline import Pipeline
 from sensord.offline.replay import open_pipeline, replay
 from sensord.offline.synthetic import standard_anomalies
 from tests.conftest import LIVE_ROWS
@@ -88,6 +96,17 @@ def test_the_fixed_baseline_in_a_core_catches_the_injected_anomalies(
     raised = raised_rows(replay(anomalous_csv, pipeline))
     for anomaly in standard_anomalies(LIVE_ROWS):
         assert any(anomaly.row <= r <= anomaly.row + CATCH_ROWS for r in raised), anomaly
+
+
+def test_a_baseline_stays_the_detector_after_an_engine_swap(bundle: Bundle) -> None:
+    # a swap rebuilds the detector for the new bundle: with the pipeline's own factory
+    pipeline = open_pipeline(bundle.path)
+    use_baseline(pipeline, BaselineSettings("fixed"))
+    pipeline.replace_engine(Engine(bundle))
+    assert pipeline.detector.kind == "fixed"
+    built = Pipeline(Engine(bundle), detector_factory=baseline_factory(BaselineSettings("spot")))
+    built.replace_engine(Engine(bundle))
+    assert built.detector.kind == "spot"
 
 
 def test_variants_name_baselines_with_their_options(bundle: Bundle) -> None:

@@ -31,6 +31,8 @@ from sensord.training.options import TrainOptions
 from sensord.training.train import train_bundle
 from tests.trained import SMALL
 
+pytestmark = pytest.mark.slow  # its module fixture trains a bundle with torch
+
 
 @pytest.fixture(scope="module")
 def small_bundle(tmp_path_factory: pytest.TempPathFactory, history_csv: Path) -> Bundle:

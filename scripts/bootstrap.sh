@@ -28,6 +28,10 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 say "installing sensord with its extras (train, plot, broker, cluster, dev)"
 pip install -e ".[train,plot,broker,cluster,dev]"
+# The detector's compiled path: compiled once here into numba's cache beside the package, so
+# neither the demo's daemon nor the tests' wait for the compiler.
+say "compiling the detector's machine code (numba; half a minute the first time, then cached)"
+.venv/bin/sensord compile >/dev/null
 # Debian packages the tests use: a real Mosquitto broker of their own, systemd-analyze
 # to rate the unit's sandboxing (deploy/sensord.service), Chromium for the web page.
 apt_install() {  # package, command it provides

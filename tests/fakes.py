@@ -12,14 +12,13 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from sensord.arrays import F32
 from sensord.config import MqttSettings
-from sensord.core.bundle import Bundle, Calibration, Graph, Manifest, Scaling, Training
-from sensord.core.engine import StepResult
+from sensord.core.bundle import Bundle, in_memory
+from sensord.core.engine import SequenceResult, StepResult
 from sensord.daemon.transport import (
     Ackable,
     Link,
@@ -42,53 +41,16 @@ def fake_bundle(
     time_features: Sequence[str] = (),
 ) -> Bundle:
     """A bundle's manifest as training would write it, with no graph behind it."""
-    n = len(features)
-    manifest = Manifest.model_validate(
-        {
-            "format_version": 1,
-            "name": name,
-            "version": version,
-            "sensord_version": "test",
-            "features": list(features),
-            "time_features": list(time_features),
-            "layers": layers,
-            "hidden": hidden,
-            "scaling": Scaling(
-                center=[center] * n,
-                scale=[scale] * n,
-                low=[center - 3 * scale] * n,
-                high=[center + 3 * scale] * n,
-            ),
-            "graph": Graph(sha256="0" * 64, opset=17),
-            "calibration": Calibration(
-                smoothing=0.1,
-                error_floor=0.01,
-                log_error_mean=-2.0,
-                log_error_std=0.5,
-                threshold_error=0.6,
-                samples=500,
-            ),
-            "training": Training(
-                source="fake.csv",
-                rows=1000,
-                train_rows=800,
-                validation_rows=200,
-                skipped_rows=0,
-                streams=1,
-                data_start="2026-01-01T00:00:00Z",
-                data_end="2026-01-04T11:15:00Z",
-                median_interval_s=300.0,
-                epochs_run=1,
-                best_epoch=1,
-                train_loss=0.1,
-                validation_loss=0.1,
-                validation_mae=0.2,
-                persistence_mae=0.25,
-                seed=0,
-            ),
-        }
+    return in_memory(
+        features,
+        name=name,
+        version=version,
+        layers=layers,
+        hidden=hidden,
+        center=center,
+        scale=scale,
+        time_features=time_features,
     )
-    return Bundle(Path("/nonexistent/fake-bundle"), manifest, b"")
 
 
 class NumpyEngine:
@@ -129,6 +91,13 @@ class NumpyEngine:
             layer_input = h_out[layer]
         prediction = x[:, : self.features] + layer_input @ self._out.T
         return StepResult(prediction=prediction.astype(np.float32), h=h_out, c=c_out)
+
+    def run(self, x: F32, h: F32, c: F32) -> SequenceResult:
+        predictions = np.empty((len(x), x.shape[1], self.features), np.float32)
+        for t in range(len(x)):
+            result = self.step(x[t], h, c)
+            predictions[t], h, c = result.prediction, result.h, result.c
+        return SequenceResult(predictions=predictions, h=h, c=c)
 
 
 def _sigmoid(z: F32) -> F32:

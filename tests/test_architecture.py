@@ -21,7 +21,9 @@ def resolve(named: str) -> Path:
     """A path the page names: from the repository's root (`tests/fakes.py`,
     `sensord/errors.py`) or inside the package (`core/pipeline.py`)."""
     return (
-        ROOT / named if named.split("/", maxsplit=1)[0] in {"sensord", "tests"} else PACKAGE / named
+        ROOT / named
+        if named.split("/", maxsplit=1)[0] in {"sensord", "tests", "benchmarks"}
+        else PACKAGE / named
     )
 
 

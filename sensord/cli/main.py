@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sensord import __version__, logs
-from sensord.cli import demo, simulate
+from sensord.cli import compiling, demo, simulate
 from sensord.cli import models as climodels
 from sensord.cli.arguments import CommandParser, SubParsers, positive_int
 from sensord.cli.extras import require_plot_extra, require_train_extra
@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(commands)
     _add_check_config(commands)
     _add_cluster_config(commands)
+    compiling.add_command(commands)
     climodels.add_commands(commands)  # retrain, promote, models
     return parser
 

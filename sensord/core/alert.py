@@ -310,7 +310,7 @@ def severity(score: float, threshold: float) -> str:
 
 
 def alert_event(
-    table: StateTable,
+    table: StateTable | None,
     manifest: Manifest,
     threshold: float,
     stream: str,
@@ -324,10 +324,13 @@ def alert_event(
     transition: Transition,
     channel: int,
     shares: F64,
+    raised: tuple[float, float] | None = None,
 ) -> AlertEvent:
-    """The event of a transition of one stream's alert, with the features that drove it."""
-    raised_ts = float(table["raised_ts"][slot])
-    peak = float(table["peak_score"][slot])
+    """The event of a transition of one stream's alert, with the features that drove it;
+    its raise time and peak score ``raised`` (as of this reading) or the table's now."""
+    if raised is None and table is not None:
+        raised = (float(table["raised_ts"][slot]), float(table["peak_score"][slot]))
+    raised_ts, peak = raised or (float("nan"), float("nan"))
     features = manifest.features
     drivers = tuple(
         (features[f], round(float(shares[f]), 4))

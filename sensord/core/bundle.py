@@ -1,10 +1,12 @@
 """Model bundles: the one thing that crosses from training to the daemon.
 
-A bundle is a directory with ``model.onnx`` (ONE recurrent step: inputs ``x[B,F]``,
-``h[L,B,H]``, ``c[L,B,H]``; outputs ``y[B,F]``, ``h_out``, ``c_out``; B dynamic) and
-``bundle.json``, the manifest below. The step is an LSTM's or a GRU's (``cell``); a GRU has no
-cell state and passes ``c`` through unchanged, so the signature, and the daemon's state per
-stream, are the same for both. Loading checks the format version, every field, and the graph's
+A bundle is a directory with ``model.onnx`` and ``bundle.json``, the manifest below. The
+graph (``graph.kind``) is a ``sequence``: inputs ``x[T,B,F]``, ``h[L,B,H]``, ``c[L,B,H]``;
+outputs ``y[T,B,F]`` (the prediction after each step), ``h_out``, ``c_out`` (the state after
+the last); T and B dynamic. Bundles from before that field hold ONE ``step``: ``x[B,F]`` and
+``y[B,F]``, the same state. The net is an LSTM or a GRU (``cell``); a GRU has no cell state
+and passes ``c`` through unchanged, so the signature, and the daemon's state per stream, are
+the same for both. Loading checks the format version, every field, and the graph's
 sha256; the graph's shapes are checked against the manifest when the engine opens it
 (engine.py). This module imports neither torch nor onnx.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -29,6 +32,7 @@ INPUT_NAMES = ("x", "h", "c")
 OUTPUT_NAMES = ("y", "h_out", "c_out")
 
 Cell = Literal["lstm", "gru"]
+GraphKind = Literal["step", "sequence"]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -54,11 +58,16 @@ class Scaling(_Strict):
 
 
 class Graph(_Strict):
-    """Where the ONNX step graph is and what it must hash to."""
+    """Where the ONNX graph is, what it must hash to, and which kind of graph it is."""
 
     file: str = Field(default=GRAPH_FILE, description="Graph file name inside the bundle.")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the graph file.")
     opset: int = Field(ge=7, description="ONNX opset the graph was exported with.")
+    kind: GraphKind = Field(
+        "step",
+        description="sequence: x[T,B,F] in, a prediction after each of the T steps out; "
+        "step: one step, x[B,F] (bundles from before this field are step).",
+    )
 
 
 class Calibration(_Strict):
@@ -272,3 +281,66 @@ def _validate_manifest(manifest_path: Path, raw: dict[str, Any]) -> Manifest:
         where = ".".join(str(part) for part in first["loc"]) or "(manifest)"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise BundleError(f"{manifest_path}: field {where}: {first['msg']}{more}") from None
+
+
+def in_memory(
+    features: Sequence[str] = ("value",),
+    *,
+    name: str = "in-memory",
+    version: str = "1",
+    layers: int = 1,
+    hidden: int = 8,
+    center: float = 50.0,
+    scale: float = 10.0,
+    time_features: Sequence[str] = (),
+) -> Bundle:
+    """A bundle's manifest as training would write it, with no graph behind it: for an
+    engine that needs none (the persistence engine compiling the kernels, sensord compile;
+    the tests' numpy LSTM)."""
+    n = len(features)
+    manifest = Manifest.model_validate(
+        {
+            "format_version": 1,
+            "name": name,
+            "version": version,
+            "sensord_version": "in-memory",
+            "features": list(features),
+            "time_features": list(time_features),
+            "layers": layers,
+            "hidden": hidden,
+            "scaling": Scaling(
+                center=[center] * n,
+                scale=[scale] * n,
+                low=[center - 3 * scale] * n,
+                high=[center + 3 * scale] * n,
+            ),
+            "graph": Graph(sha256="0" * 64, opset=17),
+            "calibration": Calibration(
+                smoothing=0.1,
+                error_floor=0.01,
+                log_error_mean=-2.0,
+                log_error_std=0.5,
+                threshold_error=0.6,
+                samples=500,
+            ),
+            "training": Training(
+                source="in-memory.csv",
+                rows=1000,
+                train_rows=800,
+                validation_rows=200,
+                skipped_rows=0,
+                streams=1,
+                data_start="2026-01-01T00:00:00Z",
+                data_end="2026-01-04T11:15:00Z",
+                median_interval_s=300.0,
+                epochs_run=1,
+                best_epoch=1,
+                train_loss=0.1,
+                validation_loss=0.1,
+                validation_mae=0.2,
+                persistence_mae=0.25,
+                seed=0,
+            ),
+        }
+    )
+    return Bundle(Path("/nonexistent/in-memory-bundle"), manifest, b"")

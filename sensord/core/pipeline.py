@@ -27,7 +27,9 @@ import numpy.typing as npt
 from sensord.arrays import F64
 from sensord.core.alert import ALERT_COLUMNS, AlertEvent, AlertPolicy, accept, driver_columns
 from sensord.core.bundle import Bundle
+from sensord.core.compiled.path import CompiledPath
 from sensord.core.detect import Detector, DetectorContext, DetectorSettings, make_detector
+from sensord.core.detect.composite import ChannelDetector
 from sensord.core.detect.range import start_from_training
 from sensord.core.engine import StepEngine
 from sensord.core.gaps import GAP_COLUMNS
@@ -73,6 +75,7 @@ class Pipeline:
         settings: PipelineSettings | None = None,
         *,
         detector_factory: DetectorFactory = make_detector,
+        compiled: bool | None = None,
     ) -> None:
         self.engine = engine
         self.bundle: Bundle = engine.bundle
@@ -84,6 +87,10 @@ class Pipeline:
         self._registered: dict[str, ColumnSpec] = {}
         self.table = self.new_table()
         self.counters = Counters()
+        # The compiled path (core/compiled/) for the product's detector, unless told not
+        # to (None: wherever it applies); the numpy reference for the baselines.
+        self._use_compiled = compiled
+        self.path = self._compiled_path()
 
     def new_table(self) -> StateTable:
         """An empty state table with the columns this pipeline's parts keep, and those the
@@ -134,6 +141,18 @@ class Pipeline:
         slots, new = self.table.lookup(streams)
         if new.any():
             self._start_streams(streams, slots, new)
+        if self.path is not None:
+            return self.path.process(
+                self.table,
+                self.engine,
+                self.counters,
+                slots=slots,
+                streams=streams,
+                ts=np.ascontiguousarray(ts, dtype=np.float64),
+                values=np.ascontiguousarray(values, dtype=np.float64),
+                received=np.ascontiguousarray(received, dtype=np.float64),
+                max_gap_s=self.settings.max_gap_s,
+            )
         out = Scored.empty(n, self.engine.features, slots)
         for wave in split_waves(slots):
             out.waves.append(len(wave))
@@ -272,11 +291,23 @@ class Pipeline:
         self.detector = self.detector_factory(
             DetectorContext.of(self.bundle.manifest), self.settings.detector
         )
+        self.path = self._compiled_path()
         if not same:
             self.table = self.new_table()
         elif self.bundle.manifest != old:  # (the same bundle again: nothing to refit)
             carry_over(self.table, old, engine)
         return same
+
+    def _compiled_path(self) -> CompiledPath | None:
+        """The compiled path for this detector, if it has one and it is wanted."""
+        wanted = self._use_compiled is not False
+        if not wanted or type(self.detector) is not ChannelDetector:
+            if self._use_compiled:
+                raise ValueError(f"no compiled path for the {self.detector.kind} detector")
+            return None
+        path = CompiledPath(self.detector, self.settings.alerts, self.bundle.manifest)
+        path.warm(self.table, self.engine)
+        return path
 
     def _reset_after_gap(self, slots: Slots, ts: F64) -> npt.NDArray[np.bool_]:
         if self.settings.max_gap_s is None:

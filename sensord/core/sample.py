@@ -94,19 +94,31 @@ class Scored:
 def outcomes(samples: Sequence[Sample], scored: Scored) -> list[Outcome]:
     """A batch's columns as one ``Outcome`` per sample, in the samples' order."""
     events = dict(scored.events)
+    # (Columns to Python lists first: one conversion per column, not one per value.)
+    columns = zip(
+        scored.status.tolist(),
+        scored.error.tolist(),
+        scored.score.tolist(),
+        scored.alert.tolist(),
+        scored.warming_up.tolist(),
+        scored.reset.tolist(),
+        strict=True,
+    )
     result = []
-    for i, sample in enumerate(samples):
-        status = STATUSES[scored.status[i]]
+    for i, (sample, (code, error, score, alert, warming_up, reset)) in enumerate(
+        zip(samples, columns, strict=True)
+    ):
+        status = STATUSES[code]
         result.append(
             Outcome(
                 sample=sample,
                 status=status,
                 expected=scored.expected[i] if status is Status.SCORED else None,
-                error=float(scored.error[i]),
-                score=float(scored.score[i]),
-                alert=bool(scored.alert[i]),
-                warming_up=bool(scored.warming_up[i]),
-                reset=bool(scored.reset[i]),
+                error=error,
+                score=score,
+                alert=alert,
+                warming_up=warming_up,
+                reset=reset,
                 event=events.get(i),
             )
         )

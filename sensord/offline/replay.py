@@ -66,8 +66,10 @@ def run_series(
     outcomes: list[Outcome | None] = [None] * len(series.rows)
     for start in range(0, len(usable), batch):
         rows = usable[start : start + batch]
+        times = series.timestamps[rows].tolist()
         samples = [
-            Sample(series.streams[i], float(series.timestamps[i]), series.values[i]) for i in rows
+            Sample(series.streams[i], t, series.values[i])
+            for i, t in zip(rows, times, strict=True)
         ]
         for row, outcome in zip(rows, pipeline.process(samples), strict=True):
             outcomes[row] = outcome

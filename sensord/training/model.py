@@ -1,14 +1,19 @@
-"""The network: a recurrent net that predicts each stream's next sample, and its one-step form.
+"""The network: a recurrent net that predicts each stream's next sample, and the forms exported.
 
 ``Forecaster`` predicts ``next = current + head(rnn(current))`` in scaled units, the recurrent
 part a stacked LSTM or GRU (the ``cell``). The head starts at zero, so an untrained model
 already predicts "the next sample repeats this one", and training learns the correction; on a
-short history this keeps the model from being worse than persistence. ``StepModule`` is the
-same function written as ONE step over explicit ``h`` and ``c``, with each layer's input and
-recurrent weights fused into one matrix: the graph the daemon runs.
+short history this keeps the model from being worse than persistence.
+
+``SequenceModule`` is the same function over explicit ``h`` and ``c``, time first: the graph
+the daemon runs (a bundle's ``graph.kind`` "sequence"). Its recurrent part is torch's own
+``nn.LSTM`` / ``nn.GRU``, which the exporter writes as ONNX's LSTM / GRU operator: one call
+runs a stream's queued readings. ``StepModule`` is ONE step, each layer's input and recurrent
+weights fused into one matrix: the graph bundles held before (kind "step"), which the daemon
+still runs; kept to make such bundles in tests and to measure against.
 
 Both cells keep the bundle's one graph signature, ``(x, h, c) -> (y, h_out, c_out)``, so the
-daemon's state table does not depend on the cell. A GRU has no cell state: its step passes
+daemon's state table does not depend on the cell. A GRU has no cell state: its graph passes
 ``c`` through untouched, and since the daemon starts every stream at zero, ``c`` stays zero.
 """
 
@@ -65,6 +70,40 @@ class Forecaster(nn.Module):
         """The last layer's ``h[B, T, H]`` after every step of ``x``, from a zero state."""
         out: torch.Tensor = self.rnn(x)[0]
         return out
+
+
+class SequenceModule(nn.Module):
+    """A trained Forecaster over ``T`` steps, time first (as ONNX's LSTM and GRU take it):
+    ``(x[T,B,F+E], h[L,B,H], c[L,B,H]) -> (y[T,B,F], h, c)``, ``y[t]`` the prediction made
+    after step ``t`` and ``h``, ``c`` the state after the last."""
+
+    def __init__(self, model: Forecaster) -> None:
+        super().__init__()
+        self.features = model.features
+        self.cell = model.cell
+        recurrent = nn.GRU if model.cell == "gru" else nn.LSTM
+        # A time-first copy: the same weights without a transpose on either side of the
+        # recurrent operator. Dropout is off in inference, so the copy has none.
+        self.rnn = recurrent(
+            model.features + model.extra_inputs,
+            model.hidden,
+            model.layers,
+            dtype=model.head.weight.dtype,
+        )
+        self.rnn.load_state_dict(model.rnn.state_dict())
+        self.head = nn.Linear(model.hidden, model.features, dtype=model.head.weight.dtype)
+        self.head.load_state_dict(model.head.state_dict())
+        self.requires_grad_(False)
+
+    def forward(
+        self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.cell == "gru":
+            out, h_out = self.rnn(x, h)
+            c_out = c  # a GRU has no cell state: passed through, as the step graph does
+        else:
+            out, (h_out, c_out) = self.rnn(x, (h, c))
+        return x[..., : self.features] + self.head(out), h_out, c_out
 
 
 class StepModule(nn.Module):

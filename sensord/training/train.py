@@ -18,7 +18,7 @@ from sensord.offline.series import read_series
 from sensord.ops.models import write_bundle
 from sensord.training.calibrate import calibrate
 from sensord.training.data import TrainingData, prepare
-from sensord.training.export import OPSET, check_parity, export_step
+from sensord.training.export import GRAPH_KIND, OPSET, check_parity, export_sequence
 from sensord.training.fit import EpochCallback, FitResult, fit, predictions
 from sensord.training.model import Forecaster
 from sensord.training.normal import learn_normal
@@ -61,7 +61,7 @@ def _train(
     data = prepare(series, options.validation_fraction, options.time_of_day, options.transform)
     result = fit(data, options.fit, on_epoch)
     calibration = calibrate(result.model, data)
-    graph = export_step(result.model)
+    graph = export_sequence(result.model)
     parity = check_parity(result.model, graph, data)
     digest = sha256_hex(graph)
     persistence = _persistence_mae(data)
@@ -78,7 +78,7 @@ def _train(
         hidden=options.fit.hidden,
         scaling=data.streams[0].scaling,
         stream_scaling={s.stream: s.scaling for s in data.streams} if len(data.streams) > 1 else {},
-        graph=Graph(sha256=digest, opset=OPSET),
+        graph=Graph(sha256=digest, opset=OPSET, kind=GRAPH_KIND),
         calibration=calibration,
         training=_training_summary(data_path, data, options, result, persistence),
     )

@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sensord.core.bundle import MANIFEST_FILE, Bundle, load_bundle, sha256_hex
@@ -43,17 +44,20 @@ def test_manifest_has_the_contract_fields(small_bundle: Bundle) -> None:
     assert m.training.validation_loss > 0
     assert m.calibration.threshold_error > 0
     assert m.sensord_version
+    assert m.graph.kind == "sequence"
 
 
-def test_engine_steps_a_dynamic_batch(small_bundle: Bundle) -> None:
+def test_engine_steps_a_dynamic_batch_through_dynamic_sequences(small_bundle: Bundle) -> None:
     engine = Engine(small_bundle)
     for batch in (1, 5, 300):
         h, c = engine.zero_state(batch)
-        import numpy as np
-
         result = engine.step(np.zeros((batch, engine.inputs), np.float32), h, c)
         assert result.prediction.shape == (batch, 1)
         assert result.h.shape == result.c.shape == (1, batch, 8)
+        for steps in (1, 16):
+            run = engine.run(np.zeros((steps, batch, engine.inputs), np.float32), h, c)
+            assert run.predictions.shape == (steps, batch, 1)
+            assert run.h.shape == run.c.shape == (1, batch, 8)
 
 
 def test_tampered_graph_fails_the_hash(copy: Path) -> None:

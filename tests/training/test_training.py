@@ -18,7 +18,7 @@ from sensord.errors import InputError, ParityError
 from sensord.offline.series import read_series
 from sensord.offline.synthetic import generate, write_csv
 from sensord.training.data import MIN_ROWS_PER_STREAM, TrainingData, prepare
-from sensord.training.export import PARITY_TOLERANCE, check_parity, export_step
+from sensord.training.export import PARITY_TOLERANCE, check_parity, export_sequence
 from sensord.training.fit import fit
 from sensord.training.model import Forecaster, StepModule
 from sensord.training.options import FitOptions, TrainOptions
@@ -47,10 +47,10 @@ def test_default_model_beats_repeating_the_last_value(trained: TrainReport) -> N
     assert trained.parity <= PARITY_TOLERANCE
 
 
-def test_parity_of_the_exported_step(history_csv: Path) -> None:
+def test_parity_of_the_exported_sequence(history_csv: Path) -> None:
     data = prepare(read_series(history_csv), 0.2)
     model = fit(data, FitOptions(epochs=2, hidden=16, layers=2, seed=3)).model
-    graph = export_step(model)
+    graph = export_sequence(model)
     assert check_parity(model, graph, data) <= PARITY_TOLERANCE
 
 
@@ -59,7 +59,7 @@ def test_parity_failure_is_an_error(history_csv: Path) -> None:
     model = fit(data, FitOptions(epochs=2, hidden=8, layers=1, seed=3)).model
     other = fit(data, FitOptions(epochs=2, hidden=8, layers=1, seed=4)).model
     with pytest.raises(ParityError, match=r"differs from the torch model by .* bundle not written"):
-        check_parity(model, export_step(other), data)
+        check_parity(model, export_sequence(other), data)
 
 
 def test_same_seed_same_bundle(
@@ -221,6 +221,8 @@ def test_gru_trains_exports_passes_parity_and_loads_as_gru(
     result = engine.step(np.zeros((3, engine.inputs), np.float32), h, c)
     assert np.array_equal(result.c, c)  # a GRU has no cell state: c passes through
     assert result.h.shape == (1, 3, 8) and result.h.any()
+    run = engine.run(np.zeros((4, 3, engine.inputs), np.float32), h, c)
+    assert np.array_equal(run.c, c) and run.predictions.shape == (4, 3, 1)
 
 
 def test_the_default_cell_is_lstm(small_bundle: Bundle) -> None:
@@ -233,9 +235,11 @@ def _tiny(history_csv: Path, cell: Cell) -> tuple[Forecaster, TrainingData]:
 
 
 def _edit_weights(graph: bytes, change: Callable[[npt.NDArray[np.float32]], None]) -> bytes:
-    """The graph with layer 0's fused gate matrix ``[in + H, 4H]`` changed in place."""
+    """The graph with layer 0's input weights (ONNX's LSTM / GRU ``W[1, gates x H, in]``)
+    changed in place."""
     model = onnx.load_model_from_string(graph)
-    (tensor,) = (t for t in model.graph.initializer if t.name == "weights.0")
+    (first, *_) = (n for n in model.graph.node if n.op_type in {"LSTM", "GRU"})
+    (tensor,) = (t for t in model.graph.initializer if t.name == first.input[1])
     weights = numpy_helper.to_array(tensor).copy()
     change(weights)
     tensor.CopyFrom(numpy_helper.from_array(weights, tensor.name))
@@ -247,14 +251,14 @@ def test_parity_refuses_a_graph_with_one_wrong_weight(history_csv: Path, cell: C
     model, data = _tiny(history_csv, cell)
 
     def nudge(weights: npt.NDArray[np.float32]) -> None:
-        weights[0, 0] += 0.01  # from the value to the first gate's first unit
+        weights[0, 0, 0] += 0.01  # from the value to the first gate's first unit
 
     with pytest.raises(
         ParityError,
         match=rf"differs from the torch model by .* on stream 'default' "
         rf"\(tolerance {PARITY_TOLERANCE:.0e}, .*bundle not written",
     ):
-        check_parity(model, _edit_weights(export_step(model), nudge), data)
+        check_parity(model, _edit_weights(export_sequence(model), nudge), data)
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -269,13 +273,13 @@ def test_parity_refuses_a_graph_with_swapped_gates(history_csv: Path, cell: Cell
             tensor = getattr(wrong.rnn, name)
             tensor[first], tensor[second] = tensor[second].clone(), tensor[first].clone()
     with pytest.raises(ParityError, match="differs from the torch model"):
-        check_parity(model, export_step(wrong), data)
+        check_parity(model, export_sequence(wrong), data)
 
 
 def test_an_untouched_graph_passes_parity_for_both_cells(history_csv: Path) -> None:
     for cell in CELLS:
         model, data = _tiny(history_csv, cell)
-        assert check_parity(model, export_step(model), data) <= PARITY_TOLERANCE
+        assert check_parity(model, export_sequence(model), data) <= PARITY_TOLERANCE
 
 
 def test_training_runs_on_the_threads_asked_for_and_restores_them(

@@ -146,9 +146,12 @@ class ContextualChannel(Channel):
         table["context_level"][slots] = level
         own = trust[:, : self.features]
         normal = own > 0
+        # (Before the return below: a frozen feature's previous residual is forgotten
+        # whatever the other streams of its wave do, so a stream's outcome does not depend
+        # on which streams share its wave; the compiled path steps one stream at a time.)
+        self._learn_autocorrelation(table, slots, reading.keep["raw"], own >= 1.0)
         if not normal.any():
             return
-        self._learn_autocorrelation(table, slots, reading.keep["raw"], own >= 1.0)
         rows = normal.any(axis=1)
         slots, level, own = slots[rows], level[rows], own[rows]
         slot = reading.keep["slot"][rows]

@@ -294,9 +294,8 @@ def in_memory(
     scale: float = 10.0,
     time_features: Sequence[str] = (),
 ) -> Bundle:
-    """A bundle's manifest as training would write it, with no graph behind it: for an
-    engine that needs none (the persistence engine compiling the kernels, sensord compile;
-    the tests' numpy LSTM)."""
+    """A bundle's manifest as training would write it, with no graph behind it (for the
+    persistence engine compiling the kernels; for the tests' numpy LSTM)."""
     n = len(features)
     manifest = Manifest.model_validate(
         {

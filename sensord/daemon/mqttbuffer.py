@@ -16,6 +16,7 @@ from __future__ import annotations
 import select
 import ssl
 import time
+from typing import TypeVar
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -56,17 +57,24 @@ class BufferedClient(paho.Client):
             # paho's loop_read parses one packet per message it has in flight (hundreds
             # while states go out), however many readings are already waiting.
             raise BlockingIOError
-        if self._rx_pos >= len(self._rx):
-            if not self._may_recv:
-                raise BlockingIOError  # paho: "nothing more for now"; the rest waits in TCP
-            self._may_recv = False
-            data = super()._sock_recv(READ_CHUNK)  # raises BlockingIOError when empty
-            if not data:
-                return data  # connection closed
-            self._rx, self._rx_pos = data, 0
+        if self._rx_pos >= len(self._rx) and not self._fill():
+            return b""  # connection closed
         chunk = self._rx[self._rx_pos : self._rx_pos + bufsize]
         self._rx_pos += len(chunk)
         return chunk
+
+    def _fill(self) -> bool:
+        """One ``recv`` into the (used up) buffer; False when the connection closed. Raises
+        BlockingIOError when nothing is there or this ``loop_read`` already read, and the
+        socket's own errors."""
+        if not self._may_recv:
+            raise BlockingIOError  # paho: "nothing more for now"; the rest waits in TCP
+        self._may_recv = False
+        data = super()._sock_recv(READ_CHUNK)  # raises BlockingIOError when empty
+        if not data:
+            return False
+        self._rx, self._rx_pos = data, 0
+        return True
 
     _tx: bytes = b""  # written by paho, not yet sent
 
@@ -138,15 +146,18 @@ class BufferedClient(paho.Client):
         self._rx, self._rx_pos, self._tx = b"", 0, b""
 
 
+Client = TypeVar("Client", bound=BufferedClient)
+
+
 def writes_are_polled(client: paho.Client, userdata: object, sock: object) -> None:
     """paho's hook for an external loop: the adapter's poll writes what is queued."""
 
 
-def make_client(s: MqttSettings, status: str) -> BufferedClient:
-    """sensord's paho client per ``[mqtt]``, its Last Will making ``status`` offline; the
-    adapter sets the callbacks."""
+def make_client(s: MqttSettings, status: str, kind: type[Client]) -> Client:
+    """sensord's paho client per ``[mqtt]`` (a ``kind`` of ``BufferedClient``), its Last
+    Will making ``status`` offline; the adapter sets the callbacks."""
     v5 = s.protocol == "5"
-    client = BufferedClient(
+    client = kind(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=s.client_id,
         protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,

@@ -100,7 +100,7 @@ def _read_channels(c: Columns, p: F64, chans: I64, s: int, k: int, scaled: F64, 
             read_sustained(c.sustained, s, w.z, sp, block, w.drift, w.mean)
         elif kind == S.CONTEXTUAL:
             cp = p[S.CONTEXT_ALPHA : S.CONTEXT_SLOTS + 1]
-            read_contextual(c.context, s, k, scaled, cp, block, w.context)
+            read_contextual(c.context, s, k, scaled, cp, block, w.context, w.square)
             context_known = not math.isnan(block[0])
         elif kind == S.SHIFT:
             read_shift(c.shift, s, w.context[2], context_known, p[S.SHIFT_ALPHA], block, w.shift)

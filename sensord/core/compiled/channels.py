@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from sensord.arrays import F64
 from sensord.core.compiled import settings as S
 from sensord.core.compiled.columns import (
@@ -123,11 +121,12 @@ def _looks(c: ContextColumns, s: int, f: int, visits: float, per_day: float) -> 
 
 @compiled
 def read_contextual(
-    c: ContextColumns, s: int, k: int, values: F64, cp: F64, stat: F64, keep: F64
+    c: ContextColumns, s: int, k: int, values: F64, cp: F64, stat: F64, keep: F64, square: F64
 ) -> None:
     """ContextualChannel.read (``cp``: alpha, min visits, visits a day); with several
-    features ``stat`` ends with the joint statistic. ``keep[4, F]``: the level, the raw and
-    the predictive residuals, and each feature's part in the joint statistic."""
+    features ``stat`` ends with the joint statistic. ``keep[6, F]``: the level, the raw and
+    the predictive residuals, each feature's part in the joint statistic, and room for
+    solving the correlation (with ``square[F, F]``)."""
     alpha, min_visits, per_day = cp[0], cp[1], cp[2]
     level, raw, resid, parts = keep[0], keep[1], keep[2], keep[3]
     n_f = values.shape[0]
@@ -146,7 +145,8 @@ def read_contextual(
         ready = ready and mine
         stat[f] = abs(resid[f]) if mine else math.nan
     if n_f > 1:
-        solved = solve(c.context_corr[s], resid)
+        solved = keep[5]
+        solve(c.context_corr[s], resid, square, keep[4], solved)
         total = 0.0
         for f in range(n_f):
             parts[f] = resid[f] * solved[f]
@@ -155,12 +155,12 @@ def read_contextual(
 
 
 @compiled
-def solve(corr: F64, resid: F64) -> F64:
-    """``np.linalg.solve`` of the shrunk correlation (LU with partial pivoting, as LAPACK's
-    gesv); the matrix is small and well conditioned (shrunk towards the identity)."""
+def solve(corr: F64, resid: F64, a: F64, b: F64, x: F64) -> None:
+    """``np.linalg.solve`` of the shrunk correlation into ``x`` (LU with partial pivoting,
+    as LAPACK's gesv; ``a`` and ``b`` its room); the matrix is small and well conditioned
+    (shrunk towards the identity). Nothing is allocated: the kernels run without numba's
+    reference counting, which cost a third of their time."""
     n = resid.shape[0]
-    a = np.empty((n, n))
-    b = np.empty(n)
     for row in range(n):
         b[row] = resid[row]
         for j in range(n):
@@ -179,13 +179,11 @@ def solve(corr: F64, resid: F64) -> F64:
             for j in range(col, n):
                 a[row, j] -= factor * a[col, j]
             b[row] -= factor * b[col]
-    x = np.empty(n)
     for row in range(n - 1, -1, -1):
         total = b[row]
         for j in range(row + 1, n):
             total -= a[row, j] * x[j]
         x[row] = total / a[row, row]
-    return x
 
 
 @compiled

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sensord.arrays import F32, F64, Bools
+from sensord.core.detect.histogram import EDGES
 
 I64 = npt.NDArray[np.int64]
 
@@ -166,7 +167,9 @@ class Work(NamedTuple):
     extremes: F64  # [F]
     drift: F64  # [F] the sustained channel's keep
     mean: F64  # [F]
-    context: F64  # [4, F] the contextual channel's keep
+    context: F64  # [6, F] the contextual channel's keep, and room to solve
+    square: F64  # [F, F] room to solve the contextual channel's correlation
+    edges: F64  # [2, EDGES] room to refit a tail
     shift: F64  # [F]
     least: F64  # [channels] each channel's most surprised column
     features: F64  # [F + 1]
@@ -187,7 +190,9 @@ def work(features: int, width: int, channels: int) -> Work:
         extremes=np.zeros(f),
         drift=np.zeros(f),
         mean=np.zeros(f),
-        context=np.zeros((4, f)),
+        context=np.zeros((6, f)),
+        square=np.zeros((f, f)),
+        edges=np.zeros((2, EDGES)),
         shift=np.zeros(f),
         least=np.zeros(channels),
         features=np.zeros(f + 1),

@@ -236,7 +236,7 @@ def _learn(
             w.learn[start + col] = math.nan if state and not w.trust[col] > 0.0 else x
             anomalous = w.lp[start + col] + term <= p[S.LOG_ALERT]
             w.flagged[start + col] = anomalous and not learning_normal
-    learn_tails(c.tail, s, w.learn, w.flagged, ts, spec, p[S.TAIL_MIN_SAMPLES])
+    learn_tails(c.tail, s, w.learn, w.flagged, ts, spec, p[S.TAIL_MIN_SAMPLES], w.edges)
     learn_scale(c.scale, s, k, w.dev, w.var, p)
 
 

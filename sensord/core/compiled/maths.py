@@ -10,21 +10,24 @@ from typing import Any, TypeVar, cast
 import numba
 
 Function = TypeVar("Function", bound=Callable[..., Any])
+# (``_nrt`` is numba's own option, not in its type stubs: hence a plain dict.)
+OPTIONS: dict[str, Any] = {"cache": True, "error_model": "numpy", "nogil": True, "_nrt": False}
 
 
 def compiled(function: Function) -> Function:
     """``numba.njit`` with the path's options: cached on disk; numpy's float semantics (a
     division by zero is inf or NaN, not an exception); no fastmath, so results match the
-    reference's. Typed as the function it compiles, which is how the path calls it."""
-    return cast(Function, numba.njit(cache=True, error_model="numpy", nogil=True)(function))
+    reference's; and no reference counting of arrays (``_nrt=False``: the kernels allocate
+    nothing, the caller's arrays outlive the call, and counting every array passed to every
+    function was a third of their time). Typed as the function it compiles."""
+    return cast(Function, numba.njit(**OPTIONS)(function))
 
 
 def inlined(function: Function) -> Function:
     """``compiled``, inlined into its callers by numba: a function that takes the state's
     columns would otherwise pass some 400 machine words a call, which made the first
     compile take a minute."""
-    jit = numba.njit(inline="always", cache=True, error_model="numpy", nogil=True)
-    return cast(Function, jit(function))
+    return cast(Function, numba.njit(inline="always", **OPTIONS)(function))
 
 
 LOG10 = math.log(10.0)

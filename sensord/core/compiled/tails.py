@@ -128,6 +128,7 @@ def learn(
     ts: float,
     spec: TailSpec,
     min_samples: float,
+    edges: F64,
 ) -> None:
     """Tail.learn for one stream's statistics (NaN: nothing to learn), then its refit when
     due."""
@@ -157,7 +158,7 @@ def learn(
         young = since > 0 and since * YOUNG_REFIT >= numbers[j, N] and numbers[j, N] >= min_samples
         due = due or since >= REFIT_EVERY or young
     if due:
-        refit(c, s, spec)
+        refit(c, s, spec, edges)
 
 
 @compiled
@@ -195,12 +196,11 @@ def _learn_clusters(row: F64, x: float, floor: float) -> None:
 
 
 @compiled
-def refit(c: TailColumns, s: int, spec: TailSpec) -> None:
+def refit(c: TailColumns, s: int, spec: TailSpec, edges: F64) -> None:
     """Tail._refit for one stream: the histogram's fit, and how far it contradicts the light
     fit (the stream's own clusters, the learnt start's taken out)."""
     numbers = c.tail[s]
-    envelope = np.empty(EDGES)
-    own = np.empty(EDGES)
+    envelope, own = edges[0], edges[1]  # (room for two rows of the histogram)
     for j in range(numbers.shape[0]):
         row = numbers[j]
         total = row[TOTAL]

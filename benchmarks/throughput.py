@@ -22,11 +22,15 @@ subscriber, p50/p99/max. **Memory** is the daemon's RSS after the 10,000-stream 
 
 Then **live rates** (benchmarks/live.py): the daemon fed live at 1,000 streams x 1, 2 and 5
 readings/s and 10 streams x 100/s (``--quick``: 100 x 40/s), beside a do-nothing paho
-subscriber on the same traffic. After a warm-up (until every stream has sent 110 readings,
-at least 10 s) a 30 s window (``--quick``: 1 s of warm-up, a 2 s window): the daemon's
-CPU per reading, its share of a core, its mean micro-batch and wave, the subscriber's CPU
-per reading (the ratio is the figure), and publish-to-alert p50/p99 over the run's spikes.
-``--only`` runs some of the sections (``--only live``: the live rates alone).
+subscriber on the same traffic, once with the linger off (``[batching] max_delay_ms = 0``)
+and once with the shipped default, one after the other (``--lingers`` chooses others,
+``--rates`` other rates). Every run starts from a warm state (every stream past its tails'
+warm-up, drained through the daemon once per stream count); after a 5 s warm-up a 20 s
+window (``--quick``: 1 s and 2 s): the daemon's CPU per reading, its share of a core, its
+mean micro-batch and wave, the subscriber's CPU per reading, and publish-to-alert p50/p99
+over the run's spikes; then each linger against the rate's run without it. The whole live
+section takes about five minutes. ``--only`` runs some of the sections (``--only live``:
+the live rates alone).
 
 The table goes to stdout; ``--json`` writes the raw figures with the headline ratios at the
 top level. Ratios from one run are what count: these machines are shared and noisy.
@@ -43,7 +47,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +64,15 @@ from benchmarks.children import (
     publish,
     subscriber,
 )
-from benchmarks.live import LiveRate, LiveRun, LiveScale, measure_live, print_live_table
+from benchmarks.live import (
+    LiveRate,
+    LiveRun,
+    LiveScale,
+    compared,
+    measure_live,
+    print_live_table,
+    publish_warm,
+)
 from benchmarks.report import (
     HEADLINE_STREAMS,
     KNEE_P99_FACTOR,
@@ -71,12 +83,15 @@ from benchmarks.report import (
 )
 from benchmarks.traffic import FILTER
 from sensord.cli.broker import LocalBroker, free_port, start_mosquitto
+from sensord.config.sections import BatchingSettings
 
 REPO = Path(__file__).resolve().parents[1]
 STREAM_COUNTS = (1, 10, 100, 1000, 10_000)
 # The broker as deploy/mosquitto/sensord.conf sizes it: every queued reading kept, and 512
 # in flight to a client.
 BROKER_CONFIG = "max_queued_messages 0\nmax_inflight_messages 512\n"
+# The linger sensord ships with (max_delay_ms), run beside none at every live rate.
+SHIPPED_LINGER_MS = float(BatchingSettings.model_fields["max_delay_ms"].default)
 
 
 @dataclass(frozen=True)
@@ -95,8 +110,8 @@ class Scale:
     settle_s: float = 30.0
 
 
-# Each stream sends at least this many live readings: its spike comes after its tails' warm-up
-# (benchmarks/traffic.py: 110 samples), so a 1/s run lasts 130 s.
+# Each stream sends at least this many live readings in a latency run: its spike comes after
+# its tails' warm-up (benchmarks/traffic.py: 110 samples), so a 1/s run lasts 130 s.
 LIVE_READINGS = 130
 FULL = Scale(
     messages=100_000,
@@ -104,18 +119,18 @@ FULL = Scale(
     anomalies=300,
     epochs=40,
     latency_rates=(1, 5, 10, 20, 40),
-    # Issue 27's rates. Warm-up until every stream has sent 110 readings (110 s at 1/s),
-    # then a 30 s window: enough for CPU, whose spread here is the box's, not the window's.
+    # Issue 27's rates, from a warm state: a 5 s warm-up (the reorder holds after the warm
+    # state's gap end within 1 s), then a 20 s window: enough for CPU, whose spread here is
+    # the box's, not the window's.
     live=LiveScale(
         rates=(LiveRate(1000, 1), LiveRate(1000, 2), LiveRate(1000, 5), LiveRate(10, 100)),
-        warm_s=10.0,
-        window_s=30.0,
-        margin_s=5.0,
-        least_readings=LIVE_READINGS,
+        warm_s=5.0,
+        window_s=20.0,
+        margin_s=3.0,
+        lingers_ms=(0.0, SHIPPED_LINGER_MS),
     ),
 )
-# The smoke run (the test suite's) does not wait: it checks that figures come out. Its one
-# live rate sends LIVE_READINGS per stream in ~3.5 s, so that its spikes still raise alerts.
+# The smoke run (the test suite's) does not wait: it checks that figures come out.
 QUICK = Scale(
     messages=6_000,
     latency_s=5.0,
@@ -126,9 +141,8 @@ QUICK = Scale(
         rates=(LiveRate(100, 40),),
         warm_s=1.0,
         window_s=2.0,
-        margin_s=0.5,
-        least_readings=LIVE_READINGS,
-        past_tails=False,
+        margin_s=2.0,
+        lingers_ms=(0.0, SHIPPED_LINGER_MS),
         anomalies=30,
     ),
     settle_s=0.0,
@@ -211,10 +225,25 @@ def train_model(work: Path, epochs: int) -> Model:
     return Model(work / "bundle", weights, report.seconds)
 
 
-def write_config(work: Path, name: str, port: int, bundle: Path, metrics_port: int) -> Path:
+def write_config(
+    work: Path,
+    name: str,
+    port: int,
+    bundle: Path,
+    metrics_port: int,
+    *,
+    linger_ms: float | None = None,
+    state_from: Path | None = None,
+) -> Path:
+    """The daemon's configuration (``linger_ms``: its max_delay_ms, else the default), with
+    a state directory of its own (a copy of ``state_from``, else empty)."""
     state = work / f"state-{name}"
     shutil.rmtree(state, ignore_errors=True)
-    state.mkdir(parents=True)
+    if state_from is None:
+        state.mkdir(parents=True)
+    else:
+        shutil.copytree(state_from, state)
+    batching = "" if linger_ms is None else f"[batching]\nmax_delay_ms = {linger_ms}\n\n"
     config = work / f"sensord-{name}.toml"
     config.write_text(
         f"""[mqtt]
@@ -233,7 +262,7 @@ dir = "{state}"
 [metrics]
 port = {metrics_port}
 
-[logging]
+{batching}[logging]
 format = "json"
 """
     )
@@ -363,31 +392,63 @@ def latency_sweep(
     return runs, None
 
 
-def run_live(work: Path, model: Model, target: LiveRate, scale: LiveScale) -> LiveRun:
-    """One live rate on a broker of its own (benchmarks/live.py)."""
+def warm_state(work: Path, model: Model, streams: int) -> Path:
+    """A state directory in which every stream is past its tails' warm-up: the daemon steps
+    each stream's warm-up readings (live.py ``publish_warm``, flat out) and saves its state
+    when it stops. A live run starts from a copy instead of waiting ~110 readings of each
+    stream (110 s at 1/s) for its tails to speak."""
     with broker() as mqtt:
         metrics_port = free_port()
-        name = f"live-{target.label}"
+        name = f"warm-{streams}"
         config = write_config(work, name, mqtt.port, model.bundle, metrics_port)
         daemon = DaemonProcess(config, metrics_port, work / f"sensord-{name}.log")
-        return measure_live(mqtt.port, daemon, target, scale, work)
+        daemon.start()
+        try:
+            if not daemon.wait_processed(publish_warm(mqtt.port, streams)):
+                raise BenchmarkError(f"the warm-up stalled; see {daemon.log}")
+        finally:
+            daemon.stop()
+    return work / f"state-{name}"
+
+
+def run_live(
+    work: Path, model: Model, target: LiveRate, scale: LiveScale, *, linger_ms: float, warm: Path
+) -> LiveRun:
+    """One live rate with one linger, from a copy of ``warm``, on a broker of its own
+    (benchmarks/live.py)."""
+    with broker() as mqtt:
+        metrics_port = free_port()
+        name = f"live-{target.label}-{linger_ms:g}"
+        config = write_config(
+            work, name, mqtt.port, model.bundle, metrics_port, linger_ms=linger_ms, state_from=warm
+        )
+        daemon = DaemonProcess(config, metrics_port, work / f"sensord-{name}.log")
+        return measure_live(mqtt.port, daemon, target, scale, work, linger_ms=linger_ms)
 
 
 def live_sweep(work: Path, model: Model, scale: Scale) -> list[LiveRun]:
-    runs = []
+    """Each rate once per linger, one right after the other (so that their ratios compare
+    runs on the same box at about the same time)."""
+    runs, warm = [], {}
     for target in scale.live.rates:
-        load = settle(scale.settle_s)
-        started = time.monotonic()
-        run = run_live(work, model, target, scale.live)
-        run.load_before = load
-        runs.append(run)
-        print(
-            f"  live at {target.streams} streams x {target.per_stream:g}/s: "
-            f"{run.cpu_us_per_reading:.1f} us CPU per reading ({run.ratio:.1f}x paho's), "
-            f"batches of {run.mean_batch:.1f}, p99 {run.percentiles()['p99']} ms, "
-            f"{time.monotonic() - started:.1f} s (before it, {load['why']})",
-            flush=True,
-        )
+        if target.streams not in warm:
+            warm[target.streams] = warm_state(work, model, target.streams)
+        for linger_ms in scale.live.lingers_ms * scale.live.repeat:
+            load = settle(scale.settle_s)
+            started = time.monotonic()
+            run = run_live(
+                work, model, target, scale.live, linger_ms=linger_ms, warm=warm[target.streams]
+            )
+            run.load_before = load
+            runs.append(run)
+            print(
+                f"  live at {target.streams} streams x {target.per_stream:g}/s, linger "
+                f"{linger_ms:g} ms: {run.cpu_us_per_reading:.1f} us CPU per reading "
+                f"({run.ratio:.1f}x paho's), batches of {run.mean_batch:.1f}, p99 "
+                f"{run.percentiles()['p99']} ms, {time.monotonic() - started:.1f} s "
+                f"(before it, {load['why']})",
+                flush=True,
+            )
     return runs
 
 
@@ -416,8 +477,47 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=SECTIONS,
         help="run only these sections, comma-separated: drains, latency, live (default all)",
     )
+    parser.add_argument(
+        "--rates",
+        type=live_rates,
+        help="live rates, comma-separated STREAMSxPER_STREAM (default 1000x1,1000x2,1000x5,"
+        "10x100; --quick 100x40)",
+    )
+    parser.add_argument(
+        "--lingers",
+        type=lambda text: tuple(float(v) for v in text.split(",")),
+        help="max_delay_ms of each live run of a rate, comma-separated, the first the "
+        f"baseline of the ratios (default 0,{SHIPPED_LINGER_MS:g}: off, then as shipped)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of the lingers at each live rate, each linger against its round's "
+        "baseline (default 1)",
+    )
     parser.add_argument("--keep", type=Path, help="keep the work directory (logs) here")
     return parser.parse_args(argv)
+
+
+def live_rates(text: str) -> tuple[LiveRate, ...]:
+    """``1000x2,10x100``: streams x readings per second per stream."""
+    try:
+        pairs = [part.strip().split("x") for part in text.split(",")]
+        return tuple(LiveRate(int(streams), float(per)) for streams, per in pairs)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not STREAMSxPER_STREAM,...: {text!r}") from None
+
+
+def scale_of(args: argparse.Namespace) -> Scale:
+    """The run's scale, with the live rates and lingers the command line chose."""
+    scale = QUICK if args.quick else FULL
+    live = scale.live
+    if args.rates:
+        live = replace(live, rates=args.rates)
+    if args.lingers:
+        live = replace(live, lingers_ms=args.lingers)
+    return replace(scale, live=replace(live, repeat=args.repeat))
 
 
 @dataclass
@@ -472,13 +572,18 @@ def report_of(results: Results, top: dict[str, Any], scale: Scale) -> dict[str, 
         "latency": latencies[0] if latencies else None,
         "latency_runs": latencies,
         "knee_readings_per_stream_s": results.knee,
-        "live_rates": {**scale.live.as_dict(), "runs": [run.as_dict() for run in results.live]},
+        "live_rates": {
+            **scale.live.as_dict(),
+            "shipped_linger_ms": SHIPPED_LINGER_MS,
+            "runs": [run.as_dict() for run in results.live],
+            "lingers_against_first": compared(results.live),
+        },
     }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    scale = QUICK if args.quick else FULL
+    scale = scale_of(args)
     work = args.keep or Path(tempfile.mkdtemp(prefix="sensord-throughput-"))
     work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -487,7 +592,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         results = measure(args, scale, work)
         latency = results.latencies[0] if results.latencies else None
-        top = summary(results.runs, latency, results.latencies, results.live)
+        # The headline figures (and the targets) are the daemon's as shipped.
+        shipped = [r for r in results.live if r.linger_ms == SHIPPED_LINGER_MS]
+        top = summary(results.runs, latency, results.latencies, shipped)
         print()
         print_table(results.runs, results.latencies, top, results.knee)
         if results.live:

@@ -1,8 +1,8 @@
 """``sensord run``: the daemon loop, which runs the parts assembly.py built.
 
 One thread (this loop) owns all state and the MQTT socket. Each round it turns the stages
-once (stages.py: up to ``max_batch`` readings from the source, waiting at most
-``max_delay_ms`` after the first, down every stage to their acknowledgement), takes
+once (stages.py: up to ``max_batch`` readings from the source, lingering while more come,
+``max_delay_ms`` at most, down every stage to their acknowledgement), takes
 operators' verdicts, flushes retained states and writes what is queued, so alerts leave
 now rather than after the next batch. Between batches it pets the systemd watchdog (only
 while the loop and the MQTT side both make progress), snapshots state when due (durable/),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +34,48 @@ from sensord.daemon.transport import Message, Pending, Source
 from sensord.daemon.web.board import Board
 from sensord.durable.journal import Entry
 from sensord.durable.store import DurableState
+
+# A linger waits in steps of this share of its budget: a lone reading costs one step.
+LINGER_STEP = 0.25
+
+
+@dataclass
+class Linger:
+    """Adaptive batching: once readings are waiting, wait a little for more, but only while
+    they keep coming, and never past ``budget_s`` from the first.
+
+    At live rates a turn finds a reading or two, and what a batch costs beside its readings
+    (the socket, the engine's call, the detector's array operations, publishing, the
+    journal, the acknowledgements) is paid by those few: at 1,000 streams x 2/s that was
+    ~490 us of CPU per reading. Lingering makes the batch bigger. It sleeps in steps
+    rather than waiting on the socket, so what arrives meanwhile is read in one go instead
+    of a wake-up per reading, and stops as soon as a step brings nothing new (a lone
+    reading waits one step), the batch reaches ``limit``, or the budget is spent. With no
+    traffic nothing waits, so nothing is added; under load a batch waits at most the budget,
+    and not at all once full. Measured (benchmarks/lingering.py, 5 ms): a third of the
+    loop's CPU per reading at 1,000 streams x 2/s, for ~3 ms more latency at the median.
+    """
+
+    budget_s: float
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+    def gather(self, source: Source, limit: int) -> None:
+        """Wait while readings keep arriving at ``source`` (some are waiting already)."""
+        if self.budget_s <= 0:
+            return
+        deadline = self.clock() + self.budget_s
+        step = self.budget_s * LINGER_STEP
+        have = source.waiting()
+        while have < limit:
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                return
+            self.sleep(min(step, remaining))
+            source.poll(0.0)  # whatever the step brought, in one read
+            before, have = have, source.waiting()
+            if have == before:
+                return  # quiet: nothing came during a whole step
 
 
 class AckQueue:
@@ -131,7 +173,7 @@ class Stages:
         self.acks = AckQueue()
         self.counters = counters
         self.max_batch = max_batch
-        self.max_delay_s = max_delay_s
+        self.linger = Linger(max_delay_s)
         # MQTT 5: the broker sends at most this many readings unacknowledged (None: 3.1.1)
         self.broker_window = broker_window
 
@@ -143,7 +185,8 @@ class Stages:
         self.release()
 
     def collect(self, idle_s: float) -> list[Message]:
-        """Up to max_batch readings; wait at most max_delay_ms after the first arrives.
+        """Up to max_batch readings: wait up to ``idle_s`` for the first, then linger while
+        more keep coming, at most max_delay_ms (``Linger``).
 
         Reading the socket happens here, in the loop's thread: while a batch is scored
         nothing is read, and TCP holds what the broker sends meanwhile.
@@ -157,12 +200,7 @@ class Stages:
             source.poll(wait)
         if not source.waiting():
             return []
-        deadline = time.monotonic() + self.max_delay_s
-        while source.waiting() < limit:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            source.poll(remaining)
+        self.linger.gather(source, limit)
         return source.take(limit)
 
     def _broker_blocked(self) -> bool:

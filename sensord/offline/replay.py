@@ -68,8 +68,7 @@ def run_series(
         rows = usable[start : start + batch]
         times = series.timestamps[rows].tolist()
         samples = [
-            Sample(series.streams[i], t, series.values[i])
-            for i, t in zip(rows, times, strict=True)
+            Sample(series.streams[i], t, series.values[i]) for i, t in zip(rows, times, strict=True)
         ]
         for row, outcome in zip(rows, pipeline.process(samples), strict=True):
             outcomes[row] = outcome

@@ -21,8 +21,12 @@ readings (utime + stime, all members), the engine's, the engine's share of the C
 cluster used, the machine's load, and the ratio of readings/s to one member's in the same
 round (only same-run ratios mean something on a shared machine).
 
+Each round also measures a **single daemon** on the same backlog (benchmarks/clusterdaemon.py):
+its loop in-process, and ``sensord run`` draining it from Mosquitto (``--no-mosquitto``
+skips that); the members' CPU per reading is reported as a ratio to each, same round.
+
     python benchmarks/cluster.py [--members 1,2,4] [--streams 1000] [--per-stream 300]
-        [--rounds 3] [--bundle DIR] [--json F]
+        [--rounds 3] [--bundle DIR] [--no-mosquitto] [--json F]
 """
 
 from __future__ import annotations
@@ -45,9 +49,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import nats
-import orjson
 
-from benchmarks.children import BenchmarkError, DaemonProcess
+from benchmarks.children import BenchmarkError, DaemonProcess, process_cpu_s
+from benchmarks.clusterdaemon import Single, payload, print_versus, single_daemon, versus
 from benchmarks.report import machine, machine_load
 from sensord.cli.broker import free_port
 from sensord.cli.engine import LocalEngine, start_engine
@@ -57,7 +61,6 @@ from sensord.wire.partition import subject_mapping
 
 PARTITIONS = 12
 LEASE_S = 6.0
-T0, STEP = 1_700_000_000.0, 300.0
 DRAIN_TIMEOUT_S = 300.0
 POLL_S = 0.1  # each member's metrics are read this often during the drain (it costs them)
 
@@ -85,11 +88,6 @@ class Round:
     @property
     def engine_share(self) -> float:
         return self.engine_cpu_s / (self.engine_cpu_s + self.member_cpu_s)
-
-
-def process_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def member_config(folder: Path, engine: LocalEngine, name: str, bundle: Path, port: int) -> Path:
@@ -141,8 +139,7 @@ async def _preload(url: str, streams: int, per_stream: int) -> None:
     await ensure_log(js, LogSettings())
     for k in range(per_stream):
         for s in range(streams):
-            payload = orjson.dumps({"value": float((k * 7 + s) % 13) / 13.0, "ts": T0 + k * STEP})
-            await nc.publish(f"sensors.s{s:05d}.value", payload)
+            await nc.publish(f"sensors.s{s:05d}.value", payload(s, k))
         await nc.flush()
     target = streams * per_stream
     while (await js.stream_info(LogSettings().stream)).state.messages < target:
@@ -224,7 +221,9 @@ def run_round(count: int, round_: int, args: argparse.Namespace, folder: Path) -
         engine.remove()
 
 
-def summarise(rounds: list[Round], counts: Sequence[int]) -> list[dict[str, Any]]:
+def summarise(
+    rounds: list[Round], counts: Sequence[int], singles: dict[int, Single]
+) -> list[dict[str, Any]]:
     one = {r.round: r.rate for r in rounds if r.members == counts[0]}
     rows = []
     for count in counts:
@@ -232,6 +231,7 @@ def summarise(rounds: list[Round], counts: Sequence[int]) -> list[dict[str, Any]
         handovers = [r.handover_s for r in mine if r.handover_s is not None]
         rows.append(
             {
+                **versus([(r.round, 1e6 * r.member_cpu_s / r.readings) for r in mine], singles),
                 "members": count,
                 "rounds": len(mine),
                 "readings_per_s": round(statistics.median(r.rate for r in mine)),
@@ -249,7 +249,9 @@ def summarise(rounds: list[Round], counts: Sequence[int]) -> list[dict[str, Any]
     return rows
 
 
-def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+def print_table(
+    rows: list[dict[str, Any]], args: argparse.Namespace, singles: dict[int, Single]
+) -> None:
     print(
         f"\ncluster scaling: {args.streams} streams x {args.per_stream} readings, "
         f"{PARTITIONS} partitions, lease {LEASE_S} s, {args.rounds} rounds, "
@@ -267,6 +269,7 @@ def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
             f"| {r['member_cpu_s_per_1000']:.4f} | {r['engine_cpu_s_per_1000']:.4f} "
             f"| {r['engine_share']:.0%} | {handover} |"
         )
+    print_versus(rows, singles)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -282,6 +285,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="each member on one core of its own (round robin): scaling per core, as a "
         "machine with a core per member would see it",
     )
+    parser.add_argument(
+        "--no-mosquitto",
+        dest="mosquitto",
+        action="store_false",
+        help="measure the single daemon in-process only (not draining Mosquitto too)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     counts = [int(c) for c in args.members.split(",")]
@@ -289,14 +298,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.bundle is None:
             args.bundle = _train(folder)
-        rounds = []
+        rounds, singles = [], {}
         for round_ in range(args.rounds):
             for count in counts:
                 r = run_round(count, round_, args, folder / f"r{round_}-n{count}")
                 rounds.append(r)
                 print(f"round {round_} members {count}: {r.rate:,.0f}/s", file=sys.stderr)
-        rows = summarise(rounds, counts)
-        print_table(rows, args)
+            singles[round_] = single_daemon(
+                round_,
+                args.bundle,
+                args.streams,
+                args.per_stream,
+                mosquitto=args.mosquitto,
+                folder=folder,
+            )
+        rows = summarise(rounds, counts, singles)
+        print_table(rows, args, singles)
         if args.json is not None:
             result = {
                 "machine": machine(),
@@ -307,8 +324,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "partitions": PARTITIONS,
                     "lease_s": LEASE_S,
                     "pinned": args.pin,
+                    "mosquitto": args.mosquitto,
                 },
                 "rows": rows,
+                "single_daemon": [asdict(s) for s in singles.values()],
                 "rounds": [
                     {
                         **asdict(r),

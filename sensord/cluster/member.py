@@ -25,13 +25,15 @@ import itertools
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
 from sensord.cluster.bridge import LoopBridge, LoopSide
+from sensord.cluster.bulk import install
 from sensord.cluster.checkpoint import Checkpoint
 from sensord.cluster.counters import ClusterCounters
 from sensord.cluster.engine import Connection, Trouble
@@ -48,7 +50,9 @@ from sensord.logs import get_logger
 __all__ = ["FIRST_GENERATION", "LoopSide", "Member", "member_name"]
 
 log = get_logger(__name__)
+T = TypeVar("T")
 RETRY_S = 0.5  # after a failed start
+BULK_TRIES, BULK_WAIT_S = 100, 0.01  # putting the bulk parser in place (bulk.py)
 LEDGER_RETRY_S = 1.0
 ALIVE_S_OF_LEASE = 0.5  # the loop is alive if it ran jobs within this share of the lease time
 
@@ -133,8 +137,9 @@ class Member:
     def clear_wake(self) -> None:
         self.bridge.clear_wake()
 
-    def take(self, limit: int) -> list[tuple[int, Reading]]:
-        """Up to ``limit`` readings of partitions owned now, each partition's in log order."""
+    def take(self, limit: int) -> list[tuple[int, list[Reading]]]:
+        """Up to ``limit`` readings of partitions owned now, an even share of each, as
+        (generation, its readings in log order)."""
         return self.parts.take(limit)
 
     def ack(self, messages: Sequence[M]) -> list[M]:
@@ -184,6 +189,7 @@ class Member:
             await self._connection.close(nc)
 
     async def _serve(self, nc: Client, stop: asyncio.Event) -> None:
+        await _bulk_parser(nc)
         engine = await self._open(nc, stop)
         if engine is None:
             return
@@ -242,6 +248,7 @@ class Member:
             prefetch=self.settings.prefetch,
             fetch_batch=self.fetch_batch,
         )
+        self.parts.on_taken = lambda parts: self._in_engine_thread(readers.room_made, parts)
         checkpoint = Checkpoint(
             states,
             self.parts,
@@ -347,6 +354,14 @@ class Member:
 
     # plumbing
 
+    def _in_engine_thread(self, call: Callable[[T], None], arg: T) -> None:
+        """``call(arg)`` soon in the engine thread's loop (from the loop's thread), unless
+        that loop has ended (the member stopping)."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # closed meanwhile
+                loop.call_soon_threadsafe(call, arg)
+
     def _running(self) -> _Engine:
         if self._engine is None:
             raise RuntimeError("the member is not started")
@@ -368,3 +383,14 @@ class Member:
                 where = [f"{f.f_code.co_name}:{f.f_lineno}" for f in frames[-3:]]
                 out.append(f"{task.get_name()} " + " > ".join(where))
         return out
+
+
+async def _bulk_parser(nc: Client) -> None:
+    """The connection's bulk parser (bulk.py), put in place while nothing is half-read:
+    the partitions' feeds take their readings through it (else through nats-py's
+    callbacks, one by one, as a feed also does when it cannot be put in place)."""
+    for _ in range(BULK_TRIES):
+        if install(nc) is not None:
+            return
+        await asyncio.sleep(BULK_WAIT_S)
+    log.warning("nats-py's parser could not be replaced: readings come one by one")

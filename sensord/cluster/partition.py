@@ -14,6 +14,13 @@ gone (a partition let go, or lost and claimed again) is never counted as a newer
 :class:`OwnedPartitions` holds the records. The member's engine thread adds and drops them
 and queues what their readers read; the scoring loop's thread takes readings (``take``) and
 acknowledges them (``ack``). The two threads meet under one lock, here.
+
+A turn of the loop takes from every partition that has readings, an even share of the
+batch from each (what one partition leaves of its share goes to the others): a
+partition's readings in log order cycle through its streams, so a batch made of every
+partition's next readings holds as many streams as a single daemon's batch, and its waves
+(each stream at most once) are as wide; a batch of one partition's readings held a
+partition's streams several times over, in narrow waves.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -62,6 +69,10 @@ class OwnedPartition:
     # whose write failed (its streams are forgotten in the loop: this is the only copy).
     saving: asyncio.Lock = field(default_factory=asyncio.Lock)
     unsaved: bytes | None = None
+    # Its reader waits until at most this many readings are queued (-1: not waiting), and
+    # its ``room`` is set then (reader.py).
+    refill_at: int = -1
+    room: asyncio.Event | None = None
     dropping: asyncio.Task[None] | None = None  # lost: its reader stopping, streams forgotten
 
 
@@ -73,7 +84,10 @@ class OwnedPartitions:
         self._owned: dict[int, OwnedPartition] = {}  # partition -> its claim here now
         # generation -> its claim, until the loop has forgotten it (the loop's look-ups)
         self._claims: dict[int, OwnedPartition] = {}
-        self.queued = 0  # readings queued over all partitions (the readers' prefetch bound)
+        self.queued = 0  # readings queued over all partitions
+        # Called (in the loop's thread) with the partitions a take left room in for
+        # readers waiting for it (their ``refill_at``).
+        self.on_taken: Callable[[list[OwnedPartition]], None] | None = None
 
     # the engine's thread
 
@@ -111,14 +125,30 @@ class OwnedPartitions:
         with self._lock:
             self._claims.pop(part.generation, None)
 
-    def queue(self, part: OwnedPartition, reading: Reading) -> bool:
-        """Queue a reading its reader read (False: the claim is closed, it is dropped)."""
+    def queue(self, part: OwnedPartition, readings: Sequence[Reading]) -> bool:
+        """Queue readings its reader read (False: the claim is closed, they are dropped)."""
         with self._lock:
             if not part.queueing:
                 return False
-            part.queued.append(reading)
-            self.queued += 1
+            part.queued.extend(readings)
+            self.queued += len(readings)
         return True
+
+    def count(self) -> int:
+        """How many partitions this member owns."""
+        return len(self._owned)
+
+    def room(self, part: OwnedPartition, share: int) -> int:
+        """How many readings its reader may ask for: what ``share`` lacks once that is half
+        of it or more; else 0, and its reader is to be woken when that is so (``refill_at``,
+        set here under the lock that takes readings: no take goes unnoticed)."""
+        with self._lock:
+            room = share - len(part.queued)
+            if room > 0 and room * 2 >= share:
+                part.refill_at = -1
+                return room
+            part.refill_at = share // 2
+            return 0
 
     def leases(self, valid_until: Mapping[int, float]) -> None:
         """The leases' ends as of the keeper's last turn (partition -> monotonic time)."""
@@ -134,23 +164,30 @@ class OwnedPartitions:
 
     # the loop's thread
 
-    def take(self, limit: int) -> list[tuple[int, Reading]]:
-        """Up to ``limit`` readings of partitions owned now, each partition's in log order.
-        A partition whose lease lapsed keeps its readings until the lease is renewed or
-        lost, so that a state is never stepped past a gap."""
+    def take(self, limit: int) -> list[tuple[int, list[Reading]]]:
+        """Up to ``limit`` readings of partitions owned now, an even share from each (see
+        the module's docstring), as (generation, readings in log order). A partition whose
+        lease lapsed keeps its readings until the lease is renewed or lost, so that a state
+        is never stepped past a gap."""
         now = time.monotonic()
-        out: list[tuple[int, Reading]] = []
+        taken: dict[int, list[Reading]] = {}
         with self._lock:
-            for part in self._claims.values():
-                readings = part.queued
-                if not readings or part.valid_until <= now:
-                    continue
-                while readings and len(out) < limit:
-                    out.append((part.generation, readings.popleft()))
-                if len(out) >= limit:
-                    break
-            self.queued -= len(out)
-        return out
+            ready = [p for p in self._claims.values() if p.queued and p.valid_until > now]
+            woken = []
+            left = limit
+            while ready and left > 0:
+                share = max(left // len(ready), 1)
+                for part in ready:
+                    readings = taken.setdefault(part.generation, [])
+                    left -= _move(part.queued, readings, min(share, left))
+                    if len(part.queued) <= part.refill_at:  # -1: no reader waits
+                        part.refill_at = -1
+                        woken.append(part)
+                ready = [part for part in ready if part.queued]
+            self.queued -= limit - left
+        if woken and self.on_taken is not None:
+            self.on_taken(woken)
+        return [(generation, readings) for generation, readings in taken.items() if readings]
 
     def partition_of(self, generation: int) -> int | None:
         part = self._claims.get(generation)
@@ -162,11 +199,25 @@ class OwnedPartitions:
         A reading of a claim forgotten meanwhile is neither: its next owner reads it again."""
         others = []
         with self._lock:
-            claims = self._claims
+            claims, session, part = self._claims, None, None
             for message in messages:
-                part = claims.get(message.session)
+                if message.session != session:  # a batch's readings come claim by claim
+                    session = message.session
+                    part = claims.get(session)
                 if part is not None:
                     part.acked = max(part.acked, message.mid)
-                elif message.session < FIRST_GENERATION:
+                elif session < FIRST_GENERATION:
                     others.append(message)
         return others
+
+
+def _move(queued: deque[Reading], into: list[Reading], most: int) -> int:
+    """Up to ``most`` of a partition's queued readings, oldest first; how many."""
+    if len(queued) <= most:
+        count = len(queued)
+        into.extend(queued)
+        queued.clear()
+        return count
+    for _ in range(most):
+        into.append(queued.popleft())
+    return most

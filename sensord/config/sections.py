@@ -350,5 +350,7 @@ class ClusterSettings(Section):
         1024,
         ge=16,
         le=100_000,
-        description="Readings fetched ahead of scoring, all partitions together.",
+        description="Readings fetched ahead of scoring, all partitions together; each owned "
+        "partition fetches at least one batch of 256 ahead, so a member owning many holds "
+        "more (12 partitions: about 3,000).",
     )

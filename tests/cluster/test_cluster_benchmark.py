@@ -50,3 +50,11 @@ def test_small_run_reports_every_member_count(tmp_path: Path, bundle: Bundle) ->
         assert row["readings"] == 1000 and row["rate"] > 0
         assert row["member_cpu_s"] > 0 and row["engine_cpu_s"] > 0
     assert rows[1]["handover_s"] is None and rows[2]["handover_s"] is not None
+    # the single daemon on the same backlog each round: in-process (without and with its
+    # MQTT outlet live) and draining Mosquitto; the members' CPU as ratios to each
+    (single,) = result["single_daemon"]
+    assert single["inprocess_us"] > 0 and single["outlet_us"] > 0 and single["mosquitto_us"] > 0
+    for row in rows.values():
+        assert row["vs_single_inprocess"] > 0 and row["vs_single_outlet"] > 0
+        assert row["vs_single_mosquitto"] > 0
+    assert "| members | members' CPU µs/reading | vs in-process | vs outlet live " in done.stdout

@@ -33,8 +33,16 @@ class Acked(NamedTuple):
     session: int
 
 
-def reading(position: int) -> Reading:
-    return Reading("sensors/s1/value", b"1", position, 0.0)
+def reading(position: int, stream: str = "s1") -> Reading:
+    return Reading(f"sensors/{stream}/value", b"1", position, 0.0)
+
+
+def readings(*positions: int) -> list[Reading]:
+    return [reading(position) for position in positions]
+
+
+def positions(taken: list[tuple[int, list[Reading]]]) -> list[tuple[int, list[int]]]:
+    return [(generation, [r.position for r in got]) for generation, got in taken]
 
 
 def valid(*partitions: int) -> dict[int, float]:
@@ -52,25 +60,69 @@ def owned(*parts: OwnedPartition) -> OwnedPartitions:
 def test_the_loop_takes_only_partitions_whose_lease_holds_each_in_log_order() -> None:
     a, b = OwnedPartition(0, G), OwnedPartition(1, G + 1)
     table = owned(a, b)
-    for position in (1, 2, 3):
-        assert table.queue(a, reading(position))
-    table.queue(b, reading(7))
+    assert table.queue(a, readings(1, 2, 3))
+    table.queue(b, readings(7))
     table.leases(valid(0))  # b's lease lapsed (the engine away): its readings wait
-    assert [(g, r.position) for g, r in table.take(2)] == [(G, 1), (G, 2)]
-    assert [(g, r.position) for g, r in table.take(10)] == [(G, 3)]
+    assert positions(table.take(2)) == [(G, [1, 2])]
+    assert positions(table.take(10)) == [(G, [3])]
     assert table.queued == 1
     table.leases(valid(0, 1))  # renewed: no gap in b's readings
-    assert [(g, r.position) for g, r in table.take(10)] == [(G + 1, 7)]
+    assert positions(table.take(10)) == [(G + 1, [7])]
     assert table.queued == 0 and table.owned() == [0, 1]
+
+
+def test_a_turn_takes_an_even_share_of_every_partition_and_the_rest_from_the_fuller() -> None:
+    a, b, c = OwnedPartition(0, G), OwnedPartition(1, G + 1), OwnedPartition(2, G + 2)
+    table = owned(a, b, c)
+    table.queue(a, readings(*range(1, 11)))  # 10 readings
+    table.queue(b, readings(*range(100, 104)))  # 4
+    table.queue(c, readings(200))  # 1
+    # 9 of 15: 3 each at first (c has only 1), then the 2 left one each of a and b
+    assert positions(table.take(9)) == [
+        (G, [1, 2, 3, 4]),
+        (G + 1, [100, 101, 102, 103]),
+        (G + 2, [200]),
+    ]
+    assert table.queued == 6
+    assert positions(table.take(100)) == [(G, [5, 6, 7, 8, 9, 10])]
+
+
+def test_a_batch_of_every_partition_holds_each_stream_once_where_one_partition_repeats() -> None:
+    """Each partition cycles through its own streams in log order: a batch of every
+    partition's next readings is one wave wide; the old way, one partition's, was not."""
+    parts = [OwnedPartition(p, G + p) for p in range(4)]
+    table = owned(*parts)
+    for p, part in enumerate(parts):  # 4 streams a partition, 3 rounds of each
+        table.queue(part, [reading(100 * p + k, f"p{p}s{k % 4}") for k in range(12)])
+    batch = [r for _, got in table.take(16) for r in got]
+    assert len(batch) == 16 and len({r.topic for r in batch}) == 16
+    assert table.queued == 32
+
+
+def test_a_reader_asks_for_half_its_share_or_more_and_is_woken_when_the_loop_made_room() -> None:
+    a = OwnedPartition(0, G)
+    table = owned(a)
+    woken: list[list[OwnedPartition]] = []
+    table.on_taken = woken.append
+    assert table.room(a, 8) == 8  # nothing queued: the whole share
+    table.queue(a, readings(*range(1, 7)))
+    assert table.room(a, 8) == 0 and a.refill_at == 4  # lacks 2 of 8: wait for 4 queued
+    table.take(1)
+    assert woken == []  # 5 queued: not yet
+    table.take(1)
+    assert woken == [[a]] and a.refill_at == -1  # 4 queued: its reader asks for 4
+    assert table.room(a, 8) == 4
+    table.take(4)
+    assert woken == [[a]]  # nobody waits: nobody woken
 
 
 def test_a_closed_claim_queues_nothing_more_and_its_unread_readings_are_withdrawn() -> None:
     a = OwnedPartition(0, G)
     table = owned(a)
-    table.queue(a, reading(1))
-    table.queue(a, reading(2))
+    table.queue(a, readings(1))
+    table.queue(a, readings(2))
     table.close(a)
-    assert not table.queue(a, reading(3))
+    assert not table.queue(a, readings(3))
     assert table.take(10) == [] and table.queued == 0
 
 
@@ -183,7 +235,7 @@ def committing(
     async def run() -> None:
         part.reading = True
         part.reader = asyncio.create_task(asyncio.sleep(3600))  # as a reader waiting
-        table.queue(part, reading(43))
+        table.queue(part, readings(43))
         await test(checkpoint, counters)
 
     try:

@@ -52,11 +52,7 @@ def use_baseline(pipeline: Pipeline, options: BaselineSettings) -> None:
     """Score a pipeline built elsewhere (a daemon's route) with a baseline from now on,
     also after an engine swap. Call it before the pipeline scores anything: its state table
     starts again, with the baseline's columns."""
-    pipeline.detector_factory = baseline_factory(options)
-    pipeline.detector = pipeline.detector_factory(
-        DetectorContext.of(pipeline.bundle.manifest), pipeline.settings.detector
-    )
-    pipeline.table = pipeline.new_table()
+    pipeline.use_detector(baseline_factory(options))
 
 
 __all__ = [

@@ -109,6 +109,16 @@ class Pipeline:
             },
         )
 
+    def use_detector(self, factory: DetectorFactory) -> None:
+        """Score with the detector ``factory`` makes from now on, also after an engine swap
+        (a benchmark's baseline on a daemon's route). Before anything is scored: the state
+        table starts again with its columns, and the compiled path runs only for the
+        product's detector."""
+        self.detector_factory = factory
+        self.detector = factory(DetectorContext.of(self.bundle.manifest), self.settings.detector)
+        self.table = self.new_table()
+        self.path = self._compiled_path()
+
     def register(self, columns: Mapping[str, ColumnSpec]) -> None:
         """Keep these columns per stream too: what an edge remembers of each stream (the
         daemon's publisher: what it last published). In the state table they are

@@ -74,7 +74,7 @@ class Scored:
     warming_up: Bools
     reset: Bools
     events: list[tuple[int, AlertEvent]]
-    waves: list[int] = field(default_factory=list)  # readings per engine step, for metrics
+    waves: list[int] = field(default_factory=list)  # readings per engine call, for metrics
 
     @classmethod
     def empty(cls, n: int, features: int, slots: Slots) -> Scored:

@@ -54,7 +54,11 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
     assert all(math.isfinite(leg["p99"]) for leg in legs.values())
     assert isinstance(report["load"]["busy"], bool) and "cores" in report["load"]["why"]
     # CPU per reading at a live rate, beside the do-nothing subscriber's on the same traffic
-    (live,) = report["live_rates"]["runs"]
+    # (one run a linger: off, then as shipped, each against the one before)
+    runs = report["live_rates"]["runs"]
+    assert [run["linger_ms"] for run in runs] == report["live_rates"]["lingers_ms"] == [0.0, 5.0]
+    assert len(report["live_rates"]["lingers_against_first"]) == 1
+    live = runs[-1]
     assert report["live_rates"]["window_s"] > 0
     sensord, yardstick = live["sensord"], live["yardstick"]
     for key in ("cpu_us_per_reading", "core_share", "mean_batch", "mean_wave"):

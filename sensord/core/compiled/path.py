@@ -311,7 +311,7 @@ def _run_engine(
         h[:, fresh], c[:, fresh] = 0.0, 0.0
         result = engine.run(np.ascontiguousarray(inputs[rows]), h, c)
         pred_after[rows] = result.predictions
-        out.waves.append(len(chosen))
+        out.waves.append(length * len(chosen))  # readings this engine call stepped
         # A stream's later sequence (after a reset in this batch) runs after its earlier
         # one here only if longer, so each stream's state is written once, from its last.
         last = rows[-1]

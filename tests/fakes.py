@@ -12,6 +12,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -28,29 +29,8 @@ from sensord.daemon.transport import (
     TransportOptions,
 )
 
-
-def fake_bundle(
-    features: Sequence[str] = ("value",),
-    *,
-    name: str = "fake",
-    version: str = "1",
-    layers: int = 1,
-    hidden: int = 8,
-    center: float = 50.0,
-    scale: float = 10.0,
-    time_features: Sequence[str] = (),
-) -> Bundle:
-    """A bundle's manifest as training would write it, with no graph behind it."""
-    return in_memory(
-        features,
-        name=name,
-        version=version,
-        layers=layers,
-        hidden=hidden,
-        center=center,
-        scale=scale,
-        time_features=time_features,
-    )
+# A bundle's manifest as training would write it, with no graph behind it (named "fake").
+fake_bundle = partial(in_memory, name="fake")
 
 
 class NumpyEngine:
@@ -84,12 +64,15 @@ class NumpyEngine:
         layer_input = x
         h_out, c_out = np.empty_like(h), np.empty_like(c)
         for layer, (weights, bias) in enumerate(self._weights):
-            gates = np.concatenate([layer_input, h[layer]], axis=1) @ weights.T + bias
+            # (einsum, not BLAS's matmul: each row's sums in one order whatever the batch,
+            # so a stream's numbers do not depend on the streams stepped with it)
+            joined = np.concatenate([layer_input, h[layer]], axis=1)
+            gates = np.einsum("bi,oi->bo", joined, weights) + bias
             i, f, g, o = np.split(gates, 4, axis=1)
             c_out[layer] = _sigmoid(f) * c[layer] + _sigmoid(i) * np.tanh(g)
             h_out[layer] = _sigmoid(o) * np.tanh(c_out[layer])
             layer_input = h_out[layer]
-        prediction = x[:, : self.features] + layer_input @ self._out.T
+        prediction = x[:, : self.features] + np.einsum("bh,fh->bf", layer_input, self._out)
         return StepResult(prediction=prediction.astype(np.float32), h=h_out, c=c_out)
 
     def run(self, x: F32, h: F32, c: F32) -> SequenceResult:

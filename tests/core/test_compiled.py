@@ -65,9 +65,12 @@ def _arrivals(family: Family, rng: np.random.Generator, gaps: bool) -> tuple[lis
     )
 
 
-def _bundle(family: Family, transform: str = "none") -> Bundle:
+def _bundle(family: Family, transform: str = "none", values: F64 | None = None) -> Bundle:
+    """The family's bundle, scaled as training would scale ``values`` (else not at all:
+    enough for "repeat the last value", while an LSTM fed raw values saturates)."""
     names = ("tod_sin", "tod_cos") if family.name in DAILY else ()
-    bundle = fake_bundle(family.features, time_features=names, center=0.0, scale=1.0)
+    center, scale = (0.0, 1.0) if values is None else (float(values.mean()), float(values.std()))
+    bundle = fake_bundle(family.features, time_features=names, center=center, scale=scale)
     manifest = bundle.manifest.model_copy(
         update={"transform": transform, "name": f"fake-{family.name}"}
     )
@@ -185,8 +188,10 @@ def test_an_lstm_in_waves_gives_the_same_alerts_state_and_scores() -> None:
     ordered = np.argsort(ts, kind="stable")  # (late ones would make a stream twice a batch)
     arrivals = ([streams[i] for i in ordered], ts[ordered], values[ordered])
     sizes = [1] * len(streams)
-    runs = _both(NumpyEngine, _bundle(family), PipelineSettings(), arrivals, sizes)
+    bundle = _bundle(family, values=values)
+    runs = _both(NumpyEngine, bundle, PipelineSettings(), arrivals, sizes)
     _same(*runs)
+    assert np.abs(runs[0][0].table["h"]).max() > 0.01  # (the model's state matters here)
 
 
 def test_learning_normal_and_an_operators_verdict_keep_both_paths_together() -> None:
@@ -209,3 +214,21 @@ def test_learning_normal_and_an_operators_verdict_keep_both_paths_together() -> 
             pipeline.accept(stream, now=0.0)
         runs.append((pipeline, first + rest))
     _same(runs[0], runs[1])
+
+
+def test_an_lstm_reset_inside_a_batch_starts_both_sequences_from_the_right_state() -> None:
+    """One stream (so both paths make the same engine calls, one reading a step) with gaps
+    that reset it inside a batch: the sequence before the reset starts from the stream's
+    state before the batch, the one after it from zero, and the table keeps the last's."""
+    family = FAMILIES["multivariate"]
+    ts, values = _readings(family, seed=4)
+    gaps = np.flatnonzero(np.random.default_rng(6).random(ROWS) < 0.02)
+    for at in gaps.tolist():
+        ts[at:] += 20 * family.interval_s
+    streams = ["lstm"] * ROWS
+    settings = PipelineSettings(max_gap_s=10 * family.interval_s)
+    bundle = _bundle(family, values=values)
+    runs = _both(NumpyEngine, bundle, settings, (streams, ts, values), _sizes(8))
+    assert runs[0][0].counters.resets > 0
+    _same(*runs)  # (a sequence started from the wrong state is off by per cents)
+    assert np.abs(runs[0][0].table["h"]).max() > 0.01  # (the model's state matters here)

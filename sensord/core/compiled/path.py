@@ -301,6 +301,13 @@ def _run_engine(
         return pred_after
     starts = np.flatnonzero(starts | reset[stepped])
     lengths = np.diff(starts, append=len(stepped))
+    # A stream's last stepped reading ends the sequence whose state the table keeps. (The
+    # states are written after every run: a stream reset in this batch has two sequences,
+    # and the earlier one starts from the table's state as it was before the batch.)
+    last_of_stream = np.zeros(len(slots), dtype=bool)
+    last_of_stream[stepped[np.r_[starts[1:], len(stepped)] - 1]] = True
+    last_of_stream[stepped[:-1]] &= ordered[1:] != ordered[:-1]
+    finals: list[tuple[Slots, F32, F32]] = []
     for length in np.unique(lengths).tolist():
         chosen = starts[lengths == length]
         rows = stepped[chosen[None, :] + np.arange(length)[:, None]]  # [T, B]
@@ -312,12 +319,17 @@ def _run_engine(
         result = engine.run(np.ascontiguousarray(inputs[rows]), h, c)
         pred_after[rows] = result.predictions
         out.waves.append(length * len(chosen))  # readings this engine call stepped
-        # A stream's later sequence (after a reset in this batch) runs after its earlier
-        # one here only if longer, so each stream's state is written once, from its last.
-        last = rows[-1]
-        final = np.flatnonzero(_is_last(stepped, slots, last))
-        table["h"][slots[last[final]]] = result.h.transpose(1, 0, 2)[final]
-        table["c"][slots[last[final]]] = result.c.transpose(1, 0, 2)[final]
+        final = np.flatnonzero(last_of_stream[rows[-1]])
+        finals.append(
+            (
+                slots[rows[-1][final]],
+                result.h.transpose(1, 0, 2)[final],
+                result.c.transpose(1, 0, 2)[final],
+            )
+        )
+    for kept, h_final, c_final in finals:
+        table["h"][kept] = h_final
+        table["c"][kept] = c_final
     return pred_after
 
 
@@ -339,14 +351,3 @@ def _run_once(
     table["h"][stepped_slots] = result.h.transpose(1, 0, 2)
     table["c"][stepped_slots] = result.c.transpose(1, 0, 2)
     out.waves.append(len(stepped))
-
-
-def _is_last(stepped: npt.NDArray[np.intp], slots: Slots, rows: npt.NDArray[np.intp]) -> Bools:
-    """Whether each of ``rows`` is its stream's last stepped reading of the batch."""
-    ordered = slots[stepped]
-    is_last = np.ones(len(stepped), dtype=bool)
-    is_last[:-1] = ordered[1:] != ordered[:-1]
-    position = np.empty(len(slots), dtype=np.intp)
-    position[stepped] = np.arange(len(stepped))
-    out: Bools = is_last[position[rows]]
-    return out

@@ -171,6 +171,14 @@ class DaemonProcess:
                 last, moved = now_processed, time.monotonic()
         return last >= total
 
+    def behind_s(self, total: int) -> float:
+        """Seconds from now until ``total`` readings are stepped (``wait_processed``):
+        how far behind the traffic the daemon was when its publishers finished; inf if
+        it stalled short of them."""
+        published = time.monotonic()
+        kept_up = self.wait_processed(total)
+        return time.monotonic() - published if kept_up else math.inf
+
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):

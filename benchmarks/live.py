@@ -244,9 +244,7 @@ def measure_live(
         end = _mark(daemon, yardstick)
         sent = finish_publishers(publishers)
         total = sum(int(s["messages"]) for s in sent)
-        published = time.monotonic()
-        kept_up = daemon.wait_processed(total)
-        behind_s = time.monotonic() - published if kept_up else math.inf
+        behind_s = daemon.behind_s(total)
         watcher.wait_quiet(1.0)  # the last alerts on their way
         processed = daemon.processed()
         counts = yardstick.finish()

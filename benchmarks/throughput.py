@@ -328,9 +328,7 @@ def run_latency(
             anomalies = min(scale.anomalies, streams)
             sent = publish(mqtt.port, streams, messages, rate=rate, anomalies=anomalies)
             total = sum(int(s["messages"]) for s in sent)
-            published = time.monotonic()
-            kept_up = daemon.wait_processed(total)
-            behind_s = time.monotonic() - published if kept_up else math.inf
+            behind_s = daemon.behind_s(total)
             watcher.wait_quiet(1.0)  # the last alerts on their way
             processed = daemon.processed()
         finally:

@@ -83,6 +83,23 @@ def send(
         info.wait_for_publish(10)
 
 
+def exchange(
+    broker: LocalBroker,
+    protocol: str,
+    adapter: MqttAdapter,
+    sent: Sequence[tuple[str, bytes, int, Properties | None]],
+) -> list[Message]:
+    """Publish ``sent`` and take them all through ``adapter``, which is stopped after."""
+    pub = publisher(broker, protocol)
+    try:
+        send(pub, sent)
+        return drain(adapter, len(sent))
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        adapter.stop()
+
+
 def drain(adapter: MqttAdapter, count: int, ack: bool = True) -> list[Message]:
     got: list[Message] = []
     deadline = time.monotonic() + 20
@@ -144,14 +161,7 @@ def test_plain_readings_take_the_fast_path_whole(broker: LocalBroker, protocol: 
         (f"fast/Größe-温度-{i}/value", bytes([i % 251]) * size, i % 2, None)
         for i, size in enumerate(sizes * 3)
     ]
-    pub = publisher(broker, protocol)
-    try:
-        send(pub, sent)
-        got = drain(adapter, len(sent))
-    finally:
-        pub.disconnect()
-        pub.loop_stop()
-        adapter.stop()
+    got = exchange(broker, protocol, adapter, sent)
     assert [(m.topic, m.payload, m.qos) for m in got] == [(t, p, q) for t, p, q, _ in sent]
     assert all((m.mid > 0) == (m.qos == 1) for m in got)
     assert paths == Paths(fast=[t for t, _, _, _ in sent])
@@ -190,14 +200,7 @@ def test_properties_go_to_paho_in_order(broker: LocalBroker, protocol: str) -> N
     adapter, paths = connected(broker, protocol, f"fast-props-{time.monotonic_ns()}")
     unusual = with_property(protocol)
     sent = [(f"fast/s{i}/value", b"%d" % i, 1, unusual if i % 3 else None) for i in range(60)]
-    pub = publisher(broker, protocol)
-    try:
-        send(pub, sent)
-        got = drain(adapter, len(sent))
-    finally:
-        pub.disconnect()
-        pub.loop_stop()
-        adapter.stop()
+    got = exchange(broker, protocol, adapter, sent)
     assert [(m.topic, m.payload, m.qos) for m in got] == [(t, p, q) for t, p, q, _ in sent]
     unusual_topics = [t for t, _, _, p in sent if p is not None]  # none on 3.1.1
     assert paths.paho == unusual_topics

@@ -4,13 +4,15 @@ For every series under ``DIR/data`` (NAB layout: ``data/<category>/<file>.csv``,
 ``labels/combined_windows.json``, ``profiles.json``) and every training seed:
 
 1. train a bundle with sensord's trainer on the probationary rows only (the first
-   ``min(floor(0.15 n), 750)`` rows; NAB's rule), one configuration for every file (bundles
-   are kept in ``OUT/bundles/seed<N>`` and reused with ``--reuse``);
+   ``min(floor(0.15 n), 750)`` rows; NAB's rule), one configuration for every file (the
+   trainer's defaults, or ``--train``'s options over them; bundles are kept in
+   ``OUT/bundles[/<options>]/seed<N>`` and reused with ``--reuse``);
 2. replay the whole series through the daemon's core (``sensord replay``: state carried step
    to step, the score of a row uses only rows up to it) once per variant: each detector of
    ``--detectors`` at its defaults (the daemon's ``channels``, or a baseline of
    benchmarks/baselines/), and each ``--variant`` (benchmarks/variants.py: channel
-   ablations, neighbouring settings, "repeat the last value" in place of the network);
+   ablations, neighbouring settings, "repeat the last value" in place of the network, and
+   ``retrain=N``: retrained every N rows on the rows before, causally: causalretrain.py);
 3. write NAB result files ``OUT/seed<N>/<variant>/<category>/<file>.csv`` (the data file's
    rows, ``anomaly_score``, and the daemon's own ``alert``, ``raised`` and ``onset``
    columns: 1 while an alert is up; on the row an alert is raised; on the row of a raised
@@ -37,7 +39,20 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.runner import add_arguments, in_pool, plan, replays, trained_bundle, write_json
+from benchmarks.causalretrain import Retrain
+from benchmarks.runner import (
+    Training,
+    add_arguments,
+    in_pool,
+    plan,
+    print_retrains,
+    replays,
+    retrain_note,
+    retrains_json,
+    trained_bundle,
+    write_json,
+)
+from benchmarks.trainoptions import Given
 from benchmarks.variants import Variant
 from sensord.core.bundle import Bundle
 from sensord.offline.nabscore import (
@@ -70,35 +85,44 @@ class FileRun:
     replay_seconds: dict[str, float]
     timestamps: list[float]
     columns: dict[str, dict[str, list[float]]]  # variant -> column -> values
+    retrains: dict[str, tuple[Retrain, ...]]  # variant -> its retrains (retrain=N)
 
 
-def bundle_for(path: Path, name: str, out: Path, seed: int, reuse: bool) -> tuple[Bundle, float]:
-    """Train on the probationary rows (or reuse the bundle a previous run left)."""
+def bundle_for(
+    path: Path, name: str, out: Path, seed: int, reuse: bool, *, given: Given | None = None
+) -> tuple[Bundle, float]:
+    """Train on the probationary rows (or reuse the bundle a previous run left), with the
+    trainer's defaults or ``given`` (``--train``) over them."""
+    training = Training(out, given or {}, reuse)
 
     def probation() -> Path:
         lines = path.read_text().splitlines()
-        probation_csv = out / "probation" / name
+        probation_csv = training.out / "probation" / name
         probation_csv.parent.mkdir(parents=True, exist_ok=True)
         probation_csv.write_text("\n".join(lines[: probation_rows(len(lines) - 1) + 1]) + "\n")
         return probation_csv
 
     model = Path(name).stem.replace(" ", "_")[:128]
-    return trained_bundle(out, name, seed=seed, reuse=reuse, model=model, rows=probation)
+    return trained_bundle(training, name, seed=seed, model=model, rows=probation)
 
 
 def run_file(
-    path: Path, root: Path, out: Path, *, variants: Sequence[Variant], seed: int, reuse: bool
+    path: Path, root: Path, *, training: Training, variants: Sequence[Variant], seed: int
 ) -> FileRun:
     name = path.relative_to(root / "data").as_posix()
-    bundle, train_seconds = bundle_for(path, name, out, seed, reuse)
+    out, reuse = training.out, training.reuse
+    bundle, train_seconds = bundle_for(path, name, out, seed, reuse, given=training.given)
     columns: dict[str, dict[str, list[float]]] = {}
     seconds: dict[str, float] = {}
+    retrains: dict[str, tuple[Retrain, ...]] = {}
     timestamps: list[float] = []
     dropped = rows = 0
-    for variant, result in replays(path, bundle, variants):
-        seconds[variant.name] = result.seconds
-        columns[variant.name] = _columns(result.outcomes)
-        _write_result(out / f"seed{seed}" / variant.name / name, result, columns[variant.name])
+    for done in replays(path, bundle, variants, training=training, seed=seed, name=name):
+        variant, result = done.variant.name, done.result
+        seconds[variant] = result.seconds
+        columns[variant] = _columns(result.outcomes)
+        retrains[variant] = done.retrains
+        _write_result(training.out / f"seed{seed}" / variant / name, result, columns[variant])
         timestamps = [float(t) for t in result.series.timestamps]
         dropped, rows = result.series.out_of_order, len(result.series.rows)
     return FileRun(
@@ -111,6 +135,7 @@ def run_file(
         seconds,
         timestamps,
         columns,
+        retrains,
     )
 
 
@@ -240,6 +265,7 @@ def to_json(
 ) -> dict[str, object]:
     return {
         "seconds": seconds,
+        **retrains_json({f"{r.seed}/{r.name}": r.retrains for r in runs}),
         "categories": {
             str(seed): {
                 variant: {
@@ -292,6 +318,15 @@ def to_json(
     }
 
 
+def _progress(run: FileRun) -> str:
+    """One line per file as it finishes: its rows, training, replays and retrains."""
+    return (
+        f"seed {run.seed} {run.name}: {run.rows} rows, trained on {run.probation} in "
+        f"{run.train_seconds:.1f} s, replayed {sum(run.replay_seconds.values()):.1f} s"
+        + retrain_note(run.retrains)
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
@@ -310,26 +345,23 @@ def main(argv: list[str] | None = None) -> int:
     if planned is None:
         return 1
     seeds = planned.seeds
-    task = functools.partial(
-        run_file, root=root, out=args.out, variants=planned.variants, reuse=args.reuse
-    )
+    print(planned.header("nab.py", len(files)), flush=True)
+    training = Training(args.out, planned.train, args.reuse)
+    task = functools.partial(run_file, root=root, training=training, variants=planned.variants)
     runs = []
     calls = [functools.partial(task, f, seed=s) for s in seeds for f in files]
     for run in in_pool(calls, args.jobs):
         runs.append(run)
-        print(
-            f"seed {run.seed} {run.name}: {run.rows} rows, trained on {run.probation} in "
-            f"{run.train_seconds:.1f} s, replayed {sum(run.replay_seconds.values()):.1f} s",
-            flush=True,
-        )
+        print(_progress(run), flush=True)
     scored = {s: score_runs([r for r in runs if r.seed == s], planned.names, root) for s in seeds}
     by_seed = {seed: results for seed, (results, _) in scored.items()}
     categories = {seed: cats for seed, (_, cats) in scored.items()}
     seconds = planned.seconds()
     print_tables(by_seed)
     print_categories(categories)
+    print_retrains({f"{r.seed}/{r.name}": r.retrains for r in runs}, per_file=False)
     print(f"\n{len(files)} files x {len(seeds)} seeds in {seconds:.0f} s with {args.jobs} jobs")
-    write_json(args.json, to_json(by_seed, categories, runs, seconds))
+    write_json(args.json, {**planned.to_json(), **to_json(by_seed, categories, runs, seconds)})
     return 0
 
 

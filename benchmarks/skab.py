@@ -5,8 +5,9 @@ DATA_DIR is SKAB's ``data`` folder (or a folder holding it): ``<category>/<n>.cs
 and ``changepoint`` (never an input). ``anomaly-free`` is left out, as SKAB's leaderboard
 does. For every file, SKAB's protocol:
 
-1. train a bundle with sensord's trainer (default options, ``--seed``) on the file's first
-   400 rows only, the eight sensors as the features of one stream;
+1. train a bundle with sensord's trainer (default options or ``--train``'s, each seed of
+   ``--seeds``) on the file's first 400 rows only, the eight sensors as the features of one
+   stream;
 2. replay the whole file through the daemon's core (``sensord replay``), once per detector
    and model: the rows before 400 are the daemon's own start on this pump, the rows from 400
    on are scored;
@@ -16,8 +17,9 @@ does. For every file, SKAB's protocol:
 
 ``--variant`` adds variants of the settings (benchmarks/variants.py: channel ablations,
 neighbouring settings, ``model=persistence`` for "repeat the last value" in place of the
-network, same bundle and scaling); ``--seeds`` trains and scores several seeds (bundles are
-kept in ``OUT/bundles/seed<N>`` and reused with ``--reuse``). ``--reference t2`` also runs
+network, same bundle and scaling; ``retrain=N`` retrains every N rows on the rows before,
+causally: causalretrain.py); ``--seeds`` trains and scores several seeds (bundles are kept in
+``OUT/bundles[/<options>]/seed<N>`` and reused with ``--reuse``). ``--reference t2`` also runs
 Hotelling's T² as SKAB's leaderboard runs it, to check this protocol and scorer against its
 published figures.
 """
@@ -38,9 +40,21 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.runner import add_arguments, in_pool, plan, replays, trained_bundle, write_json
+from benchmarks.causalretrain import Retrain
+from benchmarks.runner import (
+    Training,
+    add_arguments,
+    in_pool,
+    plan,
+    print_retrains,
+    replays,
+    retrains_json,
+    trained_bundle,
+    write_json,
+)
 from benchmarks.skabdata import SkabFile, file_order, find_files, read_skab, write_csv
 from benchmarks.skabscore import PROFILES, TRAIN_ROWS, WINDOW_S, Confusion, CpScore
+from benchmarks.trainoptions import Given
 from benchmarks.variants import Variant
 from sensord.core.bundle import Bundle
 from sensord.offline.replay import ReplayResult
@@ -53,18 +67,23 @@ class FileRun:
     rows: int
     train_seconds: float
     flags: dict[str, list[int]] = field(default_factory=dict)  # variant -> alert column
+    retrains: dict[str, tuple[Retrain, ...]] = field(default_factory=dict)  # retrain=N's
 
 
-def bundle_for(skab: SkabFile, out: Path, seed: int, reuse: bool) -> tuple[Bundle, float]:
-    """Train on the first TRAIN_ROWS rows (or reuse the bundle a previous run left)."""
+def bundle_for(
+    skab: SkabFile, out: Path, seed: int, reuse: bool, *, given: Given | None = None
+) -> tuple[Bundle, float]:
+    """Train on the first TRAIN_ROWS rows (or reuse the bundle a previous run left), with
+    the trainer's defaults or ``given`` (``--train``) over them."""
+    training = Training(out, given or {}, reuse)
 
     def first_rows() -> Path:
-        train_csv = out / "train" / skab.name
+        train_csv = training.out / "train" / skab.name
         write_csv(train_csv, skab, slice(0, TRAIN_ROWS))
         return train_csv
 
     model = skab.name.removesuffix(".csv").replace("/", "-")
-    return trained_bundle(out, skab.name, seed=seed, reuse=reuse, model=model, rows=first_rows)
+    return trained_bundle(training, skab.name, seed=seed, model=model, rows=first_rows)
 
 
 def alert_column(result: ReplayResult) -> list[int]:
@@ -82,18 +101,18 @@ def run_file(
     path: Path,
     name: str,
     *,
-    out: Path,
+    training: Training,
     variants: Sequence[Variant],
     seed: int,
-    reuse: bool,
 ) -> FileRun:
     skab = read_skab(path, name)
-    bundle, seconds = bundle_for(skab, out, seed, reuse)
-    replay_csv = out / "replay" / name
+    bundle, seconds = bundle_for(skab, training.out, seed, training.reuse, given=training.given)
+    replay_csv = training.out / "replay" / name
     write_csv(replay_csv, skab, slice(0, len(skab.timestamps)))
     run = FileRun(name, seed, len(skab.timestamps), seconds)
-    for variant, result in replays(replay_csv, bundle, variants):
-        run.flags[variant.name] = alert_column(result)
+    for done in replays(replay_csv, bundle, variants, training=training, seed=seed, name=name):
+        run.flags[done.variant.name] = alert_column(done.result)
+        run.retrains[done.variant.name] = done.retrains
     return run
 
 
@@ -316,6 +335,7 @@ def to_json(
         "seconds": seconds,
         "files": sorted(files),
         "train_seconds": {f"{r.seed}/{r.name}": r.train_seconds for r in runs},
+        **retrains_json({f"{r.seed}/{r.name}": r.retrains for r in runs}),
         "seeds": {str(seed): rows(results) for seed, results in figures.by_seed.items()},
         "categories": {
             str(seed): {category: rows(results) for category, results in groups.items()}
@@ -348,12 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     if planned is None:
         return 1
     seeds, names = planned.seeds, planned.names
-    per_file = functools.partial(run_file, out=args.out, variants=planned.variants)
-    calls = [
-        functools.partial(per_file, path, name, seed=s, reuse=args.reuse)
-        for s in seeds
-        for name, path in found
-    ]
+    print(planned.header("skab.py", len(found)), flush=True)
+    training = Training(args.out, planned.train, args.reuse)
+    per_file = functools.partial(run_file, training=training, variants=planned.variants)
+    calls = [functools.partial(per_file, path, name, seed=s) for s in seeds for name, path in found]
     runs = list(in_pool(calls, args.jobs))
     files = {n: read_skab(p, n) for n, p in found}
     if args.reference == "t2":
@@ -367,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     for variant in names:
         if variant != REFERENCE:
             print_spans(runs, files, variant)
-    write_json(args.json, to_json(figures, runs, files, names, seconds))
+    print_retrains({f"seed {r.seed} {r.name}": r.retrains for r in runs}, per_file=True)
+    write_json(args.json, {**planned.to_json(), **to_json(figures, runs, files, names, seconds)})
     return 0
 
 

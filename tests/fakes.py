@@ -18,8 +18,9 @@ import numpy as np
 
 from sensord.arrays import F32
 from sensord.config import MqttSettings
-from sensord.core.bundle import Bundle, in_memory
-from sensord.core.engine import SequenceResult, StepResult
+from sensord.core.bundle import Bundle
+from sensord.core.engine import SequenceResult, StepResult, cross_head, horizon_head
+from sensord.core.inmemory import in_memory
 from sensord.daemon.transport import (
     Ackable,
     Link,
@@ -55,6 +56,14 @@ class NumpyEngine:
             for layer in range(self.layers)
         ]
         self._out = rng.normal(0, 0.05, (self.features, h)).astype(np.float32)
+        # The heads the manifest declares: a spread from the last layer's h, the virtual
+        # sensor's weights from the manifest itself (as the onnxruntime engine takes them).
+        spread = manifest.heads.spread
+        self._spread = rng.normal(0, 0.5, (self.features, h)).astype(np.float32) if spread else None
+        self.cross = cross_head(bundle)
+        self.horizon = horizon_head(bundle)
+        ahead = self.horizon is not None
+        self._ahead = rng.normal(0, 0.05, (self.features, h)).astype(np.float32) if ahead else None
 
     def zero_state(self, batch: int) -> tuple[F32, F32]:
         shape = (self.layers, batch, self.hidden)
@@ -73,14 +82,26 @@ class NumpyEngine:
             h_out[layer] = _sigmoid(o) * np.tanh(c_out[layer])
             layer_input = h_out[layer]
         prediction = x[:, : self.features] + np.einsum("bh,fh->bf", layer_input, self._out)
-        return StepResult(prediction=prediction.astype(np.float32), h=h_out, c=c_out)
+        spread = ahead = None
+        if self._spread is not None:
+            spread = np.exp(np.einsum("bh,fh->bf", layer_input, self._spread)).astype(np.float32)
+        if self._ahead is not None:
+            ahead = x[:, : self.features] + np.einsum("bh,fh->bf", layer_input, self._ahead)
+            ahead = ahead.astype(np.float32)
+        return StepResult(prediction.astype(np.float32), h_out, c_out, spread, ahead)
 
     def run(self, x: F32, h: F32, c: F32) -> SequenceResult:
         predictions = np.empty((len(x), x.shape[1], self.features), np.float32)
+        spreads = None if self._spread is None else np.empty_like(predictions)
+        aheads = None if self._ahead is None else np.empty_like(predictions)
         for t in range(len(x)):
             result = self.step(x[t], h, c)
             predictions[t], h, c = result.prediction, result.h, result.c
-        return SequenceResult(predictions=predictions, h=h, c=c)
+            if spreads is not None and result.spread is not None:
+                spreads[t] = result.spread
+            if aheads is not None and result.ahead is not None:
+                aheads[t] = result.ahead
+        return SequenceResult(predictions, h, c, spreads, aheads)
 
 
 def _sigmoid(z: F32) -> F32:

@@ -14,18 +14,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sensord import __version__, logs
-from sensord.cli import compiling, demo, simulate
+from sensord.cli import compiling, demo, simulate, training
 from sensord.cli import models as climodels
 from sensord.cli.arguments import CommandParser, SubParsers, positive_int
-from sensord.cli.extras import require_plot_extra, require_train_extra
+from sensord.cli.extras import require_plot_extra
 from sensord.core.alert import AlertPolicy
 from sensord.core.bundle import load_bundle
 from sensord.core.detect import DEFAULT_THRESHOLD, DETECTOR_KINDS, DetectorSettings
 from sensord.core.engine import Engine
 from sensord.core.pipeline import PipelineSettings
-from sensord.errors import BundleError, ConfigError, SensordError, missing_train_extra
+from sensord.errors import BundleError, ConfigError, SensordError
 from sensord.offline.report import describe_bundle, describe_events, describe_replay
-from sensord.training.options import FitOptions, TrainOptions
 
 # Exit codes (sysexits.h where one fits): systemd's RestartPreventExitStatus= names the two
 # that a restart cannot fix (deploy/sensord.service).
@@ -84,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(
         title="commands", required=True, metavar="COMMAND", parser_class=CommandParser
     )
-    _add_train(commands)
+    training.add_command(commands)
     _add_inspect(commands)
     _add_replay(commands)
     demo.add_command(commands)
@@ -97,81 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# The defaults of ``sensord train`` are the options' own (torch-free) dataclasses' defaults.
-TRAIN = TrainOptions()
-FIT = TRAIN.fit
-# And those of ``sensord replay`` the core's.
+# The defaults of ``sensord replay`` are the core's.
 ALERTS = AlertPolicy()
 DETECTOR = DetectorSettings()
-
-
-def _add_train(commands: SubParsers) -> None:
-    p = commands.add_parser("train", help="fit a model on a history CSV and write a bundle")
-    p.add_argument("data", type=Path, help="CSV: timestamp, feature columns[, stream]")
-    p.add_argument("--out", type=Path, required=True, help="bundle directory to write")
-    p.add_argument("--name", default=TRAIN.name, help="model name (letters, digits, _ . -)")
-    p.add_argument(
-        "--model-version",
-        dest="model_version",
-        default=None,
-        help="model version (default: first 12 hex digits of the graph's sha256)",
-    )
-    p.add_argument(
-        "--features",
-        default=None,
-        help="comma-separated feature columns (default: all but timestamp, stream)",
-    )
-    p.add_argument("--epochs", type=positive_int, default=FIT.epochs, help="most epochs to run")
-    p.add_argument(
-        "--seed", type=int, default=FIT.seed, help="random seed (same seed, same bundle)"
-    )
-    p.add_argument(
-        "--cell",
-        choices=("lstm", "gru"),
-        default=FIT.cell,
-        help="recurrent cell (the bundle's graph signature is the same for both)",
-    )
-    p.add_argument("--hidden", type=positive_int, default=FIT.hidden, help="recurrent hidden size")
-    p.add_argument("--layers", type=positive_int, default=FIT.layers, help="recurrent layers")
-    p.add_argument("--dropout", type=float, default=FIT.dropout, help="dropout between layers")
-    p.add_argument(
-        "--learning-rate", type=float, default=FIT.learning_rate, help="Adam learning rate"
-    )
-    p.add_argument("--window", type=positive_int, default=FIT.window, help="training window, rows")
-    p.add_argument(
-        "--patience",
-        type=positive_int,
-        default=FIT.patience,
-        help="stop after this many epochs without a better validation loss",
-    )
-    p.add_argument(
-        "--validation-fraction",
-        type=float,
-        default=TRAIN.validation_fraction,
-        help="last fraction of each stream's rows kept for validation",
-    )
-    p.add_argument(
-        "--time-of-day",
-        choices=("auto", "on", "off"),
-        default=TRAIN.time_of_day,
-        help="time-of-day inputs: auto adds them when the data spans >= 2 days sampled at "
-        "least hourly",
-    )
-    p.add_argument(
-        "--transform",
-        choices=("none", "asinh"),
-        default=TRAIN.transform,
-        help="value transform after scaling (asinh compresses spikes)",
-    )
-    p.add_argument(
-        "--threads",
-        type=positive_int,
-        default=TRAIN.threads,
-        help="torch threads (default 1: fastest for these small nets, above all on a busy "
-        "machine; the same seed, data and threads give the same bundle)",
-    )
-    _add_out_of_order(p)
-    p.set_defaults(command=_train)
 
 
 def _add_inspect(commands: SubParsers) -> None:
@@ -182,6 +109,8 @@ def _add_inspect(commands: SubParsers) -> None:
 
 
 def _add_replay(commands: SubParsers) -> None:
+    from sensord.offline.replay import ENGINES, ENGINES_HELP
+
     p = commands.add_parser("replay", help="run a CSV through the daemon's core")
     p.add_argument("data", type=Path, help="CSV with the bundle's feature columns")
     p.add_argument("--bundle", type=Path, required=True, help="bundle directory")
@@ -218,8 +147,9 @@ def _add_replay(commands: SubParsers) -> None:
         default=None,
         help="seconds without samples after which a stream's state resets",
     )
+    p.add_argument("--engine", choices=ENGINES, default=ENGINES[0], help=ENGINES_HELP)
     p.add_argument("--quiet", action="store_true", help="do not list the alerts")
-    _add_out_of_order(p)
+    training.add_out_of_order(p)
     p.set_defaults(command=_replay)
 
 
@@ -264,44 +194,6 @@ def _add_check_config(commands: SubParsers) -> None:
     p.set_defaults(command=_check_config)
 
 
-def _train(args: argparse.Namespace) -> int:
-    require_train_extra("train")
-    try:
-        from sensord.training.export import PARITY_TOLERANCE
-        from sensord.training.progress import train_with_progress
-    except ImportError as exc:
-        raise missing_train_extra("train", exc.name) from None
-
-    options = TrainOptions(
-        name=args.name,
-        version=args.model_version,
-        features=[f.strip() for f in args.features.split(",")] if args.features else None,
-        validation_fraction=args.validation_fraction,
-        out_of_order=args.out_of_order,
-        time_of_day=args.time_of_day,
-        transform=args.transform,
-        threads=args.threads,
-        fit=FitOptions(
-            epochs=args.epochs,
-            cell=args.cell,
-            hidden=args.hidden,
-            layers=args.layers,
-            dropout=args.dropout,
-            learning_rate=args.learning_rate,
-            window=args.window,
-            patience=args.patience,
-            seed=args.seed,
-        ),
-    )
-    report = train_with_progress(args.data, args.out, options)
-    print(describe_bundle(report.bundle, verified=True))
-    print(
-        f"trained in {report.seconds:.1f} s; parity {report.parity:.1e} "
-        f"(tolerance {PARITY_TOLERANCE:.0e}, relative to 1 + |value|)"
-    )
-    return 0
-
-
 def _inspect(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.bundle)
     Engine(bundle)  # verifies the graph's shapes against the manifest
@@ -328,7 +220,7 @@ def _replay(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise SensordError(f"replay options: {exc}") from None
-    pipeline = open_pipeline(args.bundle, settings)
+    pipeline = open_pipeline(args.bundle, settings, args.engine)
     result = replay(args.data, pipeline, out_of_order=args.out_of_order)
     write_result(args.out, result)
     if args.plot is not None:
@@ -351,7 +243,7 @@ def _run(args: argparse.Namespace) -> int:
     logs.configure(
         args.log_level or settings.logging.level, args.log_format or settings.logging.format
     )
-    daemon = Daemon(settings)
+    daemon = Daemon(settings, config=config_path(args.config))
     signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
     signal.signal(signal.SIGINT, lambda *_: daemon.request_stop())
     signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())
@@ -378,16 +270,6 @@ def _check_config(args: argparse.Namespace) -> int:
     print(json.dumps(effective_config(settings), indent=2))
     print(f"configuration ok: {len(settings.routes)} route(s), bundles verified", file=sys.stderr)
     return 0
-
-
-def _add_out_of_order(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--out-of-order",
-        choices=("error", "drop"),
-        default=TRAIN.out_of_order,
-        help="a row not after its stream's previous one: an error, or dropped and "
-        "counted as the daemon drops a late reading",
-    )
 
 
 if __name__ == "__main__":

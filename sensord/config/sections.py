@@ -228,6 +228,17 @@ class RecordSettings(Section):
     )
 
 
+YEAR_S = 366 * 86_400
+
+
+class RouteSchedule(Section):
+    """A route's continual retraining where it differs from [retrain]'s; unset: as there."""
+
+    continual: bool | None = Field(None, description="[retrain.routes.NAME]: route NAME's.")
+    every_rows: int | None = Field(None, ge=10, le=100_000_000, description="Route NAME's.")
+    min_interval_s: float | None = Field(None, ge=0, le=YEAR_S, description="Route NAME's.")
+
+
 class RetrainSettings(Section):
     models_dir: Path | None = Field(
         None,
@@ -254,6 +265,39 @@ class RetrainSettings(Section):
         500_000, ge=1000, le=100_000_000, description="Train on at most the newest rows."
     )
     epochs: int = Field(60, ge=1, le=10_000, description="Most epochs per candidate.")
+    threads: int = Field(
+        1, ge=1, le=64, description="torch threads of a retrain: one takes at most one core."
+    )
+    continual: bool = Field(
+        False,
+        description="Retrain in the daemon: when a recorded route's schedule is due, a "
+        "'sensord retrain' child process (one at a time, niced, CPU-limited) fits, judges "
+        "and may promote a candidate, which the daemon hot-swaps keeping stream state. "
+        "Needs [record] and the train extra; each route's bundle must be its current link.",
+    )
+    every_rows: int = Field(
+        2000,
+        ge=10,
+        le=100_000_000,
+        description="Continual: a route is due once this many readings per stream (on "
+        "average) were scored since its last attempt (or since the daemon started).",
+    )
+    min_interval_s: float = Field(
+        86_400.0,
+        ge=0,
+        le=YEAR_S,
+        description="Continual: and no sooner than this after its last attempt ended (its "
+        "last decision logged, so a restart does not retrain again at once).",
+    )
+    nice: int = Field(
+        19, ge=0, le=19, description="Continual: the retrain child's nice value (19: lowest)."
+    )
+    max_cpu_s: int = Field(
+        3600, ge=1, le=604_800, description="Continual: CPU seconds a retrain may use (RLIMIT_CPU)."
+    )
+    routes: dict[str, RouteSchedule] = Field(
+        default_factory=dict, description="Continual: per route, [retrain.routes.NAME]."
+    )
 
 
 class FeedbackSettings(Section):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,11 +24,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sensord.core.graphcheck import uses_external_data
 from sensord.errors import BundleError, MalformedGraphError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # written when a bundle has a head a format-1 reader would not know
+FORMAT_VERSIONS = (1, 2)  # what this sensord reads: 1 is a bundle without heads
 MANIFEST_FILE = "bundle.json"
 GRAPH_FILE = "model.onnx"
 INPUT_NAMES = ("x", "h", "c")
 OUTPUT_NAMES = ("y", "h_out", "c_out")
+SPREAD_OUTPUT = "s"  # a graph with the spread head has it after OUTPUT_NAMES
+AHEAD_OUTPUT = "a"  # and one with the horizon head this, last
 
 Cell = Literal["lstm", "gru"]
 GraphKind = Literal["step", "sequence"]
@@ -144,10 +146,70 @@ class NormalTails(_Strict):
         return self
 
 
+class Cross(_Strict):
+    """The virtual-sensor head (``sensord train --cross``): each feature's error explained by
+    the other features' errors at the same instant, fitted on the training rows by ridge
+    regression. ``conditional_f = gain_f * (e_f - sum_g weights[f][g] * e_g)`` (the diagonal
+    is zero: a feature never explains itself), ``gain`` putting it on ``e_f``'s own scale;
+    the detector sees whichever of ``e_f`` and ``conditional_f`` is larger in size. A
+    relation that breaks while each sensor stays in its range shows here."""
+
+    weights: list[list[FiniteFloat]] = Field(description="F x F, zero diagonal.")
+    gain: list[PositiveFloat] = Field(description="Per feature: std of e over std of the rest.")
+
+    @model_validator(mode="after")
+    def _square(self) -> Cross:
+        n = len(self.gain)
+        if len(self.weights) != n or any(len(row) != n for row in self.weights):
+            raise ValueError(f"weights must be {n} x {n} (one row and column per feature)")
+        if any(self.weights[f][f] != 0.0 for f in range(n)):
+            raise ValueError("weights: the diagonal must be zero")
+        return self
+
+
+class Heads(_Strict):
+    """What the model gives beyond its prediction of the next sample (format_version 2)."""
+
+    spread: bool = Field(
+        False,
+        description="The graph has a fourth output s[T,B,F]: the spread it expects of the "
+        "next sample's error, relative to its usual (1 = a typical step); the detector "
+        "divides each error by it (trained by Gaussian negative log-likelihood).",
+    )
+    cross: Cross | None = Field(None, description="The virtual-sensor head, if trained.")
+    horizon: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="0, or K: the graph's last output a[T,B,F] predicts the sample K steps "
+        "ahead, and the detector also sees each reading against the prediction made K steps "
+        "before it, times horizon_gain.",
+    )
+    horizon_gain: list[PositiveFloat] = Field(
+        default_factory=list,
+        description="Per feature (with a horizon): the training rows' next-step error spread "
+        "over their K-step error spread, putting the K-step error on the next-step scale.",
+    )
+
+    @property
+    def any(self) -> bool:
+        return self.spread or self.cross is not None or self.horizon > 0
+
+    @model_validator(mode="after")
+    def _horizon(self) -> Heads:
+        if self.horizon == 1:
+            raise ValueError("horizon: 1 is the next step itself; 0 (off) or at least 2")
+        if (self.horizon > 0) != bool(self.horizon_gain):
+            raise ValueError("horizon and horizon_gain: both or neither")
+        return self
+
+
 class Manifest(_Strict):
     """bundle.json."""
 
-    format_version: int = Field(description="Bundle format; this sensord reads 1.")
+    format_version: int = Field(
+        description="Bundle format; this sensord reads 1 (no heads) and 2 (heads)."
+    )
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
     version: str = Field(min_length=1, max_length=64, description="Model version.")
     sensord_version: str = Field(description="Version of sensord that wrote the bundle.")
@@ -180,6 +242,7 @@ class Manifest(_Strict):
         description="The tails the detector learnt on the training rows (bundles from before "
         "this field have none: their streams start from the generic prior).",
     )
+    heads: Heads = Field(default_factory=Heads, description="The model's heads beyond y.")
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
@@ -192,6 +255,12 @@ class Manifest(_Strict):
         ]:
             if len(scaling.center) != n:
                 raise ValueError(f"{where}: {len(scaling.center)} values for {n} features")
+        if self.heads.cross is not None and len(self.heads.cross.gain) != n:
+            raise ValueError(f"heads.cross: {len(self.heads.cross.gain)} features, not {n}")
+        if self.heads.horizon and len(self.heads.horizon_gain) != n:
+            raise ValueError(f"heads.horizon_gain: {len(self.heads.horizon_gain)} values, not {n}")
+        if self.heads.any and self.format_version < 2:
+            raise ValueError("heads need format_version 2")
         return self
 
 
@@ -269,10 +338,11 @@ def _read_manifest_json(manifest_path: Path) -> dict[str, Any]:
 
 def _validate_manifest(manifest_path: Path, raw: dict[str, Any]) -> Manifest:
     version = raw.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in FORMAT_VERSIONS:
+        readable = " and ".join(str(v) for v in FORMAT_VERSIONS)
         raise BundleError(
             f"{manifest_path}: format_version {version!r} is not supported "
-            f"(this sensord reads format_version {FORMAT_VERSION})"
+            f"(this sensord reads format_version {readable})"
         )
     try:
         return Manifest.model_validate(raw)
@@ -281,65 +351,3 @@ def _validate_manifest(manifest_path: Path, raw: dict[str, Any]) -> Manifest:
         where = ".".join(str(part) for part in first["loc"]) or "(manifest)"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise BundleError(f"{manifest_path}: field {where}: {first['msg']}{more}") from None
-
-
-def in_memory(
-    features: Sequence[str] = ("value",),
-    *,
-    name: str = "in-memory",
-    version: str = "1",
-    layers: int = 1,
-    hidden: int = 8,
-    center: float = 50.0,
-    scale: float = 10.0,
-    time_features: Sequence[str] = (),
-) -> Bundle:
-    """A bundle's manifest as training would write it, with no graph behind it (for the
-    persistence engine compiling the kernels; for the tests' numpy LSTM)."""
-    n = len(features)
-    manifest = Manifest.model_validate(
-        {
-            "format_version": 1,
-            "name": name,
-            "version": version,
-            "sensord_version": "in-memory",
-            "features": list(features),
-            "time_features": list(time_features),
-            "layers": layers,
-            "hidden": hidden,
-            "scaling": Scaling(
-                center=[center] * n,
-                scale=[scale] * n,
-                low=[center - 3 * scale] * n,
-                high=[center + 3 * scale] * n,
-            ),
-            "graph": Graph(sha256="0" * 64, opset=17),
-            "calibration": Calibration(
-                smoothing=0.1,
-                error_floor=0.01,
-                log_error_mean=-2.0,
-                log_error_std=0.5,
-                threshold_error=0.6,
-                samples=500,
-            ),
-            "training": Training(
-                source="in-memory.csv",
-                rows=1000,
-                train_rows=800,
-                validation_rows=200,
-                skipped_rows=0,
-                streams=1,
-                data_start="2026-01-01T00:00:00Z",
-                data_end="2026-01-04T11:15:00Z",
-                median_interval_s=300.0,
-                epochs_run=1,
-                best_epoch=1,
-                train_loss=0.1,
-                validation_loss=0.1,
-                validation_mae=0.2,
-                persistence_mae=0.25,
-                seed=0,
-            ),
-        }
-    )
-    return Bundle(Path("/nonexistent/in-memory-bundle"), manifest, b"")

@@ -22,8 +22,15 @@ from typing import Protocol
 import numpy as np
 import onnxruntime as ort
 
-from sensord.arrays import F32
-from sensord.core.bundle import GRAPH_FILE, INPUT_NAMES, OUTPUT_NAMES, Bundle
+from sensord.arrays import F32, F64
+from sensord.core.bundle import (
+    AHEAD_OUTPUT,
+    GRAPH_FILE,
+    INPUT_NAMES,
+    OUTPUT_NAMES,
+    SPREAD_OUTPUT,
+    Bundle,
+)
 from sensord.errors import BundleError
 
 # At most this many rows (T x B) per session call of a sequence graph; a longer run is cut
@@ -40,6 +47,39 @@ class StepResult:
     prediction: F32
     h: F32
     c: F32
+    spread: F32 | None = None  # [B, F] the spread head's, if the graph has one
+    ahead: F32 | None = None  # [B, F] the horizon head's, if the graph has one
+
+
+@dataclass(frozen=True)
+class HorizonHead:
+    """The horizon head (bundle.py ``Heads.horizon``): K steps ahead, and ``gain[F]``."""
+
+    steps: int
+    gain: F64
+
+
+def horizon_head(bundle: Bundle) -> HorizonHead | None:
+    heads = bundle.manifest.heads
+    if heads.horizon == 0:
+        return None
+    return HorizonHead(heads.horizon, np.array(heads.horizon_gain, dtype=np.float64))
+
+
+@dataclass(frozen=True)
+class CrossHead:
+    """The virtual-sensor head as arrays (bundle.py ``Cross``): ``weights[F, F]``, ``gain[F]``."""
+
+    weights: F64
+    gain: F64
+
+
+def cross_head(bundle: Bundle) -> CrossHead | None:
+    """The bundle's virtual-sensor head, if it has one."""
+    cross = bundle.manifest.heads.cross
+    if cross is None:
+        return None
+    return CrossHead(np.array(cross.weights, dtype=np.float64), np.array(cross.gain, np.float64))
 
 
 @dataclass(frozen=True)
@@ -50,17 +90,23 @@ class SequenceResult:
     predictions: F32
     h: F32
     c: F32
+    spread: F32 | None = None  # [T, B, F] the spread head's, if the graph has one
+    ahead: F32 | None = None  # [T, B, F] the horizon head's, if the graph has one
 
 
 class StepEngine(Protocol):
     """What the core needs of an engine: a bundle's shapes, one batched step, and a batch
-    of streams stepped through T readings each."""
+    of streams stepped through T readings each; and the model's heads beyond its
+    prediction (``cross``: the virtual sensor, ``horizon``: how far ahead the horizon head
+    looks; None without either; the spread and the look ahead come with the results)."""
 
     bundle: Bundle
     features: int
     layers: int
     hidden: int
     timings: list[float] | None
+    cross: CrossHead | None
+    horizon: HorizonHead | None
 
     def zero_state(self, batch: int) -> tuple[F32, F32]: ...
 
@@ -86,6 +132,13 @@ class Engine:
         self.inputs = self.features + len(bundle.manifest.time_features)
         self.layers = bundle.manifest.layers
         self.hidden = bundle.manifest.hidden
+        self.spread = bundle.manifest.heads.spread
+        self.cross = cross_head(bundle)
+        self.horizon = horizon_head(bundle)
+        extra = ((SPREAD_OUTPUT,) if self.spread else ()) + (
+            (AHEAD_OUTPUT,) if self.horizon else ()
+        )
+        self.outputs = (*OUTPUT_NAMES, *extra)
         # When a list is given (the daemon's), how long each session call took is appended.
         self.timings = timings
         options = ort.SessionOptions()
@@ -112,9 +165,10 @@ class Engine:
         state: list[int | str] = [layers, "B", hidden]
         expected_inputs = {"x": [*steps, "B", self.inputs], "h": state, "c": state}
         expected_outputs = {"y": [*steps, "B", f], "h_out": state, "c_out": state}
+        expected_outputs[SPREAD_OUTPUT] = expected_outputs[AHEAD_OUTPUT] = [*steps, "B", f]
         for kind, nodes, expected, names in (
             ("input", self._session.get_inputs(), expected_inputs, INPUT_NAMES),
-            ("output", self._session.get_outputs(), expected_outputs, OUTPUT_NAMES),
+            ("output", self._session.get_outputs(), expected_outputs, self.outputs),
         ):
             found = [node.name for node in nodes]
             if found != list(names):
@@ -135,10 +189,24 @@ class Engine:
     def step(self, x: F32, h: F32, c: F32) -> StepResult:
         """One step for a batch of streams: ``x[B, I]`` in, prediction ``[B, F]`` out."""
         if self.kind == "step":
-            y, h_out, c_out = self._call(x, h, c)
-            return StepResult(prediction=y, h=h_out, c=c_out)
-        y, h_out, c_out = self._call(x[None], h, c)  # a sequence of one
-        return StepResult(prediction=y[0], h=h_out, c=c_out)
+            y, h_out, c_out, *heads = self._call(x, h, c)
+            return StepResult(y, h_out, c_out, *self._heads(heads))
+        y, h_out, c_out, *heads = self._call(x[None], h, c)  # a sequence of one
+        spread, ahead = self._heads(heads)
+        return StepResult(
+            y[0],
+            h_out,
+            c_out,
+            None if spread is None else spread[0],
+            None if ahead is None else ahead[0],
+        )
+
+    def _heads(self, extra: list[F32]) -> tuple[F32 | None, F32 | None]:
+        """The spread and look-ahead outputs among a call's extra outputs (None: no head)."""
+        found = iter(extra)
+        spread = next(found) if self.spread else None
+        ahead = next(found) if self.horizon else None
+        return spread, ahead
 
     def run(self, x: F32, h: F32, c: F32) -> SequenceResult:
         """T steps for a batch of streams: ``x[T, B, I]`` in, ``predictions[T, B, F]`` out.
@@ -146,26 +214,29 @@ class Engine:
         a step graph one per step."""
         span = max(1, self.rows_per_call // max(1, x.shape[1]))
         if self.kind == "sequence" and 0 < len(x) <= span:
-            y, h_out, c_out = self._call(x, h, c)
-            return SequenceResult(predictions=y, h=h_out, c=c_out)
-        predictions = np.empty((len(x), x.shape[1], self.features), np.float32)
+            y, h_out, c_out, *heads = self._call(x, h, c)
+            return SequenceResult(y, h_out, c_out, *self._heads(heads))
+        outputs = [np.empty((len(x), x.shape[1], self.features), np.float32)]
+        outputs += [np.empty_like(outputs[0]) for _ in self.outputs[len(OUTPUT_NAMES) :]]
         if self.kind == "step":  # (or no steps: the state as it was)
             for t in range(len(x)):
-                y, h, c = self._call(x[t], h, c)
-                predictions[t] = y
+                y, h, c, *heads = self._call(x[t], h, c)
+                for into, got in zip(outputs, [y, *heads], strict=True):
+                    into[t] = got
         else:
             for start in range(0, len(x), span):
-                y, h, c = self._call(x[start : start + span], h, c)
-                predictions[start : start + span] = y
-        return SequenceResult(predictions=predictions, h=h, c=c)
+                y, h, c, *heads = self._call(x[start : start + span], h, c)
+                for into, got in zip(outputs, [y, *heads], strict=True):
+                    into[start : start + span] = got
+        return SequenceResult(outputs[0], h, c, *self._heads(outputs[1:]))
 
     def _call(self, x: F32, h: F32, c: F32) -> list[F32]:
         """One session call; its time appended to ``timings`` when they are kept."""
         if self.timings is None:
-            out: list[F32] = self._session.run(OUTPUT_NAMES, {"x": x, "h": h, "c": c})
+            out: list[F32] = self._session.run(self.outputs, {"x": x, "h": h, "c": c})
             return out
         started = time.perf_counter()
-        out = self._session.run(OUTPUT_NAMES, {"x": x, "h": h, "c": c})
+        out = self._session.run(self.outputs, {"x": x, "h": h, "c": c})
         self.timings.append(time.perf_counter() - started)
         return out
 
@@ -182,10 +253,13 @@ def _show(shape: Sequence[object]) -> str:
 class PersistenceEngine:
     """ "Repeat the last value" in place of a bundle's network: its prediction of the next
     sample is this one, and its state stays zero. Benchmarks run every detector with it to
-    measure what the model adds; it keeps the bundle's scaling, time features and shapes."""
+    measure what the model adds; it keeps the bundle's scaling, time features and shapes,
+    and has none of the model's heads (no spread, no virtual sensor)."""
 
     def __init__(self, bundle: Bundle) -> None:
         self.bundle = bundle
+        self.cross: CrossHead | None = None
+        self.horizon: HorizonHead | None = None
         self.features = len(bundle.manifest.features)
         self.layers = bundle.manifest.layers
         self.hidden = bundle.manifest.hidden

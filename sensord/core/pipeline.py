@@ -33,6 +33,7 @@ from sensord.core.detect.composite import ChannelDetector
 from sensord.core.detect.range import start_from_training
 from sensord.core.engine import StepEngine
 from sensord.core.gaps import GAP_COLUMNS
+from sensord.core.heads import horizon_columns
 from sensord.core.nodata import NODATA_COLUMNS
 from sensord.core.sample import DUPLICATE, LATE, Counters, Outcome, Sample, Scored, outcomes
 from sensord.core.state import ColumnSpec, Slots, StateTable
@@ -105,6 +106,7 @@ class Pipeline:
                 **driver_columns(self.engine.features),
                 **ARRIVAL_COLUMNS,
                 **recent_columns(self.engine.features),
+                **horizon_columns(self.engine),
                 **self._registered,
             },
         )
@@ -291,21 +293,21 @@ class Pipeline:
         its step count, detector statistics and alert state go on. With other shapes the
         state cannot carry over, so every stream starts afresh (and warms up again).
         """
-        same = (engine.features, engine.layers, engine.hidden) == (
-            self.engine.features,
-            self.engine.layers,
-            self.engine.hidden,
-        )
+        same = _shapes(engine) == _shapes(self.engine)
         old = self.bundle.manifest
         self.engine, self.bundle = engine, engine.bundle
         self.detector = self.detector_factory(
             DetectorContext.of(self.bundle.manifest), self.settings.detector
         )
-        self.path = self._compiled_path()
+        fresh = self.new_table()
+        # The detector's columns follow the bundle too (its time-of-day slots come with the
+        # time features): a table laid out for the old one cannot be stepped by the new.
+        same = same and _layout(fresh) == _layout(self.table)
         if not same:
-            self.table = self.new_table()
+            self.table = fresh
         elif self.bundle.manifest != old:  # (the same bundle again: nothing to refit)
             carry_over(self.table, old, engine)
+        self.path = self._compiled_path()
         return same
 
     def _compiled_path(self) -> CompiledPath | None:
@@ -315,7 +317,13 @@ class Pipeline:
             if self._use_compiled:
                 raise ValueError(f"no compiled path for the {self.detector.kind} detector")
             return None
-        path = CompiledPath(self.detector, self.settings.alerts, self.bundle.manifest)
+        path = CompiledPath(
+            self.detector,
+            self.settings.alerts,
+            self.bundle.manifest,
+            self.engine.cross,
+            self.engine.horizon,
+        )
         path.warm(self.table, self.engine)
         return path
 
@@ -325,8 +333,18 @@ class Pipeline:
         last = self.table["last_ts"][slots]
         reset: npt.NDArray[np.bool_] = np.isfinite(last) & (ts - last > self.settings.max_gap_s)
         if reset.any():
-            self.table.clear(
-                slots[reset], ("h", "c", "prediction", "steps", "recent_values", "recent_ts")
-            )
+            model = ("h", "c", "prediction", "spread", "ahead", "steps")
+            self.table.clear(slots[reset], (*model, "recent_values", "recent_ts"))
             self.detector.restart(self.table, slots[reset])
         return reset
+
+
+def _shapes(engine: StepEngine) -> tuple[int, int, int, int]:
+    """What a state table's shapes depend on: features, layers, hidden size, look ahead."""
+    ahead = 0 if engine.horizon is None else engine.horizon.steps
+    return engine.features, engine.layers, engine.hidden, ahead
+
+
+def _layout(table: StateTable) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Each column's dtype and shape per stream."""
+    return {name: (np.dtype(spec.dtype).str, spec.shape) for name, spec in table.specs.items()}

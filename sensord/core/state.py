@@ -50,6 +50,8 @@ class StateTable:
                 "h": ColumnSpec(np.float32, (layers, hidden)),
                 "c": ColumnSpec(np.float32, (layers, hidden)),
                 "prediction": ColumnSpec(np.float32, (features,), np.nan),
+                # The spread head's for the pending prediction (heads.py); 1 without it.
+                "spread": ColumnSpec(np.float32, (features,), 1.0),
                 "center": ColumnSpec(np.float64, (features,)),
                 "scale": ColumnSpec(np.float64, (features,), 1.0),
                 "last_ts": ColumnSpec(np.float64, (), -np.inf),

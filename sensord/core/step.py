@@ -40,6 +40,7 @@ from sensord.core.bundle import Manifest
 from sensord.core.detect import Assessment, Detector, Observation
 from sensord.core.engine import StepEngine
 from sensord.core.gaps import learn_step
+from sensord.core.heads import apply_heads, apply_horizon
 from sensord.core.nodata import learn_period
 from sensord.core.sample import FIRST, SCORED, Scored
 from sensord.core.state import Slots, StateTable
@@ -71,7 +72,7 @@ class Predicted:
     """What the model made of a wave's samples (``predict``)."""
 
     scaled: F64  # [n, F] the values, scaled as the model sees them
-    deviations: F64  # [n, F] scaled value minus the prediction made a step before
+    deviations: F64  # [n, F] scaled value minus the prediction made a step before (heads.py)
     errors: F64  # [n] their RMS; NaN without a prediction (a stream's first sample)
     expected: F64  # [n, F] the prediction, raw
     steps: npt.NDArray[np.int64]  # [n] steps each stream had made before this sample
@@ -100,10 +101,16 @@ def predict(
     steps = table["steps"][slots]
     has_prediction = steps > 0
     predicted = table["prediction"][slots].astype(np.float64)
-    deviations = scaled - predicted
+    spread = table["spread"][slots].astype(np.float64)
+    deviations = apply_heads(scaled - predicted, spread, engine.cross)
+    position = None
+    if engine.horizon is not None:
+        position = steps % engine.horizon.steps
+        prior = table["ahead"][slots, position].astype(np.float64)
+        deviations = apply_horizon(deviations, scaled, prior, engine.horizon)
     errors = np.sqrt(np.mean(deviations**2, axis=1))
     errors[~has_prediction] = np.nan
-    _step_model(table, engine, slots, scaled, ts)
+    _step_model(table, engine, slots, scaled, ts, position=position)
     table["steps"][slots] = steps + 1
     remember(table, slots, steps, ts, values)  # for a new bundle to start from (swap.py)
     learn_step(table, slots, table["last_ts"][slots], ts)
@@ -115,8 +122,17 @@ def predict(
     return Predicted(scaled, deviations, errors, expected, steps, has_prediction)
 
 
-def _step_model(table: StateTable, engine: StepEngine, slots: Slots, scaled: F64, ts: F64) -> None:
-    """One engine step of these streams: their next predictions and LSTM state."""
+def _step_model(
+    table: StateTable,
+    engine: StepEngine,
+    slots: Slots,
+    scaled: F64,
+    ts: F64,
+    *,
+    position: npt.NDArray[np.int64] | None,
+) -> None:
+    """One engine step of these streams: their next predictions and LSTM state (and the
+    look ahead, into the ring at ``position``)."""
     x = scaled.astype(np.float32)
     time_names = engine.bundle.manifest.time_features
     inputs = (
@@ -130,6 +146,9 @@ def _step_model(table: StateTable, engine: StepEngine, slots: Slots, scaled: F64
     table["h"][slots] = result.h.transpose(1, 0, 2)
     table["c"][slots] = result.c.transpose(1, 0, 2)
     table["prediction"][slots] = result.prediction
+    table["spread"][slots] = 1.0 if result.spread is None else result.spread
+    if position is not None and result.ahead is not None:
+        table["ahead"][slots, position] = result.ahead
 
 
 def judge(

@@ -14,11 +14,11 @@ things in it are the *old* model's and mean nothing to the new one:
 So each stream keeps its last ``RECENT`` readings (raw values and timestamps, a ring in the
 state table, written as it is stepped), and at a swap: the scaling is the new manifest's,
 the seen range is carried through raw units into the new scaled ones, and ``h``/``c``/
-``prediction`` are rebuilt by stepping the new graph from zero over those readings, all
-streams batched (16 steps of the engine, ~0.2 s at 10,000 streams). Everything else (the
-step count, so no warm-up; the detector's statistics; the alert lifecycle; timestamps) is
-kept. Tested: the rebuilt state equals that of a fresh pipeline of the new bundle fed the
-same readings.
+``prediction`` (and the spread head's) are rebuilt by stepping the new graph from zero over
+those readings, all streams batched (16 steps of the engine, ~0.2 s at 10,000 streams).
+Everything else (the step count, so no warm-up; the detector's statistics; the alert
+lifecycle; timestamps) is kept. Tested: the rebuilt state equals that of a fresh pipeline of
+the new bundle fed the same readings.
 """
 
 from __future__ import annotations
@@ -90,6 +90,7 @@ def _reprime(table: StateTable, slots: Slots, engine: StepEngine) -> None:
     center, scale = table["center"][slots], table["scale"][slots]
     h, c = engine.zero_state(len(slots))
     prediction = np.full((len(slots), engine.features), np.nan, dtype=np.float32)
+    spread = np.ones_like(prediction)
     for j in range(RECENT):
         live = np.flatnonzero(np.isfinite(ts[:, j]))
         if live.size == 0:
@@ -102,8 +103,11 @@ def _reprime(table: StateTable, slots: Slots, engine: StepEngine) -> None:
         step = engine.step(x, np.ascontiguousarray(h[:, live]), np.ascontiguousarray(c[:, live]))
         h[:, live], c[:, live] = step.h, step.c
         prediction[live] = step.prediction
+        spread[live] = 1.0 if step.spread is None else step.spread
     primed = np.isfinite(ts[:, 0])  # streams with at least one recent reading
     kept = slots[primed]
     table["h"][kept] = h[:, primed].transpose(1, 0, 2)
     table["c"][kept] = c[:, primed].transpose(1, 0, 2)
     table["prediction"][kept] = prediction[primed]
+    table["spread"][kept] = spread[primed]
+    table["ahead"][slots] = np.nan  # the old model's look ahead: the horizon starts again

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sensord.config import MqttSettings, Settings
 from sensord.core.nodata import NodataPolicy
+from sensord.daemon.continual import Continual, open_continual
 from sensord.daemon.delivery import AlertDelivery, RetainedStates, packet_ids
 from sensord.daemon.desk import FeedbackDesk, open_desk
 from sensord.daemon.discovery import Discovery
@@ -63,6 +65,7 @@ class Components:
     board: Board | None
     health: Health
     nodata: NodataPolicy
+    continual: Continual | None  # retraining in the daemon ([retrain] continual)
 
 
 @dataclass
@@ -78,8 +81,10 @@ class _Outgoing:
     desk: FeedbackDesk | None
 
 
-def assemble(settings: Settings, notifier: Notifier, transport: TransportFactory) -> Components:
-    """Every part of the daemon for these settings, wired; its state restored from disk."""
+def assemble(
+    settings: Settings, notifier: Notifier, transport: TransportFactory, config: Path | None = None
+) -> Components:
+    """Every part of the daemon for these settings (from ``config``), wired; state restored."""
     clustered = settings.cluster.url is not None
     if clustered:
         from sensord.daemon.clustered import clustered_settings  # nats-py: the cluster extra
@@ -131,6 +136,7 @@ def assemble(settings: Settings, notifier: Notifier, transport: TransportFactory
         board=out.board,
         health=_health(source, member),
         nodata=_nodata(settings),
+        continual=open_continual(settings, routes, out.publisher.recorded, config),
     )
 
 

@@ -7,7 +7,8 @@ operators' verdicts, flushes retained states and writes what is queued, so alert
 now rather than after the next batch. Between batches it pets the systemd watchdog (only
 while the loop and the MQTT side both make progress), snapshots state when due (durable/),
 reloads bundles on SIGHUP or when a bundle path moves (``sensord retrain`` switching
-``current``), evicts idle streams and raises nodata alarms. SIGTERM/SIGINT stop it: score
+``current``, run by a timer or by the daemon itself: continual.py, polled each turn),
+evicts idle streams and raises nodata alarms. SIGTERM/SIGINT stop it: score
 what was read, publish, say ``offline``, disconnect, snapshot.
 
 What a crash (kill -9, OOM) costs: nothing. Unacknowledged readings come again from the
@@ -21,6 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from sensord.cluster.counters import ClusterCounters
@@ -53,9 +55,10 @@ class Daemon:
         settings: Settings,
         notifier: Notifier | None = None,
         transport: TransportFactory = MqttAdapter,
+        config: Path | None = None,  # the file settings came from: a retrain child reads it
     ) -> None:
         # Built by assembly.py, cluster mode included; kept here under the same names.
-        parts = assemble(settings, notifier or Notifier(), transport)
+        parts = assemble(settings, notifier or Notifier(), transport, config)
         self.settings, self.notifier = parts.settings, parts.notifier
         self.routes, self.stages = parts.routes, parts.stages
         self.mqtt, self.source, self.member = parts.mqtt, parts.source, parts.member
@@ -63,6 +66,7 @@ class Daemon:
         self.durable, self.recorder = parts.durable, parts.recorder
         self.desk, self.board, self.health = parts.desk, parts.board, parts.health
         self.counters, self.timings, self.nodata = parts.counters, parts.timings, parts.nodata
+        self.continual = parts.continual
         self._stop = threading.Event()
         self._reload = threading.Event()
         self.ready = threading.Event()
@@ -136,6 +140,8 @@ class Daemon:
             self.notifier.watchdog(now)
         if self.durable.due(now):
             self.durable.save(by_state_name(self.routes))
+        if self.continual is not None:
+            self.continual.poll()  # never waits: the retrain child runs on its own
         if self._reload.is_set():
             self._reload.clear()
             self.reload()
@@ -167,6 +173,8 @@ class Daemon:
         self.health.stopping = True
         self.notifier.stopping()
         log.info("stopping: draining, publishing, disconnecting, saving state")
+        if self.continual is not None:
+            self.continual.stop()  # a retrain child must not promote behind a stopped daemon
         self._drain()
         self.states.flush(everything=True)  # before "offline", which paho sends after them
         self.source.stop()
@@ -291,7 +299,9 @@ class Daemon:
             ),
         ]
         refused = desk.refused if desk is not None else {}
-        return daemon_stats(parts, self.routes, rejected=stages.ingest.rejected, refused=refused)
+        stats = daemon_stats(parts, self.routes, rejected=stages.ingest.rejected, refused=refused)
+        stats["retrains"] = self.continual.figures() if self.continual is not None else {}
+        return stats
 
     def _status_line(self) -> str:
         s = self.stats()

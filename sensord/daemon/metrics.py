@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from sensord.daemon.health import Health
 from sensord.daemon.histogram import Histogram
 from sensord.daemon.http import HttpEdge, edge_app
+from sensord.daemon.retrainchild import OUTCOMES
 from sensord.figures import Declared
 
 Stats = Callable[[], Mapping[str, Any]]
@@ -62,6 +63,7 @@ class DaemonCollector(Collector):
         stats = self._stats()
         yield from self._totals(stats)
         yield from _by_route(self._figures, stats.get("routes", {}))
+        yield from _retrains(stats.get("routes", {}), stats.get("retrains", {}))
         if self._histograms is not None:
             yield from _histograms(self._histograms())
 
@@ -131,6 +133,33 @@ def _models(routes: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
             mae = model["mean_abs_error"]
             error.add_metric(key, mae if mae is not None else float("nan"))
     yield from (scored, raised, error)
+
+
+def _retrains(
+    routes: Mapping[str, object], retrains: Mapping[str, Mapping[str, Any]]
+) -> Iterator[Metric]:
+    """Continual retraining (daemon/continual.py) per route: every route, at zero where it
+    has none, so that a rate is defined before the first attempt."""
+    attempts = CounterMetricFamily(
+        "sensord_retrains",
+        "Continual retraining attempts, by outcome (promoted, refused, skipped, failed).",
+        labels=["route", "outcome"],
+    )
+    cpu = CounterMetricFamily(
+        "sensord_retrain_cpu_seconds",
+        "CPU seconds (user + system) the retrain child processes used.",
+        labels=["route"],
+    )
+    running = GaugeMetricFamily(
+        "sensord_retrain_running", "1 while a retrain child runs for the route.", labels=["route"]
+    )
+    for route in sorted(routes):
+        figures = retrains.get(route, {})
+        for outcome in OUTCOMES:
+            attempts.add_metric([route, outcome], figures.get(outcome, 0))
+        cpu.add_metric([route], figures.get("cpu_s", 0.0))
+        running.add_metric([route], figures.get("running", 0))
+    yield from (attempts, cpu, running)
 
 
 def _histograms(histograms: Mapping[str, Histogram]) -> Iterator[Metric]:

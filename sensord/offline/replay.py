@@ -4,7 +4,8 @@ Rows go to the core in time order in micro-batches, as the daemon would receive 
 core splits each batch into waves, so each stream advances one step at a time and the score
 of a row depends only on rows up to it. Rows with an empty or non-finite cell are not given
 to the core (the daemon rejects such readings); they keep their place in the result with no
-score, and are counted.
+score, and are counted. The engine predicts each reading: the bundle's network, or (to see
+what the network adds) "repeat the last value" with everything else the same (``ENGINES``).
 """
 
 from __future__ import annotations
@@ -17,14 +18,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sensord.core.alert import AlertEvent
-from sensord.core.bundle import load_bundle
-from sensord.core.engine import Engine
+from sensord.core.bundle import Bundle, load_bundle
+from sensord.core.engine import Engine, PersistenceEngine, StepEngine
 from sensord.core.pipeline import Pipeline, PipelineSettings
 from sensord.core.sample import Outcome, Sample
 from sensord.errors import InputError
 from sensord.offline.series import OutOfOrder, Series, read_series
 
 DEFAULT_BATCH = 256
+# What predicts each stream's next reading: the bundle's network, or "repeat the last value"
+# (the yardstick the network is measured against: same scaling, time features, calibration
+# and detector, so a difference in the alerts is the network's). The first is the default.
+ENGINES = ("lstm", "persistence")
+ENGINES_HELP = (
+    "what predicts each reading: the bundle's network, or (persistence) \"repeat the last "
+    "value\" with the bundle's scaling and calibration, to see what the network adds"
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,7 @@ class ReplayResult:
     events: tuple[AlertEvent, ...]
     threshold: float
     seconds: float
+    engine: str = ENGINES[0]  # which of ENGINES predicted
 
     @property
     def rows_per_second(self) -> float:
@@ -51,33 +61,62 @@ def replay(
     started = time.perf_counter()
     outcomes = run_series(series, pipeline, batch)
     seconds = time.perf_counter() - started
+    return result_of(series, outcomes, pipeline, seconds)
+
+
+def result_of(
+    series: Series, outcomes: tuple[Outcome | None, ...], pipeline: Pipeline, seconds: float
+) -> ReplayResult:
+    """The result of ``series`` replayed through ``pipeline``: its ``outcomes``, one per row."""
     events = tuple(o.event for o in outcomes if o is not None and o.event is not None)
-    return ReplayResult(series, outcomes, events, pipeline.detector.threshold, seconds)
+    threshold = pipeline.detector.threshold
+    return ReplayResult(series, outcomes, events, threshold, seconds, engine_name(pipeline.engine))
 
 
 def run_series(
-    series: Series, pipeline: Pipeline, batch: int = DEFAULT_BATCH
+    series: Series, pipeline: Pipeline, batch: int = DEFAULT_BATCH, rows: range | None = None
 ) -> tuple[Outcome | None, ...]:
-    """Every usable row of ``series`` through ``pipeline``, in time order, in micro-batches;
-    one outcome per row (None for a row that was not usable)."""
+    """Every usable row of ``series`` (of ``rows`` only, if given) through ``pipeline``, in
+    time order, in micro-batches; one outcome per row of ``rows`` (None for a row that was
+    not usable)."""
     if batch < 1:
         raise InputError(f"batch size {batch} must be >= 1")
-    usable = [i for i in range(len(series.rows)) if series.usable[i]]
-    outcomes: list[Outcome | None] = [None] * len(series.rows)
+    rows = range(len(series.rows)) if rows is None else rows
+    usable = [i for i in rows if series.usable[i]]
+    outcomes: list[Outcome | None] = [None] * len(rows)
     for start in range(0, len(usable), batch):
-        rows = usable[start : start + batch]
-        times = series.timestamps[rows].tolist()
+        chosen = usable[start : start + batch]
+        times = series.timestamps[chosen].tolist()
         samples = [
-            Sample(series.streams[i], t, series.values[i]) for i, t in zip(rows, times, strict=True)
+            Sample(series.streams[i], t, series.values[i])
+            for i, t in zip(chosen, times, strict=True)
         ]
-        for row, outcome in zip(rows, pipeline.process(samples), strict=True):
-            outcomes[row] = outcome
+        for row, outcome in zip(chosen, pipeline.process(samples), strict=True):
+            outcomes[rows.index(row)] = outcome
     return tuple(outcomes)
 
 
-def open_pipeline(bundle_path: Path, settings: PipelineSettings | None = None) -> Pipeline:
-    """Load a bundle (hash and shapes verified) and build the core for it."""
-    return Pipeline(Engine(load_bundle(bundle_path)), settings)
+def engine_for(bundle: Bundle, name: str) -> StepEngine:
+    """The engine ``name`` (one of ENGINES) over ``bundle``: ``sensord replay --engine`` and
+    the benchmarks' ``model=`` choose with this one switch."""
+    if name == "lstm":
+        return Engine(bundle)
+    if name == "persistence":
+        return PersistenceEngine(bundle)
+    raise InputError(f"engine {name!r} is not one of {', '.join(ENGINES)}")
+
+
+def engine_name(engine: StepEngine) -> str:
+    """Which of ENGINES ``engine`` is (any engine that runs a network is the first)."""
+    return "persistence" if isinstance(engine, PersistenceEngine) else ENGINES[0]
+
+
+def open_pipeline(
+    bundle_path: Path, settings: PipelineSettings | None = None, engine: str = ENGINES[0]
+) -> Pipeline:
+    """Load a bundle (hash and shapes verified) and build the core for it, predicting with
+    ``engine`` (one of ENGINES)."""
+    return Pipeline(engine_for(load_bundle(bundle_path), engine), settings)
 
 
 def result_columns(series: Series) -> list[str]:

@@ -11,6 +11,13 @@ from sensord.core.sample import Counters
 from sensord.core.timestamps import format_timestamp
 from sensord.offline.replay import ReplayResult
 
+# What each of replay's ENGINES did, in the summary's words.
+ENGINE_TEXT = {
+    "lstm": "the bundle's network predicted each reading",
+    "persistence": 'each reading predicted as its stream\'s last one ("repeat the last value"); '
+    "the bundle's scaling, calibration and detector as with its network",
+}
+
 
 def describe_bundle(bundle: Bundle, verified: bool) -> str:
     m = bundle.manifest
@@ -77,6 +84,7 @@ def describe_replay(result: ReplayResult, counters: Counters, out: Path, plot: P
         f"{counters.duplicate + counters.late} dropped (not after the stream's last), "
         f"{counters.resets} gap resets; {counters.raised} alerts raised, "
         f"{counters.cleared} cleared",
+        f"engine {result.engine}: {ENGINE_TEXT.get(result.engine, result.engine)}",
         f"wrote {out}" + (f" and {plot}" if plot is not None else ""),
     ]
     return "\n".join(parts)

@@ -306,6 +306,10 @@ def write_bundle(path: Path, manifest: Manifest, graph_bytes: bytes) -> Bundle:
     path.mkdir(parents=True, exist_ok=True)
     write_atomic(path / manifest.graph.file, graph_bytes)
     # json, not orjson: the manifest's text stays exactly what earlier versions wrote.
-    text = json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+    # A bundle without heads leaves the field out: its manifest stays format 1, byte for byte,
+    # and a sensord from before heads reads it.
+    exclude = None if manifest.heads.any else {"heads"}
+    text = json.dumps(manifest.model_dump(mode="json", exclude=exclude), indent=2, sort_keys=True)
+    text += "\n"
     write_atomic(path / MANIFEST_FILE, text.encode("utf-8"))
     return load_bundle(path)

@@ -17,8 +17,9 @@ import numpy as np
 from sensord.arrays import F32, F64
 from sensord.core.bundle import Calibration
 from sensord.core.detect import MIN_LOG_STD, DetectorSettings, z_from_score
+from sensord.core.engine import CrossHead, HorizonHead
 from sensord.training.data import TrainingData
-from sensord.training.fit import predictions
+from sensord.training.heads import deviations
 from sensord.training.model import Forecaster
 
 DEFAULT_SMOOTHING = 0.5
@@ -28,12 +29,17 @@ FLOOR_FRACTION = 0.1
 ABSOLUTE_FLOOR = 1e-6
 
 
-def step_errors(model: Forecaster, scaled: F32, inputs: F32) -> F64:
-    """Per-row error against the previous row's prediction; row 0 has none (NaN)."""
-    predicted = predictions(model, inputs).astype(np.float64)
-    errors = np.full(len(scaled), np.nan)
-    diff = scaled[1:].astype(np.float64) - predicted[:-1]
-    errors[1:] = np.sqrt(np.mean(diff**2, axis=1))
+def step_errors(
+    model: Forecaster,
+    scaled: F32,
+    inputs: F32,
+    cross: CrossHead | None = None,
+    horizon: HorizonHead | None = None,
+) -> F64:
+    """Per-row error against the previous row's prediction, as the daemon's core sees it
+    (the model's heads applied); row 0 has none (NaN)."""
+    found = deviations(model, inputs, scaled, cross, horizon)
+    errors: F64 = np.sqrt(np.mean(found**2, axis=1))
     return errors
 
 
@@ -48,13 +54,17 @@ def ewma(errors: F64, smoothing: float) -> F64:
 
 
 def calibrate(
-    model: Forecaster, data: TrainingData, smoothing: float = DEFAULT_SMOOTHING
+    model: Forecaster,
+    data: TrainingData,
+    smoothing: float = DEFAULT_SMOOTHING,
+    cross: CrossHead | None = None,
+    horizon: HorizonHead | None = None,
 ) -> Calibration:
     """Calibration from the smoothed validation errors of every stream."""
     validation = np.concatenate(
         [
-            ewma(step_errors(model, stream.scaled, stream.inputs), smoothing)[stream.split :]
-            for stream in data.streams
+            ewma(step_errors(model, s.scaled, s.inputs, cross, horizon), smoothing)[s.split :]
+            for s in data.streams
         ]
     )
     floor = max(float(np.median(validation)) * FLOOR_FRACTION, ABSOLUTE_FLOOR)

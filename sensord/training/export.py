@@ -60,7 +60,7 @@ import onnxruntime as ort
 import torch
 
 from sensord.arrays import F32, F64
-from sensord.core.bundle import INPUT_NAMES, OUTPUT_NAMES, GraphKind
+from sensord.core.bundle import AHEAD_OUTPUT, INPUT_NAMES, OUTPUT_NAMES, SPREAD_OUTPUT, GraphKind
 from sensord.errors import ParityError
 from sensord.training.data import TrainingData
 from sensord.training.model import Forecaster, SequenceModule, StepModule
@@ -78,7 +78,15 @@ def export_sequence(model: Forecaster) -> bytes:
         torch.zeros(model.layers, 2, model.hidden),
     )
     time_and_batch = {0: "T", 1: "B"}
-    return _export(SequenceModule(model).eval(), example, time_and_batch)
+    outputs = _outputs(model)
+    return _export(SequenceModule(model).eval(), example, time_and_batch, outputs)
+
+
+def _outputs(model: Forecaster) -> tuple[str, ...]:
+    """The graph's outputs: y, h_out, c_out; s with the spread head; a with the horizon's."""
+    spread = (SPREAD_OUTPUT,) if model.spread_head is not None else ()
+    ahead = (AHEAD_OUTPUT,) if model.ahead_head is not None else ()
+    return (*OUTPUT_NAMES, *spread, *ahead)
 
 
 def export_step(model: Forecaster) -> bytes:
@@ -89,19 +97,22 @@ def export_step(model: Forecaster) -> bytes:
         torch.zeros(model.layers, 2, model.hidden),
         torch.zeros(model.layers, 2, model.hidden),
     )
-    return _export(StepModule(model).eval(), example, {0: "B"})
+    return _export(StepModule(model).eval(), example, {0: "B"}, OUTPUT_NAMES)
 
 
 def _export(
     module: torch.nn.Module,
     example: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     x_axes: dict[int, str],
+    outputs: tuple[str, ...],
 ) -> bytes:
     dynamic_axes = {
         "x": x_axes,
         "y": x_axes,
         **{name: {1: "B"} for name in ("h", "c", "h_out", "c_out")},
     }
+    for head in outputs[len(OUTPUT_NAMES) :]:
+        dynamic_axes[head] = x_axes
     # The TorchScript exporter (dynamo=False): it writes the step's matrix products and the
     # sequence's nn.LSTM / nn.GRU (as ONNX's LSTM / GRU) in a fraction of a second and
     # byte-identically for the same weights; the dynamo exporter took ~5 s for the step.
@@ -113,7 +124,7 @@ def _export(
             example,
             target,
             input_names=list(INPUT_NAMES),
-            output_names=list(OUTPUT_NAMES),
+            output_names=list(outputs),
             dynamic_axes=dynamic_axes,
             opset_version=OPSET,
             dynamo=False,
@@ -147,28 +158,35 @@ def _stream_difference(
     """The graph run two ways, each from a zero state, against the reference over the whole
     sequence: in one call (T = all the rows), and one row per call (T = 1), the state
     carried between calls, which also shows the last layer's ``h`` after every step."""
+    outputs = list(_outputs(reference))
     with torch.no_grad():
         given = torch.from_numpy(sequence).double().unsqueeze(0)
         expected, (h_ref, c_ref) = reference(given)
         last_ref = reference.last_layer_states(given)
-    expected_y = expected.squeeze(0).numpy()
+        spread_ref = reference.relative_spread(given)
+        ahead_ref = reference.forward_full(given).ahead
+    # The outputs after each step: y; s and a with their heads (each [T, F]).
+    per_step = [expected.squeeze(0).numpy()]
+    per_step += [r.squeeze(0).numpy() for r in (spread_ref, ahead_ref) if r is not None]
     shape = (reference.layers, 1, reference.hidden)
     zero = np.zeros(shape, np.float32)
-    y, h, c = session.run(list(OUTPUT_NAMES), {"x": sequence[:, None], "h": zero, "c": zero})
+    y, h, c, *s = session.run(outputs, {"x": sequence[:, None], "h": zero, "c": zero})
     whole = max(
-        _difference(y[:, 0], expected_y),
+        *(_difference(got[:, 0], want) for got, want in zip([y, *s], per_step, strict=True)),
         _difference(h, h_ref.numpy()),
         _difference(c, c_ref.numpy()),
     )
     h, c = zero, zero
-    predicted, last = [], []
+    stepped: list[list[F32]] = [[] for _ in per_step]
+    last = []
     for t in range(len(sequence)):
-        y, h, c = session.run(list(OUTPUT_NAMES), {"x": sequence[t : t + 1, None], "h": h, "c": c})
-        predicted.append(y[0, 0])
+        y, h, c, *s = session.run(outputs, {"x": sequence[t : t + 1, None], "h": h, "c": c})
+        for into, got in zip(stepped, [y, *s], strict=True):
+            into.append(got[0, 0])
         last.append(h[-1, 0])
     return max(
         whole,
-        _difference(np.array(predicted), expected_y),
+        *(_difference(np.array(got), want) for got, want in zip(stepped, per_step, strict=True)),
         _difference(np.array(last), last_ref.squeeze(0).numpy()),
         _difference(h, h_ref.numpy()),
         _difference(c, c_ref.numpy()),

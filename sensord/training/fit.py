@@ -3,6 +3,14 @@
 Validation follows how the daemon will use the model: each stream's whole sequence is run
 from a zero state, state carried step to step, and the loss is taken on the validation rows
 only. The best weights by validation loss are kept; Ctrl-C stops training and keeps them.
+
+The loss is the mean squared error of the next sample; with the spread head it is the
+Gaussian negative log-likelihood of the next sample under the predicted mean and spread,
+each row's term weighted by its predicted variance to the power ``BETA`` (detached): the
+"beta-NLL" of Seitzer et al. (ICLR 2022), which keeps the plain likelihood from buying a
+small loss on hard rows with a large spread instead of a good mean (beta 0.5, their
+recommendation; beta 0 is the plain likelihood, 1 the squared error's gradient for the
+mean). Early stopping then watches the plain likelihood on the validation rows.
 """
 
 from __future__ import annotations
@@ -54,19 +62,20 @@ def fit(
         options.dropout,
         extra_inputs=len(data.time_features),
         cell=options.cell,
+        spread=options.spread,
+        horizon=options.horizon,
     )
     optimiser = torch.optim.Adam(model.parameters(), lr=options.learning_rate)
-    loss_fn = nn.MSELoss()
 
     best_state = copy.deepcopy(model.state_dict())
-    best_loss, best_epoch, train_loss = validation_loss(model, data), 0, math.nan
+    best_loss, best_epoch, train_loss = _objective(model, data), 0, math.nan
     epoch, interrupted = 0, False
     try:
         for epoch in range(1, options.epochs + 1):
             train_loss = _train_epoch(
-                model, optimiser, loss_fn, inputs, targets, options=options, generator=generator
+                model, optimiser, inputs, targets, options=options, generator=generator
             )
-            loss = validation_loss(model, data)
+            loss = _objective(model, data)
             if loss < best_loss:
                 best_loss, best_epoch = loss, epoch
                 best_state = copy.deepcopy(model.state_dict())
@@ -84,7 +93,6 @@ def fit(
 def _train_epoch(
     model: Forecaster,
     optimiser: torch.optim.Optimizer,
-    loss_fn: nn.Module,
     inputs: torch.Tensor,
     targets: torch.Tensor,
     *,
@@ -97,13 +105,60 @@ def _train_epoch(
     for start in range(0, len(order), options.batch_size):
         batch = order[start : start + options.batch_size]
         optimiser.zero_grad()
-        prediction, _ = model(inputs[batch])
-        loss = loss_fn(prediction, targets[batch])
-        loss.backward()
+        out = model.forward_full(inputs[batch])
+        loss = _loss(out.prediction, out.log_sigma, targets[batch])
+        if out.ahead is not None:
+            loss = loss + _ahead_loss(out.ahead, targets[batch], model.horizon)
+        torch.autograd.backward(loss)
         nn.utils.clip_grad_norm_(model.parameters(), options.clip_norm)
         optimiser.step()
         total += loss.item() * len(batch)
         count += len(batch)
+    return total / max(count, 1)
+
+
+BETA = 0.5  # of the beta-NLL (module docstring)
+
+
+def _loss(
+    prediction: torch.Tensor, log_sigma: torch.Tensor | None, target: torch.Tensor
+) -> torch.Tensor:
+    """Squared error, or with the spread head the beta-weighted Gaussian likelihood."""
+    squared = (prediction - target) ** 2
+    if log_sigma is None:
+        return squared.mean()
+    nll = 0.5 * squared * torch.exp(-2.0 * log_sigma) + log_sigma
+    weight = torch.exp(2.0 * BETA * log_sigma).detach()
+    return (nll * weight).mean()
+
+
+def _ahead_loss(ahead: torch.Tensor, targets: torch.Tensor, horizon: int) -> torch.Tensor:
+    """Squared error of the K-step predictions where the window holds their target: the
+    prediction after row j is of row j + K, which is the next-step target of row j + K - 1."""
+    usable = targets.shape[1] - horizon + 1
+    if usable <= 0:
+        return torch.zeros(())
+    return ((ahead[:, :usable] - targets[:, horizon - 1 :]) ** 2).mean()
+
+
+def _objective(model: Forecaster, data: TrainingData) -> float:
+    """What early stopping watches: the validation MSE, or the plain Gaussian negative
+    log-likelihood per value with the spread head."""
+    if model.spread_head is None:
+        return validation_loss(model, data)
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for stream in data.streams:
+            out = model.forward_full(torch.from_numpy(stream.inputs).unsqueeze(0))
+            mean, log_sigma = out.prediction, out.log_sigma
+            assert log_sigma is not None  # (the model has the head)
+            given = slice(stream.split - 1, -1)
+            target = torch.from_numpy(stream.scaled[stream.split :])
+            error = mean[0, given] - target
+            nll = 0.5 * error**2 * torch.exp(-2.0 * log_sigma[0, given]) + log_sigma[0, given]
+            total += float(nll.double().sum())
+            count += error.numel()
     return total / max(count, 1)
 
 

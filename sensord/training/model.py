@@ -12,12 +12,18 @@ runs a stream's queued readings. ``StepModule`` is ONE step, each layer's input 
 weights fused into one matrix: the graph bundles held before (kind "step"), which the daemon
 still runs; kept to make such bundles in tests and to measure against.
 
+With the spread head (``--spread``), the Forecaster also gives the log standard deviation of
+its next error, and the sequence graph a fourth output ``s``: that spread relative to its
+median on the training rows (``spread_reference``), which the daemon divides errors by.
+
 Both cells keep the bundle's one graph signature, ``(x, h, c) -> (y, h_out, c_out)``, so the
 daemon's state table does not depend on the cell. A GRU has no cell state: its graph passes
 ``c`` through untouched, and since the daemon starts every stream at zero, ``c`` stays zero.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -27,8 +33,27 @@ from sensord.core.bundle import Cell
 State = tuple[torch.Tensor, torch.Tensor]
 
 
+class Outputs(NamedTuple):
+    """What a Forecaster gives over ``x[B, T, F+E]``: predictions of the next sample, the
+    spread head's log standard deviations, the horizon head's predictions K steps ahead
+    (each None without its head), and the state after the last step."""
+
+    prediction: torch.Tensor
+    log_sigma: torch.Tensor | None
+    ahead: torch.Tensor | None
+    state: State
+
+
+# The spread head's log standard deviation, in scaled units, is kept in this range: wide
+# enough for any sensor once scaled (0.0025 to 55 standard deviations of the training
+# rows), and it keeps exp() and the likelihood finite when a window holds a huge error.
+LOG_SIGMA_MIN, LOG_SIGMA_MAX = -6.0, 4.0
+
+
 class Forecaster(nn.Module):
     """Stacked LSTM or GRU with a residual linear head."""
+
+    spread_reference: torch.Tensor  # a buffer (registered in __init__)
 
     def __init__(
         self,
@@ -39,6 +64,8 @@ class Forecaster(nn.Module):
         extra_inputs: int = 0,
         *,
         cell: Cell = "lstm",
+        spread: bool = False,
+        horizon: int = 0,
     ) -> None:
         super().__init__()
         self.features, self.hidden, self.layers, self.cell = features, hidden, layers, cell
@@ -55,16 +82,53 @@ class Forecaster(nn.Module):
         self.head = nn.Linear(hidden, features)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        # The spread head (``sensord train --spread``): the log standard deviation of the
+        # next sample's error, from the same state; it starts at 1 (a scaled unit).
+        self.spread_head: nn.Linear | None = None
+        if spread:
+            self.spread_head = nn.Linear(hidden, features)
+            nn.init.zeros_(self.spread_head.weight)
+            nn.init.zeros_(self.spread_head.bias)
+        # The head's typical spread on the training rows, per feature: the exported graph
+        # gives the spread relative to it (1 = a typical step), so that dividing errors by
+        # it keeps them on the scale the detector's calibration knows.
+        self.register_buffer("spread_reference", torch.ones(features))
+        # The horizon head (``--horizon K``): the sample K steps ahead, residual like the
+        # next step's (it starts as "the sample K steps ahead repeats this one").
+        self.horizon = horizon
+        self.ahead_head: nn.Linear | None = None
+        if horizon:
+            self.ahead_head = nn.Linear(hidden, features)
+            nn.init.zeros_(self.ahead_head.weight)
+            nn.init.zeros_(self.ahead_head.bias)
 
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """``x[B, T, F+E]`` -> predictions ``[B, T, F]`` of the next sample, and ``(h, c)``."""
+        out = self.forward_full(x, state)
+        return out.prediction, out.state
+
+    def forward_full(self, x: torch.Tensor, state: State | None = None) -> Outputs:
+        """Every head's output over ``x``, and ``(h, c)``."""
         if self.cell == "gru":
             out, h = self.rnn(x, None if state is None else state[0])
             # c as the exported step carries it: passed through, zero from a zero start.
             c = torch.zeros_like(h) if state is None else state[1]
         else:
             out, (h, c) = self.rnn(x, state)
-        return x[..., : self.features] + self.head(self.dropout(out)), (h, c)
+        out = self.dropout(out)
+        now = x[..., : self.features]
+        log_sigma = ahead = None
+        if self.spread_head is not None:
+            log_sigma = self.spread_head(out).clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)
+        if self.ahead_head is not None:
+            ahead = now + self.ahead_head(out)
+        return Outputs(now + self.head(out), log_sigma, ahead, (h, c))
+
+    def relative_spread(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The spread after every step of ``x[B, T, F+E]`` from a zero state, relative to
+        ``spread_reference`` (what the exported graph's ``s`` gives); None without the head."""
+        log_sigma = self.forward_full(x).log_sigma
+        return None if log_sigma is None else torch.exp(log_sigma) / self.spread_reference
 
     def last_layer_states(self, x: torch.Tensor) -> torch.Tensor:
         """The last layer's ``h[B, T, H]`` after every step of ``x``, from a zero state."""
@@ -76,6 +140,8 @@ class SequenceModule(nn.Module):
     """A trained Forecaster over ``T`` steps, time first (as ONNX's LSTM and GRU take it):
     ``(x[T,B,F+E], h[L,B,H], c[L,B,H]) -> (y[T,B,F], h, c)``, ``y[t]`` the prediction made
     after step ``t`` and ``h``, ``c`` the state after the last."""
+
+    spread_reference: torch.Tensor  # a buffer (registered in __init__)
 
     def __init__(self, model: Forecaster) -> None:
         super().__init__()
@@ -93,17 +159,33 @@ class SequenceModule(nn.Module):
         self.rnn.load_state_dict(model.rnn.state_dict())
         self.head = nn.Linear(model.hidden, model.features, dtype=model.head.weight.dtype)
         self.head.load_state_dict(model.head.state_dict())
+        self.spread_head: nn.Linear | None = None
+        if model.spread_head is not None:  # (without it, the graph is what it was)
+            self.spread_head = nn.Linear(model.hidden, model.features, dtype=self.head.weight.dtype)
+            self.spread_head.load_state_dict(model.spread_head.state_dict())
+            self.register_buffer("spread_reference", model.spread_reference.clone())
+        self.ahead_head: nn.Linear | None = None
+        if model.ahead_head is not None:
+            self.ahead_head = nn.Linear(model.hidden, model.features, dtype=self.head.weight.dtype)
+            self.ahead_head.load_state_dict(model.ahead_head.state_dict())
         self.requires_grad_(False)
 
     def forward(
         self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, ...]:
         if self.cell == "gru":
             out, h_out = self.rnn(x, h)
             c_out = c  # a GRU has no cell state: passed through, as the step graph does
         else:
             out, (h_out, c_out) = self.rnn(x, (h, c))
-        return x[..., : self.features] + self.head(out), h_out, c_out
+        now = x[..., : self.features]
+        outputs = [now + self.head(out), h_out, c_out]
+        if self.spread_head is not None:
+            log_sigma = self.spread_head(out).clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)
+            outputs.append(torch.exp(log_sigma) / self.spread_reference)
+        if self.ahead_head is not None:
+            outputs.append(now + self.ahead_head(out))
+        return tuple(outputs)
 
 
 class StepModule(nn.Module):
@@ -118,6 +200,8 @@ class StepModule(nn.Module):
 
     def __init__(self, model: Forecaster) -> None:
         super().__init__()
+        if model.spread_head is not None or model.ahead_head is not None:
+            raise ValueError("a step graph has no heads' outputs: export the sequence graph")
         self.layers = model.layers
         self.features = model.features
         self.cell = model.cell

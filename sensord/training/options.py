@@ -29,6 +29,14 @@ class FitOptions:
     patience: int = 15
     seed: int = 0
     cell: Cell = "lstm"
+    # The spread head: the model also predicts the standard deviation of its next error,
+    # trained by Gaussian negative log-likelihood (fit.py), and the detector divides each
+    # error by it (core/heads.py).
+    spread: bool = False
+    # The horizon head: the model also predicts the sample this many steps ahead (0: no),
+    # and the detector also sees each reading against the prediction made that many steps
+    # before (core/heads.py): a drift a next-step model follows step by step shows there.
+    horizon: int = 0
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,9 @@ class TrainOptions:
     transform: Transform = "none"
     validation_fraction: float = 0.2
     fit: FitOptions = field(default_factory=FitOptions)
+    # The virtual-sensor head (training/cross.py): each feature's error less what the other
+    # features' errors explain; only for more than one feature.
+    cross: bool = False
     # torch's intra-op threads. One by default: the nets are small, and when another process
     # holds a core, torch's threads wait for each other. Measured on 2 cores, 4 NAB
     # probationary sets: one thread 2.3-8 s idle, 4-13 s with both cores busy; two threads

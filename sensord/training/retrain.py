@@ -102,9 +102,8 @@ def _decide(
     if isinstance(split, str):
         return _skipped(name, split, _recorded(recording))
     epochs = options.epochs or settings.retrain.epochs
-    candidate_dir = _train_candidate(
-        route_dir, live.manifest, recording, split, epochs=epochs, seed=options.seed
-    )
+    fit = _train_options(live.manifest, epochs, options.seed, settings.retrain.threads)
+    candidate_dir = _train_candidate(route_dir, recording, split, fit)
     candidate = load_bundle(candidate_dir)
     if candidate.manifest.graph.sha256 == live.manifest.graph.sha256:
         shutil.rmtree(candidate_dir)
@@ -241,13 +240,7 @@ def _exclusions(
 
 
 def _train_candidate(
-    route_dir: Path,
-    live: Manifest,
-    recording: Recording,
-    split: Split,
-    *,
-    epochs: int,
-    seed: int,
+    route_dir: Path, recording: Recording, split: Split, options: TrainOptions
 ) -> Path:
     """Train into a fresh directory, then name it by the candidate's version."""
     candidates = route_dir / CANDIDATES
@@ -257,7 +250,7 @@ def _train_candidate(
     work.mkdir(parents=True)
     try:
         write_training_csv(work / TRAINING_CSV, recording, split.train)
-        report = train_bundle(work / TRAINING_CSV, work, _train_options(live, epochs, seed))
+        report = train_bundle(work / TRAINING_CSV, work, options)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -268,11 +261,13 @@ def _train_candidate(
     return target
 
 
-def _train_options(live: Manifest, epochs: int, seed: int) -> TrainOptions:
-    """The live model's architecture and training options; the epochs and seed given.
+def _train_options(live: Manifest, epochs: int, seed: int, threads: int) -> TrainOptions:
+    """The live model's architecture and training options; the epochs, seed and torch
+    threads given.
 
-    One torch thread: retraining runs beside the daemon and must not take its core (and with
-    one thread the candidate does not depend on how many cores the machine has).
+    ``[retrain] threads``, one by default: retraining runs beside the daemon and must not
+    take its core (and with one thread the candidate does not depend on how many cores the
+    machine has).
     """
     given = live.training.hyperparameters
     values: dict[str, Any] = {}
@@ -289,7 +284,8 @@ def _train_options(live: Manifest, epochs: int, seed: int) -> TrainOptions:
         transform=live.transform,
         validation_fraction=float(given.get("validation_fraction", 0.2)),
         fit=FitOptions(**values),
-        threads=1,
+        threads=threads,
+        cross=live.heads.cross is not None,  # (the spread and horizon are fit options)
     )
 
 

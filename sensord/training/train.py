@@ -10,8 +10,17 @@ import numpy as np
 import torch
 
 import sensord
-from sensord.core.bundle import Bundle, Graph, Manifest, Training, sha256_hex
-from sensord.core.engine import Engine
+from sensord.core.bundle import (
+    FORMAT_VERSION,
+    Bundle,
+    Cross,
+    Graph,
+    Heads,
+    Manifest,
+    Training,
+    sha256_hex,
+)
+from sensord.core.engine import CrossHead, Engine
 from sensord.core.timestamps import format_timestamp
 from sensord.errors import InputError
 from sensord.offline.series import read_series
@@ -20,6 +29,7 @@ from sensord.training.calibrate import calibrate
 from sensord.training.data import TrainingData, prepare
 from sensord.training.export import GRAPH_KIND, OPSET, check_parity, export_sequence
 from sensord.training.fit import EpochCallback, FitResult, fit, predictions
+from sensord.training.heads import fit_cross, fit_horizon, set_spread_reference
 from sensord.training.model import Forecaster
 from sensord.training.normal import learn_normal
 from sensord.training.options import TrainOptions
@@ -56,17 +66,37 @@ def _train(
 ) -> TrainReport:
     started = time.perf_counter()
     series = read_series(data_path, options.features, options.out_of_order)
+    if options.fit.horizon < 0 or options.fit.horizon == 1:
+        raise InputError(
+            f"horizon {options.fit.horizon}: 0 (no horizon head) or at least 2 steps ahead"
+        )
+    if options.cross and len(series.features) < 2:
+        raise InputError(
+            f"{data_path}: --cross needs two features or more (the file has "
+            f"{len(series.features)}): a virtual sensor predicts one from the others"
+        )
     if not 0.05 <= options.validation_fraction <= 0.5:
         raise InputError(f"validation fraction {options.validation_fraction} not in [0.05, 0.5]")
     data = prepare(series, options.validation_fraction, options.time_of_day, options.transform)
     result = fit(data, options.fit, on_epoch)
-    calibration = calibrate(result.model, data)
+    set_spread_reference(result.model, data)
+    cross = fit_cross(result.model, data) if options.cross else None
+    horizon = fit_horizon(result.model, data)
+    heads = Heads(
+        spread=options.fit.spread,
+        cross=cross,
+        horizon=0 if horizon is None else horizon.steps,
+        horizon_gain=[] if horizon is None else [float(g) for g in horizon.gain],
+    )
+    calibration = calibrate(
+        result.model, data, cross=None if cross is None else _arrays(cross), horizon=horizon
+    )
     graph = export_sequence(result.model)
     parity = check_parity(result.model, graph, data)
     digest = sha256_hex(graph)
     persistence = _persistence_mae(data)
     manifest = Manifest(
-        format_version=1,
+        format_version=FORMAT_VERSION if heads.any else 1,
         name=options.name,
         version=options.version or digest[:12],
         sensord_version=sensord.__version__,
@@ -81,6 +111,7 @@ def _train(
         graph=Graph(sha256=digest, opset=OPSET, kind=GRAPH_KIND),
         calibration=calibration,
         training=_training_summary(data_path, data, options, result, persistence),
+        heads=heads,
     )
     bundle = write_bundle(out, manifest, graph)
     Engine(bundle)  # opens the written graph the way the daemon will: shapes must check out
@@ -89,6 +120,10 @@ def _train(
     if normal is not None:
         bundle = write_bundle(out, manifest.model_copy(update={"normal": normal}), graph)
     return TrainReport(bundle, time.perf_counter() - started, parity, persistence, result.model)
+
+
+def _arrays(cross: Cross) -> CrossHead:
+    return CrossHead(np.array(cross.weights), np.array(cross.gain))
 
 
 def _persistence_mae(data: TrainingData) -> float:
@@ -117,6 +152,9 @@ def _training_summary(
     hyper = {k: v for k, v in asdict(options.fit).items() if k != "seed"}
     hyper["validation_fraction"] = options.validation_fraction
     hyper["threads"] = options.threads  # with the seed, what reproduces the bundle
+    hyper["spread"] = int(options.fit.spread)
+    hyper["horizon"] = options.fit.horizon
+    hyper["cross"] = int(options.cross)
     return Training(
         source=data_path.name,
         rows=data.rows,

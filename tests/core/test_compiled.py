@@ -20,7 +20,7 @@ import pytest
 from benchmarks.families import FAMILIES, Family
 from sensord.arrays import F64
 from sensord.core.alert import AlertPolicy
-from sensord.core.bundle import Bundle
+from sensord.core.bundle import Bundle, Cross, Heads
 from sensord.core.detect import DetectorSettings
 from sensord.core.detect.composite import ChannelDetector
 from sensord.core.engine import PersistenceEngine, StepEngine
@@ -232,3 +232,38 @@ def test_an_lstm_reset_inside_a_batch_starts_both_sequences_from_the_right_state
     assert runs[0][0].counters.resets > 0
     _same(*runs)  # (a sequence started from the wrong state is off by per cents)
     assert np.abs(runs[0][0].table["h"]).max() > 0.01  # (the model's state matters here)
+
+
+def _with_heads(bundle: Bundle, rng: np.random.Generator) -> Bundle:
+    """The bundle with a spread head, a virtual sensor of random weights and a horizon."""
+    n = len(bundle.manifest.features)
+    weights = rng.normal(0, 0.4, (n, n))
+    np.fill_diagonal(weights, 0.0)
+    cross = Cross(weights=weights.tolist(), gain=rng.uniform(1.0, 2.0, n).tolist())
+    heads = Heads(spread=True, cross=cross, horizon=7, horizon_gain=[0.9] * n)
+    manifest = bundle.manifest.model_copy(update={"format_version": 2, "heads": heads})
+    return dataclasses.replace(bundle, manifest=manifest)
+
+
+def test_the_model_s_heads_act_the_same_on_both_paths() -> None:
+    """A spread from the model, a virtual sensor and a look ahead change the errors
+    (core/heads.py); the compiled kernel does what the reference does, and they matter: the
+    errors differ from the same model's without them."""
+    family = FAMILIES["multivariate"]
+    arrivals = _arrivals(family, np.random.default_rng(9), gaps=False)
+    streams, ts, values = arrivals
+    ordered = np.argsort(ts, kind="stable")
+    arrivals = ([streams[i] for i in ordered], ts[ordered], values[ordered])
+    plain = _bundle(family, values=values)
+    headed = _with_heads(plain, np.random.default_rng(2))
+    sizes = [1] * len(streams)
+    runs = _both(NumpyEngine, headed, PipelineSettings(), arrivals, sizes)
+    _same(*runs)
+    table = runs[0][0].table
+    spread = table["spread"][sorted(table.slot_of.values())]
+    assert np.abs(spread - 1.0).max() > 0.05  # (the model's spread is not the default)
+    assert np.isfinite(table["ahead"][sorted(table.slot_of.values())]).all()  # (a full ring)
+    without = _both(NumpyEngine, plain, PipelineSettings(), arrivals, sizes)[0]
+    with_heads = np.concatenate([s.error for s in runs[0][1]])
+    plain_errors = np.concatenate([s.error for s in without[1]])
+    assert np.nanmax(np.abs(with_heads - plain_errors)) > 0.1

@@ -87,3 +87,23 @@ def test_a_gap_reset_forgets_the_readings_kept_for_a_swap(small_bundle: Bundle) 
     recent = pipeline.table["recent_ts"][slot]
     assert np.count_nonzero(np.isfinite(recent)) == 2
     assert set(recent[np.isfinite(recent)]) == {T0 + 40 * STEP, T0 + 41 * STEP}
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_a_bundle_whose_detector_lays_out_other_columns_starts_the_streams_afresh(
+    compiled: bool,
+) -> None:
+    """Same network shapes, but time features: the detector's time-of-day slots (and so its
+    columns) differ. The old table cannot be stepped by the new detector (it crashed the
+    compiled path, writing out of bounds), so the swap starts every stream afresh."""
+    plain = fake_bundle(name="plain")
+    daily = fake_bundle(name="daily", time_features=("tod_sin", "tod_cos"))
+    pipeline = Pipeline(NumpyEngine(plain), compiled=compiled)
+    values = generate(400, seed=2, interval_s=STEP).values
+    pipeline.process(samples("s", values))
+    before = {n: spec.shape for n, spec in pipeline.table.specs.items()}
+    assert not pipeline.replace_engine(NumpyEngine(daily))
+    after = {n: spec.shape for n, spec in pipeline.table.specs.items()}
+    assert before != after and len(pipeline.table) == 0
+    outcomes = pipeline.process(samples("s", values, start=400))  # steps, no crash
+    assert outcomes[-1] is not None and np.isfinite(outcomes[-1].score)

@@ -128,9 +128,10 @@ def settings_for(broker: LocalBroker, bundle: Bundle, state: Path, **overrides: 
 
 
 @contextmanager
-def running(settings: Settings) -> Iterator[Daemon]:
-    """The daemon in a background thread of this process, stopped cleanly on exit."""
-    daemon = Daemon(settings)
+def running(settings: Settings, config: Path | None = None) -> Iterator[Daemon]:
+    """The daemon in a background thread of this process, stopped cleanly on exit
+    (``config``: the file it was read from, as ``sensord run --config`` gives it)."""
+    daemon = Daemon(settings, config=config)
     thread = threading.Thread(target=daemon.run, name="daemon", daemon=True)
     thread.start()
     try:

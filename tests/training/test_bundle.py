@@ -70,8 +70,32 @@ def test_tampered_graph_fails_the_hash(copy: Path) -> None:
 
 
 def test_unknown_format_version(copy: Path) -> None:
-    edit_manifest(copy, {"format_version": 2})
-    with pytest.raises(BundleError, match=r"bundle\.json: format_version 2 is not supported"):
+    edit_manifest(copy, {"format_version": 3})
+    with pytest.raises(
+        BundleError,
+        match=r"bundle\.json: format_version 3 is not supported \(this sensord "
+        r"reads format_version 1 and 2\)",
+    ):
+        load_bundle(copy)
+
+
+def test_heads_need_format_version_2(copy: Path) -> None:
+    edit_manifest(copy, {"heads": {"spread": False, "cross": None}})  # none: still format 1
+    load_bundle(copy)
+    edit_manifest(copy, {"heads": {"spread": True}})
+    with pytest.raises(BundleError, match=r"heads need format_version 2"):
+        load_bundle(copy)
+
+
+def test_a_cross_head_must_be_square_with_a_zero_diagonal(copy: Path) -> None:
+    n = len(json.loads((copy / MANIFEST_FILE).read_text())["features"])
+    weights = [[0.5] * n for _ in range(n)]
+    edit_manifest(
+        copy, {"format_version": 2, "heads": {"cross": {"weights": weights, "gain": [1.0] * n}}}
+    )
+    with pytest.raises(
+        BundleError, match=r"field heads\.cross: Value error, weights: the diagonal"
+    ):
         load_bundle(copy)
 
 

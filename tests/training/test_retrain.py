@@ -268,3 +268,19 @@ def test_every_broken_rule_is_a_reason_naming_the_figures() -> None:
     ]
     assert failed_rules(figures(1.0, 0, -20.0), figures(1.0, 1, -20.3), 0.02) == []
     assert math.isnan(figures(math.nan, 0, None).mae)
+
+
+def test_a_retrain_keeps_the_live_model_s_heads() -> None:
+    """A candidate with other heads would not take the streams' state over (its look-ahead
+    ring has another shape), so retraining trains the heads the model in service has."""
+    from sensord.core.bundle import Cross, Heads
+    from sensord.core.inmemory import in_memory
+    from sensord.training.retrain import _train_options
+
+    live = in_memory(("flow", "pressure"), name="pump").manifest
+    cross = Cross(weights=[[0.0, 0.5], [0.5, 0.0]], gain=[1.2, 1.2])
+    training = live.training.model_copy(update={"hyperparameters": {"spread": 1, "horizon": 6}})
+    heads = Heads(spread=True, cross=cross, horizon=6, horizon_gain=[0.8, 0.8])
+    live = live.model_copy(update={"format_version": 2, "heads": heads, "training": training})
+    options = _train_options(live, epochs=3, seed=1, threads=1)
+    assert options.fit.spread is True and options.fit.horizon == 6 and options.cross

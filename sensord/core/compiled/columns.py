@@ -22,6 +22,8 @@ class CoreColumns(NamedTuple):
     """A stream's model and bookkeeping (step.py, swap.py, gaps.py, nodata.py)."""
 
     prediction: F32
+    spread: F32
+    ahead: F32  # [S, K, F] the horizon head's ring (heads.py)
     center: F64
     scale: F64
     last_ts: F64
@@ -177,10 +179,23 @@ class Work(NamedTuple):
     learn: F64  # [W] the statistics the tail learns
     flagged: Bools  # [W] those anomalous by themselves
     weights: F64  # [F]
+    cross_weights: F64  # [F, F] the virtual-sensor head's (heads.py); [0, 0] without it
+    cross_gain: F64  # [F]; [0] without it
+    explained: F64  # [F] room for the explained-away errors
+    horizon_gain: F64  # [F] the horizon head's (heads.py); [0] without it
 
 
-def work(features: int, width: int, channels: int) -> Work:
+def work(
+    features: int,
+    width: int,
+    channels: int,
+    cross: tuple[F64, F64] | None = None,
+    horizon_gain: F64 | None = None,
+) -> Work:
+    """Scratch for one reading, and the heads' constants: the virtual sensor's weights and
+    gain, the horizon's gain (if the bundle has them)."""
     f = features
+    cross_weights, cross_gain = cross if cross is not None else (np.zeros((0, 0)), np.zeros(0))
     return Work(
         dev=np.zeros(f),
         var=np.zeros(f),
@@ -200,4 +215,8 @@ def work(features: int, width: int, channels: int) -> Work:
         learn=np.zeros(width),
         flagged=np.zeros(width, dtype=bool),
         weights=np.zeros(f),
+        cross_weights=np.ascontiguousarray(cross_weights, dtype=np.float64),
+        cross_gain=np.ascontiguousarray(cross_gain, dtype=np.float64),
+        explained=np.zeros(f),
+        horizon_gain=np.zeros(0) if horizon_gain is None else horizon_gain.astype(np.float64),
     )

@@ -65,6 +65,8 @@ def run(
     scaled: F64,
     received: F64,
     pred_after: F32,
+    spread_after: F32,
+    ahead_after: F32,
     o: Outputs,
     w: Work,
     tally: I64,
@@ -82,11 +84,19 @@ def run(
         if reset[i]:
             _restart(c, s, chans)
             tally[4] += 1
+        position = c.core.steps[s] % c.core.ahead.shape[1]
         has = _predict(c.core, s, p, ts[i], values[i], scaled[i], received[i], w.dev, o.expected[i])
+        if w.cross_gain.shape[0] > 0:
+            _explain(w.dev, w.cross_weights, w.cross_gain, w.explained)
+        if w.horizon_gain.shape[0] > 0:
+            _look_back(w.dev, scaled[i], c.core.ahead[s, position], w.horizon_gain)
         o.status[i] = SCORED if has else FIRST
         o.error[i] = _rms(w.dev) if has else math.nan
         tally[2 if has else 3] += 1
         copy(pred_after[i], c.core.prediction[s])
+        copy(spread_after[i], c.core.spread[s])
+        if w.horizon_gain.shape[0] > 0:
+            copy(ahead_after[i], c.core.ahead[s, position])
         _judge(c, p, chans, spec, s, i, has, ts[i], scaled[i], o, w)
         transition = o.transition[i]
         if transition != 0:  # raised, updated, cleared (an adopted alert is cleared too)
@@ -113,7 +123,7 @@ def _predict(
     has = bool(steps > 0)
     for f in range(n_f):
         predicted = np.float64(c.prediction[s, f])
-        dev[f] = scaled[f] - predicted
+        dev[f] = (scaled[f] - predicted) / np.float64(c.spread[s, f])
         raw = math.sinh(predicted) if p[S.ASINH] else predicted
         expected[f] = raw * c.scale[s, f] + c.center[s, f]
     c.steps[s] = steps + 1
@@ -128,6 +138,31 @@ def _predict(
         c.intervals[s] += 1
     c.last_received[s] = arrived
     return has
+
+
+@compiled
+def _explain(dev: F64, weights: F64, gain: F64, explained: F64) -> None:
+    """The virtual-sensor head (heads.py): per feature, the larger in size of its error and
+    its error less what the others' explain, on its own scale."""
+    n_f = dev.shape[0]
+    for f in range(n_f):
+        rest = 0.0
+        for g in range(n_f):
+            rest += weights[f, g] * dev[g]
+        explained[f] = (dev[f] - rest) * gain[f]
+    for f in range(n_f):
+        if abs(explained[f]) > abs(dev[f]):
+            dev[f] = explained[f]
+
+
+@compiled
+def _look_back(dev: F64, scaled: F64, prior: F32, gain: F64) -> None:
+    """The horizon head (heads.py): per feature, the reading against the prediction made K
+    steps before it, on the next-step scale, where that is larger in size."""
+    for f in range(dev.shape[0]):
+        ahead = (scaled[f] - np.float64(prior[f])) * gain[f]
+        if math.isfinite(ahead) and abs(ahead) > abs(dev[f]):
+            dev[f] = ahead
 
 
 @compiled
@@ -246,6 +281,8 @@ def _restart(c: Columns, s: int, chans: I64) -> None:
     the channels forget their short-term context (ChannelDetector.restart)."""
     c.core.steps[s] = 0
     fill(c.core.prediction[s], np.nan)
+    fill(c.core.spread[s], 1.0)
+    fill2(c.core.ahead[s], np.nan)
     fill2(c.core.recent_values[s], np.nan)
     fill(c.core.recent_ts[s], np.nan)
     for j in range(chans.shape[0]):

@@ -28,7 +28,7 @@ from sensord.core.compiled.settings import (
     tail_spec,
 )
 from sensord.core.detect.composite import ChannelDetector
-from sensord.core.engine import StepEngine
+from sensord.core.engine import CrossHead, HorizonHead, SequenceResult, StepEngine
 from sensord.core.sample import Counters, Scored
 from sensord.core.state import Slots, StateTable
 from sensord.core.transform import forward, time_features
@@ -54,7 +54,14 @@ def _count(counters: Counters, tally: npt.NDArray[np.int64]) -> None:
 class CompiledPath:
     """The kernel's settings for one pipeline's detector and alert policy."""
 
-    def __init__(self, detector: ChannelDetector, policy: AlertPolicy, manifest: Manifest) -> None:
+    def __init__(
+        self,
+        detector: ChannelDetector,
+        policy: AlertPolicy,
+        manifest: Manifest,
+        cross: CrossHead | None = None,
+        horizon: HorizonHead | None = None,
+    ) -> None:
         self.detector = detector
         self.settings = settings_of(detector, policy, manifest.transform)
         self.channels = channel_table(detector)
@@ -63,7 +70,11 @@ class CompiledPath:
         self._columns: Columns | None = None
         self._entry: Callable[..., None] | None = None
         # Scratch for one reading at a time (the kernel runs in one thread at a time).
-        self._work = work(len(manifest.features), detector.tail.width, len(self.channels))
+        heads = None if cross is None else (cross.weights, cross.gain)
+        gain = None if horizon is None else horizon.gain
+        self._work = work(
+            len(manifest.features), detector.tail.width, len(self.channels), heads, gain
+        )
 
     def columns(self, table: StateTable) -> Columns:
         """The table's arrays the kernel takes, by part (stand-ins for a channel that is
@@ -124,7 +135,8 @@ class CompiledPath:
         )
         stepped = order[status[order] == KEPT] if status.any() else order
         out = Scored.empty(n, values.shape[1], slots)
-        pred_after = _run_engine(table, engine, stepped, slots, ts, scaled, reset, out)
+        after = _run_engine(table, engine, stepped, slots, ts, scaled, reset, out)
+        pred_after, spread_after, ahead_after = after
         outputs = self._outputs(out, reset)
         tally = np.zeros(TALLY, dtype=np.int64)
         self._run(
@@ -141,6 +153,8 @@ class CompiledPath:
             scaled,
             received,
             pred_after,
+            spread_after,
+            ahead_after,
             outputs,
             self._work,
             tally,
@@ -214,7 +228,8 @@ def _types(names: str, ndim: int, dtype: Any) -> dict[str, tuple[int, Any]]:
 
 
 COLUMN_TYPES: dict[str, tuple[int, Any]] = {
-    **_types("prediction", 2, np.float32),
+    **_types("prediction spread", 2, np.float32),
+    **_types("ahead", 3, np.float32),
     **_types(
         "last_ts log_long_step last_received log_period error_n sustained_n context_ac_n "
         "context_corr_n cooldown_until raised_ts peak_score recent_peak",
@@ -282,23 +297,22 @@ def _run_engine(
     scaled: F64,
     reset: Bools,
     out: Scored,
-) -> F32:
-    """The model's prediction after each stepped reading (``stepped``: in stream order):
-    each stream's readings since its last reset one sequence, the sequences of one length
-    one engine run; every stream's last state into the table."""
+) -> tuple[F32, F32, F32]:
+    """The model's prediction (its spread: 1 without the head; its look ahead: NaN without)
+    after each stepped reading (``stepped``: in stream order): each stream's readings since
+    its last reset one sequence, the sequences of one length one engine run; every stream's
+    last state into the table."""
     pred_after = np.zeros((len(slots), engine.features), dtype=np.float32)
+    after = (pred_after, np.ones_like(pred_after), np.full_like(pred_after, np.nan))
     if stepped.size == 0:
-        return pred_after
-    inputs = scaled.astype(np.float32)
-    names = engine.bundle.manifest.time_features
-    if names:
-        inputs = np.concatenate([inputs, time_features(names, ts).astype(np.float32)], axis=1)
+        return after
+    inputs = _inputs(engine, scaled, ts)
     ordered = slots[stepped]
     starts = np.ones(len(stepped), dtype=bool)
     starts[1:] = ordered[1:] != ordered[:-1]
     if starts.all() and not reset.any():  # every stream once (live traffic): one step
-        _run_once(table, engine, stepped, slots, inputs, pred_after, out)
-        return pred_after
+        _run_once(table, engine, stepped, slots, inputs, after, out)
+        return after
     starts = np.flatnonzero(starts | reset[stepped])
     lengths = np.diff(starts, append=len(stepped))
     # A stream's last stepped reading ends the sequence whose state the table keeps. (The
@@ -317,7 +331,7 @@ def _run_engine(
         fresh = reset[rows[0]]
         h[:, fresh], c[:, fresh] = 0.0, 0.0
         result = engine.run(np.ascontiguousarray(inputs[rows]), h, c)
-        pred_after[rows] = result.predictions
+        _keep(after, rows, result)
         out.waves.append(length * len(chosen))  # readings this engine call stepped
         final = np.flatnonzero(last_of_stream[rows[-1]])
         finals.append(
@@ -330,7 +344,24 @@ def _run_engine(
     for kept, h_final, c_final in finals:
         table["h"][kept] = h_final
         table["c"][kept] = c_final
-    return pred_after
+    return after
+
+
+def _inputs(engine: StepEngine, scaled: F64, ts: F64) -> F32:
+    """The engine's inputs: the scaled readings, then their time features (if any)."""
+    inputs = scaled.astype(np.float32)
+    names = engine.bundle.manifest.time_features
+    if names:
+        inputs = np.concatenate([inputs, time_features(names, ts).astype(np.float32)], axis=1)
+    return inputs
+
+
+def _keep(after: tuple[F32, F32, F32], rows: npt.NDArray[np.intp], result: SequenceResult) -> None:
+    """An engine run's outputs after each of its readings (``rows[T, B]``): the prediction,
+    and the spread and look ahead where the model has those heads."""
+    for into, got in zip(after, (result.predictions, result.spread, result.ahead), strict=True):
+        if got is not None:
+            into[rows] = got
 
 
 def _run_once(
@@ -339,7 +370,7 @@ def _run_once(
     stepped: npt.NDArray[np.intp],
     slots: Slots,
     inputs: F32,
-    pred_after: F32,
+    after: tuple[F32, F32, F32],
     out: Scored,
 ) -> None:
     """One step of streams that each have one reading here (and no reset)."""
@@ -347,7 +378,7 @@ def _run_once(
     h = np.ascontiguousarray(table["h"][stepped_slots].transpose(1, 0, 2))
     c = np.ascontiguousarray(table["c"][stepped_slots].transpose(1, 0, 2))
     result = engine.run(inputs[stepped][None], h, c)
-    pred_after[stepped] = result.predictions[0]
+    _keep(after, stepped[None], result)
     table["h"][stepped_slots] = result.h.transpose(1, 0, 2)
     table["c"][stepped_slots] = result.c.transpose(1, 0, 2)
     out.waves.append(len(stepped))

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import time
 
-from sensord.core.bundle import in_memory
 from sensord.core.engine import PersistenceEngine
+from sensord.core.inmemory import in_memory
 from sensord.core.pipeline import Pipeline
 
 

@@ -48,6 +48,11 @@ class ConfigError(SensordError):
     """Settings do not validate."""
 
 
+class NameTakenError(ConfigError):
+    """Another live cluster member has this member's name: a configuration to fix, not to
+    retry (``sensord run`` exits with EX_CONFIG)."""
+
+
 class ClusterError(SensordError):
     """The engine's buckets or streams do not fit this member's settings (a lease time
     other members do not share), or a cluster part was used before it was opened."""
@@ -112,4 +117,13 @@ def missing_train_extra(command: str, module: str | None) -> SensordError:
     return SensordError(
         f"sensord {command} needs the train extra ({module} is missing): "
         "pip install torch==2.13.0 && pip install 'sensord[train]'"
+    )
+
+
+def missing_cluster_extra(where: str, module: str) -> ConfigError:
+    """The error for settings in cluster mode where the cluster extra is not installed: a
+    ConfigError, so that systemd does not restart what only an install can fix."""
+    return ConfigError(
+        f"{where}: cluster.url is set, and cluster mode needs the cluster extra ({module} is "
+        "missing): pip install 'sensord[cluster]' (or unset cluster.url)"
     )

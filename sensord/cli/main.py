@@ -14,10 +14,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sensord import __version__, logs
-from sensord.cli import compiling, demo, simulate, training
+from sensord.cli import clusterconfig, compiling, demo, simulate, training
 from sensord.cli import models as climodels
 from sensord.cli.arguments import CommandParser, SubParsers, positive_int
-from sensord.cli.extras import require_plot_extra
+from sensord.cli.extras import require_cluster_extra, require_plot_extra
 from sensord.core.alert import AlertPolicy
 from sensord.core.bundle import load_bundle
 from sensord.core.detect import DEFAULT_THRESHOLD, DETECTOR_KINDS, DetectorSettings
@@ -176,15 +176,17 @@ def _add_cluster_config(commands: SubParsers) -> None:
         "cluster-config", help="print the engine's nats-server configuration for a cluster"
     )
     _add_config_file(p)
+    clusterconfig.add_options(p)
     p.set_defaults(command=_cluster_config)
 
 
 def _cluster_config(args: argparse.Namespace) -> int:
-    from sensord.cli.clusterconfig import engine_config
     from sensord.config import config_path, load_settings
 
     path = config_path(args.config)
-    print(engine_config(load_settings(path), str(path or "settings")), end="")
+    settings = load_settings(path)
+    listen = clusterconfig.engine_listen(settings, args)
+    print(clusterconfig.engine_config(settings, str(path or "settings"), listen), end="")
     return 0
 
 
@@ -237,9 +239,12 @@ def _run(args: argparse.Namespace) -> int:
     import signal
 
     from sensord.config import config_path, load_settings
-    from sensord.daemon.loop import Daemon
 
     settings = load_settings(config_path(args.config))
+    if settings.cluster.url is not None:
+        require_cluster_extra(str(config_path(args.config) or "settings"))
+    from sensord.daemon.loop import Daemon  # after the check: cluster mode imports nats
+
     logs.configure(
         args.log_level or settings.logging.level, args.log_format or settings.logging.format
     )
@@ -256,6 +261,8 @@ def _check_config(args: argparse.Namespace) -> int:
 
     path = config_path(args.config)
     settings = load_settings(path)
+    if settings.cluster.url is not None:
+        require_cluster_extra(str(path or "settings"))
     problems = []
     for i, route in enumerate(settings.routes):
         for key, bundle in (("bundle", route.bundle), ("shadow", route.shadow)):

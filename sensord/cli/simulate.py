@@ -16,6 +16,7 @@ prediction tells them from normal readings). Each is reported when it is sent.
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import numpy.typing as npt
 import orjson
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 from sensord.cli.arguments import SubParsers, positive_int
 from sensord.errors import SensordError
@@ -36,6 +38,7 @@ KINDS = ("spike", "dip", "in-range spike", "in-range dip")
 OFFSETS = {"spike": ANOMALY_SIZE, "dip": -ANOMALY_SIZE, "in-range spike": IN_RANGE_SIZE}
 OFFSETS["in-range dip"] = -IN_RANGE_SIZE
 IN_RANGE_ROOM = 1.0  # an in-range anomaly lands where the value is this close to the middle
+CONNACK_TIMEOUT_S = 10.0  # how long the broker may take to answer the connection
 
 
 @dataclass(frozen=True)
@@ -115,16 +118,57 @@ def simulate(
         callback_api_version=CallbackAPIVersion.VERSION2,
         protocol=MQTTProtocolVersion.MQTTv5 if protocol == "5" else MQTTProtocolVersion.MQTTv311,
     )
+    answer = Connack()
+    client.on_connect = answer.record
     try:
         client.connect(host, port)
     except OSError as exc:
         raise SensordError(f"cannot reach the broker at {host}:{port} ({exc})") from None
     client.loop_start()
     try:
+        answer.check(f"{host}:{port}", protocol)
         return _publish_all(client, plan, on_anomaly, should_stop)
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+class Connack:
+    """The broker's answer to the connection, waited for before publishing: a broker that
+    refuses it (nats-server's MQTT gateway refuses MQTT 5) closes the socket, and every
+    publish after that would fail with no word of why."""
+
+    def __init__(self) -> None:
+        self.answered = threading.Event()
+        self.reason: ReasonCode | None = None
+
+    def record(
+        self,
+        _client: object,
+        _userdata: object,
+        _flags: object,
+        reason: ReasonCode,
+        _properties: object = None,
+    ) -> None:
+        if not self.answered.is_set():  # paho retries: the first answer is the one
+            self.reason = reason
+            self.answered.set()
+
+    def check(self, broker: str, protocol: str) -> None:
+        """Raise a one-line error unless the broker accepted the connection."""
+        if not self.answered.wait(CONNACK_TIMEOUT_S):
+            raise SensordError(
+                f"the broker at {broker} did not answer within {CONNACK_TIMEOUT_S:.0f} s"
+            )
+        reason = self.reason
+        if reason is None or not reason.is_failure:
+            return
+        if protocol == "5" and reason.getName() == "Unsupported protocol version":
+            raise SensordError(
+                f"the broker at {broker} does not speak MQTT 5 (nats-server's MQTT gateway "
+                "speaks only 3.1.1): pass --protocol 3.1.1"
+            )
+        raise SensordError(f"the broker at {broker} refused the connection: {reason}")
 
 
 def _publish_all(
@@ -166,7 +210,10 @@ def _publish_all(
                 if on_anomaly is not None:
                     on_anomaly(event)
     if info is not None and plan.qos > 0:
-        info.wait_for_publish(timeout=10)
+        try:
+            info.wait_for_publish(timeout=10)
+        except RuntimeError as exc:  # paho's word for a connection lost on the way
+            raise SensordError(f"publishing to the broker failed: {exc}") from None
     return SimulationReport(sent, time.monotonic() - started, tuple(injected))
 
 

@@ -13,7 +13,7 @@ from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
 from sensord.cluster.counters import ClusterCounters
-from sensord.config.sections import ClusterSettings
+from sensord.config.cluster import ClusterSettings
 from sensord.logs import get_logger
 
 log = get_logger(__name__)

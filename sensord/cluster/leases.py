@@ -5,7 +5,9 @@ after its last write; nats-server 2.9 has no per-key TTL, and measured there: a 
 once was gone 3.006 to 3.017 s after a write with ``ttl`` = 3 s, and a write renews it):
 
 - ``<name>_members``: one key per live member, rewritten every turn: the members are the
-  keys there. A member that dies stops writing and is gone one lease time later.
+  keys there. A member that dies stops writing and is gone one lease time later. Only one
+  live member holds a name (presence.py): a second one refuses to start, and a member
+  whose name another took stops (its leases left to the name's holder).
 - ``<name>_leases``: key ``p<n>`` holds the member owning partition n. A member claims a
   partition with ``create`` (only one can: the engine refuses a create of a key that
   exists, measured with five at once), renews it with ``update`` at the revision it last
@@ -37,7 +39,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-import orjson
 from nats.errors import Error as NatsError
 from nats.js.client import JetStreamContext
 from nats.js.errors import (
@@ -49,7 +50,8 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 
 from sensord.cluster.assign import plan
-from sensord.errors import ClusterError
+from sensord.cluster.presence import Presence
+from sensord.errors import ClusterError, NameTakenError
 from sensord.logs import get_logger
 
 log = get_logger(__name__)
@@ -104,6 +106,7 @@ class LeaseKeeper:
     held: dict[int, Held] = field(default_factory=dict)
     members_kv: KeyValue | None = None
     leases_kv: KeyValue | None = None
+    presence: Presence | None = None
     failed_turns: int = 0
     _warned_at: float = -float("inf")
 
@@ -140,7 +143,7 @@ class LeaseKeeper:
             return self.owned()
         members_kv, leases_kv = self._buckets()
         s = self.settings
-        await members_kv.put(s.member, orjson.dumps({"member": s.member, "at": time.time()}))
+        await self._presence().renew()
         live = await self._members(members_kv) | {s.member}
         leases = await self._leases(leases_kv)
         planned = plan(live, {p: owner for p, (owner, _) in leases.items()}, s.partitions)
@@ -162,9 +165,15 @@ class LeaseKeeper:
     async def run(self, stop: asyncio.Event, after_turn: Callable[[], None] | None = None) -> None:
         """Turn until ``stop``; then let every lease go (a clean stop hands over at once)."""
         await self.open()
+        await self._presence().take(stop)  # NameTakenError: another live member has the name
         while not stop.is_set():
             started = self.clock()
-            await self._turn_or_wait()
+            try:
+                await self._turn_or_wait()
+            except NameTakenError:
+                for partition in sorted(self.held):  # the name's leases: its holder's now
+                    self._lost(partition, "member name taken")
+                raise
             if after_turn is not None:
                 after_turn()
             # The next turn is due a turn's time after this one started, not after it
@@ -184,6 +193,8 @@ class LeaseKeeper:
         so it never owns a partition it could not renew."""
         try:
             await self.turn()
+        except NameTakenError:
+            raise
         except Exception as exc:
             if not isinstance(exc, NatsError):
                 log.error("lease turn failed", member=self.settings.member, error=repr(exc))
@@ -199,14 +210,13 @@ class LeaseKeeper:
                 )
 
     async def release_all(self) -> None:
-        members_kv, leases_kv = self._buckets()
+        _, leases_kv = self._buckets()
         for partition, held in sorted(self.held.items()):
             try:
                 await self._release(leases_kv, partition, held.revision, to=None)
             except Exception as exc:
                 log.error("partition not released", partition=partition, error=repr(exc))
-        with contextlib.suppress(KeyNotFoundError):  # expired already
-            await members_kv.delete(self.settings.member)
+        await self._presence().release()
 
     # one lease
 
@@ -267,6 +277,12 @@ class LeaseKeeper:
         if self.members_kv is None or self.leases_kv is None:
             raise ClusterError("the lease keeper is not open")
         return self.members_kv, self.leases_kv
+
+    def _presence(self) -> Presence:
+        if self.presence is None:
+            members_kv, _ = self._buckets()
+            self.presence = Presence(members_kv, self.settings.member, self.settings.lease_s)
+        return self.presence
 
     @staticmethod
     async def _members(kv: KeyValue) -> set[str]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -42,9 +41,10 @@ from sensord.cluster.handover import PartitionStates
 from sensord.cluster.leases import LeaseKeeper, LeaseSettings
 from sensord.cluster.ledger import AlertLedger
 from sensord.cluster.partition import FIRST_GENERATION, M, OwnedPartition, OwnedPartitions
+from sensord.cluster.presence import member_name
 from sensord.cluster.reader import Readers
-from sensord.config.sections import ClusterSettings
-from sensord.errors import SensordError
+from sensord.config.cluster import ClusterSettings
+from sensord.errors import NameTakenError, SensordError
 from sensord.logs import get_logger
 
 __all__ = ["FIRST_GENERATION", "LoopSide", "Member", "member_name"]
@@ -55,14 +55,6 @@ RETRY_S = 0.5  # after a failed start
 BULK_TRIES, BULK_WAIT_S = 100, 0.01  # putting the bulk parser in place (bulk.py)
 LEDGER_RETRY_S = 1.0
 ALIVE_S_OF_LEASE = 0.5  # the loop is alive if it ran jobs within this share of the lease time
-
-
-def member_name(configured: str | None) -> str:
-    """The configured name, or the host's (made safe for a KV key)."""
-    if configured:
-        return configured
-    host = socket.gethostname().split(".")[0]
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in host) or "sensord"
 
 
 @dataclass
@@ -92,6 +84,8 @@ class Member:
         self._connection = Connection(settings, self.name, self._trouble)
         self.connected = self._connection.connected
         self.started = threading.Event()  # buckets, log and ledger ready
+        self.named = threading.Event()  # this member holds its name (presence.py)
+        self.refused: NameTakenError | None = None  # another live member has the name
         self._side: LoopSide | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -119,7 +113,11 @@ class Member:
         if thread is None:
             return
         if loop is not None and stop is not None:
-            loop.call_soon_threadsafe(stop.set)
+            try:
+                loop.call_soon_threadsafe(stop.set)
+            except RuntimeError:  # a member that ended (refused its name) closed its loop
+                if not loop.is_closed():
+                    raise
         deadline = time.monotonic() + timeout_s
         while thread.is_alive() and time.monotonic() < deadline:
             self.bridge.run_jobs(wait_s=0.05)
@@ -202,6 +200,10 @@ class Member:
         ]
         try:
             await engine.keeper.run(stop, after_turn=self._after_turn)
+        except NameTakenError as exc:  # its partitions dropped as lost: the name's holder's
+            log.error("cluster member stops", member=self.name, reason=str(exc))
+            await asyncio.gather(*(p.dropping for p in self._dropping if p.dropping))
+            self.refused = exc  # the loop raises it (``sensord run`` exits EX_CONFIG)
         finally:
             for task in side_tasks:
                 task.cancel()
@@ -268,6 +270,8 @@ class Member:
         if self._engine is None:
             return
         keeper = self._engine.keeper
+        if keeper.presence is not None and keeper.presence.held:
+            self.named.set()
         self.counters.lease_turns_failed = keeper.failed_turns
         self.parts.leases({p: h.valid_until for p, h in keeper.held.items()})
         self.counters.owned = len(self.parts.owned())

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from sensord.config.sections import Section
+from sensord.config.base import Section
 from sensord.core.alert import AlertPolicy
 from sensord.core.detect import DEFAULT_RANGE_MARGIN, DetectorKind, DetectorSettings
 from sensord.core.nodata import NodataPolicy

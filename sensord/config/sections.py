@@ -1,9 +1,10 @@
 """The sections of the configuration: one pydantic model each, ``extra="forbid"``, every field
 with a default, bounds and a description (``config.example.toml`` documents them all).
 
-Here, the service's own sections: the connections (MQTT, the cluster), batching, state,
-limits, the web page, metrics, recording and retraining, feedback, Home Assistant, logging.
-What a route makes of its readings (the route, its detector, alerts, nodata) is detection.py's.
+Here, the service's own sections: the MQTT connection, batching, state, limits, the web page,
+metrics, recording and retraining, feedback, Home Assistant, logging. The cluster's is
+cluster.py's. What a route makes of its readings (the route, its detector, alerts, nodata)
+is detection.py's.
 """
 
 from __future__ import annotations
@@ -11,20 +12,35 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
+from sensord.config.base import Section
 from sensord.core.gaps import MIN_INTERVALS
 from sensord.wire.topics import safe_topic_level
+
+__all__ = [
+    "CONFIG_ENV",
+    "ENV_PREFIX",
+    "SECRET_MASK",
+    "YEAR_S",
+    "BatchingSettings",
+    "FeedbackSettings",
+    "HomeAssistantSettings",
+    "LimitsSettings",
+    "LoggingSettings",
+    "MetricsSettings",
+    "MqttSettings",
+    "RecordSettings",
+    "RetrainSettings",
+    "RouteSchedule",
+    "StateSettings",
+    "TlsSettings",
+    "WebSettings",
+]
 
 CONFIG_ENV = "SENSORD_CONFIG"
 ENV_PREFIX = "SENSORD_"  # SENSORD_MQTT__PORT sets mqtt.port
 SECRET_MASK = "**********"
-
-
-class Section(BaseModel):
-    """A section: unknown keys are errors, and defaults are validated like given values."""
-
-    model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
 class TlsSettings(Section):
@@ -46,7 +62,11 @@ class MqttSettings(Section):
     )
     username: str | None = Field(None, description="Username, if the broker wants one.")
     password: SecretStr | None = Field(None, description="Password (never logged).")
-    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version.")
+    protocol: Literal["5", "3.1.1"] = Field(
+        "5",
+        description='MQTT protocol version. In cluster mode, unless given: "3.1.1", all that '
+        'the engine\'s MQTT gateway speaks ("5" is refused there).',
+    )
     keepalive: int = Field(30, ge=5, le=3600, description="Keepalive interval, seconds.")
     qos: Literal[0, 1] = Field(
         1,
@@ -325,76 +345,4 @@ class LoggingSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     format: Literal["auto", "console", "json"] = Field(
         "auto", description="json under systemd/pipes, console on a terminal, or forced."
-    )
-
-
-class ClusterSettings(Section):
-    url: str | None = Field(
-        None,
-        min_length=1,
-        description="NATS server(s) with JetStream, e.g. nats://engine:4222 (several: comma "
-        "separated); unset: single-node mode, no cluster.",
-    )
-    member: str | None = Field(
-        None,
-        min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9_-]+$",
-        description="This member's name, unique in the cluster; default: the host name.",
-    )
-    user: str | None = Field(None, min_length=1, description="NATS user name.")
-    password: SecretStr | None = Field(None, description="NATS password (for user).")
-    credentials: Path | None = Field(
-        None, description="NATS credentials file (.creds: JWT and NKey seed), instead of user."
-    )
-    name: str = Field(
-        "sensord",
-        min_length=1,
-        max_length=32,
-        pattern=r"^[A-Za-z0-9_-]+$",
-        description="The cluster's name: its buckets are <name>_members, <name>_leases, "
-        "<name>_state and <name>_alerts. Every member of one cluster uses the same.",
-    )
-    partitions: int = Field(
-        12,
-        ge=1,
-        le=1024,
-        description="Partitions the streams are hashed into; must equal the engine's subject "
-        "mapping partition(N,1) (sensord cluster-config prints it). At least the members.",
-    )
-    lease_s: float = Field(
-        6.0,
-        ge=1.0,
-        le=300.0,
-        description="A partition's lease time: a dead member's partitions move within about "
-        "this plus a third of it. Every member uses the same.",
-    )
-    checkpoint_s: float = Field(
-        5.0,
-        ge=0.5,
-        le=3600.0,
-        description="How often each owned partition's state is saved to the engine: what a "
-        "member taking over replays at most.",
-    )
-    log_stream: str = Field(
-        "SENSORD_READINGS",
-        min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9_-]+$",
-        description="The JetStream stream that journals the partitioned readings (part.>).",
-    )
-    log_max_age_s: float = Field(
-        86_400.0,
-        ge=60.0,
-        le=366 * 86_400,
-        description="How long the readings log keeps readings (must outlast checkpoint_s "
-        "by far) and the alert ledger its entries.",
-    )
-    prefetch: int = Field(
-        1024,
-        ge=16,
-        le=100_000,
-        description="Readings fetched ahead of scoring, all partitions together; each owned "
-        "partition fetches at least one batch of 256 ahead, so a member owning many holds "
-        "more (12 partitions: about 3,000).",
     )

@@ -10,9 +10,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from sensord.config.cluster import GATEWAY_PROTOCOL, ClusterSettings
 from sensord.config.detection import (
     AlertsSettings,
     NodataSettings,
@@ -24,7 +25,6 @@ from sensord.config.sections import (
     ENV_PREFIX,
     SECRET_MASK,
     BatchingSettings,
-    ClusterSettings,
     FeedbackSettings,
     HomeAssistantSettings,
     LimitsSettings,
@@ -75,6 +75,15 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The TOML file arrives as init arguments; environment variables override it.
         return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _gateway_protocol(self) -> Settings:
+        """A cluster member's MQTT side is the engine's MQTT gateway, which speaks 3.1.1 only
+        (docs/cluster.md): unless the protocol is given, use that (cross_check refuses an
+        explicit "5"). A member left on 5 would hold partitions it cannot publish for."""
+        if self.cluster.url is not None and "protocol" not in self.mqtt.model_fields_set:
+            self.mqtt = self.mqtt.model_copy(update={"protocol": GATEWAY_PROTOCOL})
+        return self
 
     @property
     def records_dir(self) -> Path:
@@ -155,6 +164,12 @@ def _cluster_problems(settings: Settings) -> list[str]:
     if cluster.url is None:
         return []
     problems = []
+    if settings.mqtt.protocol != GATEWAY_PROTOCOL:
+        problems.append(
+            f"mqtt.protocol: {settings.mqtt.protocol!r}: a cluster member publishes through "
+            f"the engine's MQTT gateway, which speaks only {GATEWAY_PROTOCOL}: set protocol "
+            f'= "{GATEWAY_PROTOCOL}" or leave it unset (the default in cluster mode)'
+        )
     if cluster.password is not None and cluster.user is None:
         problems.append("cluster.password: needs cluster.user")
     if cluster.user is not None and cluster.credentials is not None:

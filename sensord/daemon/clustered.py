@@ -13,6 +13,10 @@ an acknowledgement means:
   that takes it over goes on from the next one.
 - **Operators' feedback** is off (not built for a cluster yet: a verdict must reach the
   member that owns its stream).
+- **The member's name** is held in the engine (cluster/presence.py). The MQTT connection
+  (its client id ends with the name) is made only once the name is held, so two members
+  never share a client id; a member refused its name, or whose name another took, raises
+  the reason from the loop (``sensord run`` exits EX_CONFIG, 78).
 - **State** lives in the engine, not on this machine's disk: the local snapshot, journal
   and outbox are off.
 - **The reorder window** works as in one daemon (a sensor's QoS 1 resends after a
@@ -30,6 +34,7 @@ an acknowledgement means:
 
 from __future__ import annotations
 
+import select
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -105,18 +110,23 @@ class ClusterSource:
         # partition -> pipeline name -> streams restored (not all heard from here yet)
         self.restored: dict[int, dict[str, set[str]]] = {}
         self.current: dict[int, int] = {}  # partition -> its generation here now
+        self.connecting = False  # the MQTT connection: started once the name is held
 
     def start(self) -> None:
-        self.mqtt.start()
         self.member.start(self)
 
     def stop(self) -> None:
         """Let every partition go (states saved to the engine), then leave the broker."""
         self.member.stop()
-        self.mqtt.stop()
+        if self.connecting:
+            self.mqtt.stop()
 
     def poll(self, timeout: float) -> None:
         self._between_batches()
+        if not self.connecting:  # nothing to read or write until the name is held
+            select.select([self.member.wake_fd], [], [], min(timeout, NOT_CONNECTED_WAIT_S))
+            self.member.clear_wake()
+            return
         if self.inbox or timeout <= 0:
             self.mqtt.poll(0.0)
             return
@@ -150,6 +160,11 @@ class ClusterSource:
         """The member's jobs first (a partition taken or let go), then readings: an even
         share of every owned partition's (a batch as wide in streams as a single
         daemon's: cluster/partition.py)."""
+        if self.member.refused is not None:
+            raise self.member.refused
+        if not self.connecting and self.member.named.is_set():
+            self.connecting = True
+            self.mqtt.start()
         self.member.run_jobs()
         room = self.read_limit - len(self.inbox)
         if room <= 0:

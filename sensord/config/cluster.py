@@ -52,8 +52,9 @@ class ClusterSettings(Section):
         6.0,
         ge=1.0,
         le=300.0,
-        description="A partition's lease time: a dead member's partitions move within about "
-        "this plus a third of it. Every member uses the same.",
+        description="A partition's lease time: a dead member's partitions are owned again "
+        "within five thirds of it plus their restore (docs/cluster.md). Every member uses "
+        "the same.",
     )
     checkpoint_s: float = Field(
         5.0,

@@ -95,6 +95,9 @@ def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(test())
 
 
+BUSY_BOX_S = 2.0  # what a loaded box may add to a hand-over (timers, the engine's expiry)
+
+
 def test_members_share_partitions_and_take_over_a_dead_ones(engine: LocalEngine) -> None:
     async def test() -> None:
         members = [Member(f"m{i}", engine, "t1") for i in range(3)]
@@ -106,8 +109,10 @@ def test_members_share_partitions_and_take_over_a_dead_ones(engine: LocalEngine)
         await dead.crash()
         took = await until(lambda: shares(alive) == [6, 6], alive, 3 * LEASE_S, "take-over")
         # the dead member's leases expire one lease time after its last renewal (at most a
-        # turn before the crash), then a survivor's next turn claims them
-        assert took <= LEASE_S + 2 * LEASE_S / 3 + 0.5, took
+        # turn before the crash), then a survivor's turn claims them: docs/cluster.md's bound,
+        # lease x 5/3, plus the 2 s a busy box may add that test_failover allows too (seen
+        # in a CI run: 4.0 s with a 2 s lease, past the 0.5 s this allowed before)
+        assert took <= LEASE_S * 5 / 3 + BUSY_BOX_S, took
         assert lost <= set().union(*(m.claims for m in alive))
         for m in alive:
             await m.close()

@@ -146,7 +146,8 @@ def _step_model(
     table["h"][slots] = result.h.transpose(1, 0, 2)
     table["c"][slots] = result.c.transpose(1, 0, 2)
     table["prediction"][slots] = result.prediction
-    table["spread"][slots] = 1.0 if result.spread is None else result.spread
+    if result.spread is not None:  # (without the head the column stays 1)
+        table["spread"][slots] = result.spread
     if position is not None and result.ahead is not None:
         table["ahead"][slots, position] = result.ahead
 

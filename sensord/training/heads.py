@@ -17,6 +17,8 @@ calibration (calibrate.py).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -25,7 +27,6 @@ from sensord.core.bundle import Cross
 from sensord.core.engine import CrossHead, HorizonHead
 from sensord.core.heads import apply_heads, apply_horizon
 from sensord.training.data import TrainingData
-from sensord.training.fit import predictions
 from sensord.training.model import Forecaster
 
 # Ridge strength, relative to each explaining error's own sum of squares (so features of
@@ -35,15 +36,33 @@ RIDGE = 1e-2
 MIN_GAIN = 1.0  # explaining can only narrow an error's spread; a gain under 1 is noise
 
 
+@dataclass(frozen=True)
+class Run:
+    """A model over one stream's rows from a zero state, every head at once (one pass)."""
+
+    prediction: F64  # [n, F] of the next row, after each row
+    spread: F64  # [n, F] the graph's ``s`` (relative to the reference); ones without the head
+    ahead: F64 | None  # [n, F] of the row K ahead; None without the horizon head
+
+
+def run(model: Forecaster, inputs: F32) -> Run:
+    model.eval()
+    with torch.no_grad():
+        out = model.forward_full(torch.from_numpy(inputs).unsqueeze(0))
+    prediction = np.asarray(out.prediction.squeeze(0).numpy(), dtype=np.float64)
+    if out.log_sigma is None:
+        spread = np.ones_like(prediction)
+    else:
+        relative = torch.exp(out.log_sigma) / model.spread_reference
+        spread = np.asarray(relative.squeeze(0).double().numpy())
+    ahead = None if out.ahead is None else np.asarray(out.ahead.squeeze(0).double().numpy())
+    return Run(prediction, spread, ahead)
+
+
 def relative_spread(model: Forecaster, inputs: F32) -> F64:
     """The graph's ``s`` after each row of one stream from a zero state; ones without
     the head."""
-    model.eval()
-    with torch.no_grad():
-        spread = model.relative_spread(torch.from_numpy(inputs).unsqueeze(0))
-    if spread is None:
-        return np.ones((len(inputs), model.features))
-    return np.asarray(spread.squeeze(0).double().numpy())
+    return run(model, inputs).spread
 
 
 def set_spread_reference(model: Forecaster, data: TrainingData) -> None:
@@ -56,14 +75,6 @@ def set_spread_reference(model: Forecaster, data: TrainingData) -> None:
     model.spread_reference.copy_(torch.from_numpy(np.maximum(median, 1e-12)))
 
 
-def look_ahead(model: Forecaster, inputs: F32) -> F64 | None:
-    """The horizon head's prediction after each row of one stream; None without it."""
-    model.eval()
-    with torch.no_grad():
-        ahead = model.forward_full(torch.from_numpy(inputs).unsqueeze(0)).ahead
-    return None if ahead is None else np.asarray(ahead.squeeze(0).double().numpy())
-
-
 def deviations(
     model: Forecaster,
     inputs: F32,
@@ -72,16 +83,14 @@ def deviations(
     horizon: HorizonHead | None = None,
 ) -> F64:
     """Per row, the errors the detector sees (row 0 has none: NaN)."""
-    predicted = predictions(model, inputs).astype(np.float64)
-    spread = relative_spread(model, inputs)
+    model_run = run(model, inputs)
     out = np.full(scaled.shape, np.nan)
-    plain = scaled[1:].astype(np.float64) - predicted[:-1]
-    out[1:] = apply_heads(plain, spread[:-1], cross)
-    ahead = look_ahead(model, inputs)
-    if horizon is not None and ahead is not None:
+    plain = scaled[1:].astype(np.float64) - model_run.prediction[:-1]
+    out[1:] = apply_heads(plain, model_run.spread[:-1], cross)
+    if horizon is not None and model_run.ahead is not None:
         k = horizon.steps
         prior = np.full(scaled.shape, np.nan)
-        prior[k:] = ahead[:-k]
+        prior[k:] = model_run.ahead[:-k]
         out[1:] = apply_horizon(out[1:], scaled[1:].astype(np.float64), prior[1:], horizon)
     return out
 
@@ -93,11 +102,11 @@ def fit_horizon(model: Forecaster, data: TrainingData) -> HorizonHead | None:
     k = model.horizon
     next_step, k_step = [], []
     for s in data.streams:
-        ahead = look_ahead(model, s.inputs)
-        assert ahead is not None  # (the model has the head)
+        model_run = run(model, s.inputs)
+        assert model_run.ahead is not None  # (the model has the head)
         train = s.scaled[: s.split].astype(np.float64)
-        next_step.append(train[1:] - predictions(model, s.inputs)[: s.split - 1])
-        k_step.append(train[k:] - ahead[: s.split - k])
+        next_step.append(train[1:] - model_run.prediction[: s.split - 1])
+        k_step.append(train[k:] - model_run.ahead[: s.split - k])
     spread_1 = np.concatenate(next_step).std(axis=0)
     spread_k = np.concatenate(k_step).std(axis=0)
     gain = np.clip(spread_1 / np.maximum(spread_k, 1e-12), 1e-6, 1e6)

@@ -94,8 +94,9 @@ def run(
         o.error[i] = _rms(w.dev) if has else math.nan
         tally[2 if has else 3] += 1
         copy(pred_after[i], c.core.prediction[s])
-        copy(spread_after[i], c.core.spread[s])
-        if w.horizon_gain.shape[0] > 0:
+        if spread_after.shape[1] > 0:  # ([n, 0] without the spread head: the table keeps 1)
+            copy(spread_after[i], c.core.spread[s])
+        if ahead_after.shape[1] > 0:  # ([n, 0] without the horizon head)
             copy(ahead_after[i], c.core.ahead[s, position])
         _judge(c, p, chans, spec, s, i, has, ts[i], scaled[i], o, w)
         transition = o.transition[i]

@@ -135,8 +135,9 @@ class CompiledPath:
         )
         stepped = order[status[order] == KEPT] if status.any() else order
         out = Scored.empty(n, values.shape[1], slots)
-        after = _run_engine(table, engine, stepped, slots, ts, scaled, reset, out)
-        pred_after, spread_after, ahead_after = after
+        pred_after, spread_after, ahead_after = _run_engine(
+            table, engine, stepped, slots, ts, scaled, reset, out
+        )
         outputs = self._outputs(out, reset)
         tally = np.zeros(TALLY, dtype=np.int64)
         self._run(
@@ -298,21 +299,23 @@ def _run_engine(
     reset: Bools,
     out: Scored,
 ) -> tuple[F32, F32, F32]:
-    """The model's prediction (its spread: 1 without the head; its look ahead: NaN without)
-    after each stepped reading (``stepped``: in stream order): each stream's readings since
-    its last reset one sequence, the sequences of one length one engine run; every stream's
-    last state into the table."""
+    """The model's prediction after each stepped reading (``stepped``: in stream order),
+    and its spread and look ahead if it has those heads (else ``[n, 0]``: nothing for the
+    kernel to copy, nothing allocated for a model without heads): each stream's readings
+    since its last reset one sequence, the sequences of one length one engine run; every
+    stream's last state into the table."""
     pred_after = np.zeros((len(slots), engine.features), dtype=np.float32)
-    after = (pred_after, np.ones_like(pred_after), np.full_like(pred_after, np.nan))
+    none = np.empty((len(slots), 0), dtype=np.float32)
+    after = [pred_after, none, none]
     if stepped.size == 0:
-        return after
+        return pred_after, none, none
     inputs = _inputs(engine, scaled, ts)
     ordered = slots[stepped]
     starts = np.ones(len(stepped), dtype=bool)
     starts[1:] = ordered[1:] != ordered[:-1]
     if starts.all() and not reset.any():  # every stream once (live traffic): one step
         _run_once(table, engine, stepped, slots, inputs, after, out)
-        return after
+        return after[0], after[1], after[2]
     starts = np.flatnonzero(starts | reset[stepped])
     lengths = np.diff(starts, append=len(stepped))
     # A stream's last stepped reading ends the sequence whose state the table keeps. (The
@@ -344,7 +347,7 @@ def _run_engine(
     for kept, h_final, c_final in finals:
         table["h"][kept] = h_final
         table["c"][kept] = c_final
-    return after
+    return after[0], after[1], after[2]
 
 
 def _inputs(engine: StepEngine, scaled: F64, ts: F64) -> F32:
@@ -356,12 +359,17 @@ def _inputs(engine: StepEngine, scaled: F64, ts: F64) -> F32:
     return inputs
 
 
-def _keep(after: tuple[F32, F32, F32], rows: npt.NDArray[np.intp], result: SequenceResult) -> None:
+def _keep(after: list[F32], rows: npt.NDArray[np.intp], result: SequenceResult) -> None:
     """An engine run's outputs after each of its readings (``rows[T, B]``): the prediction,
-    and the spread and look ahead where the model has those heads."""
-    for into, got in zip(after, (result.predictions, result.spread, result.ahead), strict=True):
-        if got is not None:
-            into[rows] = got
+    and the spread and look ahead where the model has those heads (their columns made at
+    the first run that gives them)."""
+    outputs = (result.predictions, result.spread, result.ahead)
+    for k, got in enumerate(outputs):
+        if got is None:
+            continue
+        if after[k].shape[1] == 0:
+            after[k] = np.full_like(after[0], 1.0 if k == 1 else np.nan)
+        after[k][rows] = got
 
 
 def _run_once(
@@ -370,7 +378,7 @@ def _run_once(
     stepped: npt.NDArray[np.intp],
     slots: Slots,
     inputs: F32,
-    after: tuple[F32, F32, F32],
+    after: list[F32],
     out: Scored,
 ) -> None:
     """One step of streams that each have one reading here (and no reset)."""
